@@ -1,0 +1,1 @@
+"""The serving side: config schema, stacks, the embedded engine, the simulator, probes."""
