@@ -1,67 +1,100 @@
-"""Write a trial's config: the base YAML with tuned keys set, comments and key order kept."""
+"""Write a config that is the base YAML with only the tuned values changed.
+
+ruamel.yaml (round-trip) finds where each tuned value sits; the value text is
+replaced in place, so indentation, quoting, ``True`` spellings, key order and
+comments of every other line stay byte for byte. The result is re-read and
+checked to equal the base with exactly those keys changed.
+"""
 from __future__ import annotations
 
-import io
+import copy
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from serving.config.errors import ConfigError
 
 
-def _yaml() -> YAML:
-    y = YAML()  # round-trip mode keeps comments, order and flow style
-    y.preserve_quotes = True
-    y.width = 4096
-    return y
-
-
-def load_roundtrip(path: str | Path) -> CommentedMap:
-    try:
-        return _yaml().load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError("base config file not found", path) from None
-
-
-def dump_roundtrip(doc: CommentedMap) -> str:
-    buf = io.StringIO()
-    _yaml().dump(doc, buf)
-    return buf.getvalue()
-
-
-def set_dotted(doc: CommentedMap, key: str, value: Any, path: str | Path | None = None) -> None:
-    """Set ``a.b.c`` in place. The key must already exist in the base: a tuned key that the
-    stack would not read is a mistake in the search space, not something to add silently."""
-    node = doc
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
+def _locate(doc, key: str, path):
+    node, parts = doc, key.split(".")
+    for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"tuned key must exist in the base config; no section '{'.'.join(parts[:i + 1])}'",
+            raise ConfigError(f"tuned key must exist in the base config; no '{'.'.join(parts[:i + 1])}' there",
                               path, key)
-        node = node[part]
-    leaf = parts[-1]
-    if not isinstance(node, dict) or leaf not in node:
-        raise ConfigError("tuned key must exist in the base config; it does not", path, key)
-    old = node[leaf]
+        if i < len(parts) - 1:
+            node = node[part]
+    return node, parts[-1]
+
+
+def _value_end(line: str, col: int, key: str, path) -> int:
+    """Index just past the value that starts at ``col`` (flow collection, quoted or plain scalar)."""
+    opener = line[col] if col < len(line) else ""
+    if opener in "[{":
+        depth, closer = 0, {"[": "]", "{": "}"}[opener]
+        for i in range(col, len(line)):
+            depth += line[i] == opener
+            depth -= line[i] == closer
+            if depth == 0:
+                return i + 1
+        raise ConfigError("a tuned value must fit on one line; this flow collection spans lines", path, key)
+    if opener in "'\"":
+        end = line.find(opener, col + 1)
+        return end + 1 if end > 0 else len(line.rstrip("\n"))
+    body = line.rstrip("\n")
+    hash_at = body.find(" #", col)
+    return len((body[:hash_at] if hash_at >= 0 else body).rstrip())
+
+
+def _format(old: Any, value: Any, old_text: str) -> str:
     if isinstance(old, list) and not isinstance(value, list):
-        # llm-serving keeps batch sizes and seq lengths as lists; a tuned scalar is a one-entry list
-        value = [value]
-    if isinstance(value, list):
-        seq = CommentedSeq(value)
-        if isinstance(old, CommentedSeq) and old.fa.flow_style():
-            seq.fa.set_flow_style()
-        value = seq
-    node[leaf] = value
+        value = [value]  # llm-serving keeps batch sizes and seq lengths as lists
+    if isinstance(value, str) and old_text[:1] in "'\"":
+        return old_text[0] + value + old_text[0]
+    return yaml.safe_dump(value, default_flow_style=True, width=4096).strip().removesuffix("...").strip()
 
 
-def render(base: str | Path, params: dict[str, Any], out: str | Path | None = None) -> str:
-    doc = load_roundtrip(base)
+def _set(data: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for p in parents:
+        data = data[p]
+    data[leaf] = [value] if isinstance(data[leaf], list) and not isinstance(value, list) else value
+
+
+def render_text(text: str, params: dict[str, Any], path: str | Path | None = None) -> str:
+    doc = YAML().load(text)
+    lines = text.splitlines(keepends=True)
     for key, value in params.items():
-        set_dotted(doc, key, value, base)
-    text = dump_roundtrip(doc)
+        parent, leaf = _locate(doc, key, path)
+        old = parent[leaf]
+        if isinstance(old, dict) or (isinstance(old, list) and not old.fa.flow_style()):
+            raise ConfigError("a tuned key must hold a scalar or a one-line [list] in the base config", path, key)
+        row, col = parent.lc.value(leaf)
+        line = lines[row]
+        end = _value_end(line, col, key, path)
+        new = _format(old, value, line[col:end])
+        rest = line[end:]
+        gap = len(rest) - len(rest.lstrip(" "))
+        if rest.strip().startswith("#"):  # keep the comment in its column where there is room
+            rest = " " * max(1, gap + (end - col) - len(new)) + rest.lstrip(" ")
+        lines[row] = line[:col] + new + rest
+    out = "".join(lines)
+    expected = copy.deepcopy(yaml.safe_load(text))
+    for key, value in params.items():
+        _set(expected, key, value)
+    if yaml.safe_load(out) != expected:
+        raise ConfigError(f"rendering changed more than the tuned keys {sorted(params)}; report this", path)
+    return out
+
+
+def render(base: str | Path, params: dict[str, Any], out: str | Path | None = None, header: str = "") -> str:
+    try:
+        text = Path(base).read_text()
+    except FileNotFoundError:
+        raise ConfigError("base config file not found", base) from None
+    result = header + render_text(text, params, base)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
-    return text
+        Path(out).write_text(result)
+    return result

@@ -156,25 +156,36 @@ class NumpyLlama:
 
     def decode(self, tokens: list[int], positions: list[int], block_tables: list[list[int]],
                rows: int | None = None) -> np.ndarray:
-        """One token per row at ``positions``; attends over the cached context. (n, vocab)."""
+        """One token per row at ``positions``; attends over the cached context. (n, vocab).
+
+        Attention runs over the concatenated contexts of all rows (segment sums), so its
+        cost follows the tokens actually cached, as PagedAttention's does, not rows x longest.
+        Padded rows (up to ``rows``) have a one-token context in the null block.
+        """
+        d = self.dims
         n = len(tokens)
         rows = max(rows or n, n)
         tok = np.array(list(tokens) + [0] * (rows - n), np.int64)
         pos = np.array(list(positions) + [0] * (rows - n), np.int64)
-        ctx = int(pos.max()) + 1
-        slots = block_slots(list(block_tables) + [[]] * (rows - n), ctx, self.block_size)
-        own = slots[np.arange(rows), pos]
-        mask = (np.arange(ctx)[None, :] <= pos[:, None])[:, None, :]
-        x = self.w["embed"][tok][:, None, :]
-        for i in range(self.dims.num_layers):
-            q, k, v = self._qkv(i, x, pos[:, None])
-            self.k_cache[i][own[:n]] = k[:n, 0]
-            self.v_cache[i][own[:n]] = v[:n, 0]
-            # padded rows read the null block; their output is discarded
-            kc = self.k_cache[i][slots]
-            vc = self.v_cache[i][slots]
-            kc[np.arange(rows), pos] = k[:, 0]
-            vc[np.arange(rows), pos] = v[:, 0]
-            x = x + self._attend(q, kc, vc, mask).reshape(rows, 1, -1) @ self.w[f"{i}.wo"]
+        ctx = pos + 1
+        starts = np.concatenate([[0], np.cumsum(ctx)[:-1]])
+        row_of = np.repeat(np.arange(rows), ctx)
+        p_in_row = np.arange(int(ctx.sum())) - starts[row_of]
+        table = block_slots(list(block_tables) + [[]] * (rows - n), int(ctx.max()), self.block_size)
+        flat = table[row_of, p_in_row]
+        own = flat[starts + pos]
+        rep = d.num_heads // d.num_kv_heads
+        x = self.w["embed"][tok]
+        for i in range(d.num_layers):
+            q, k, v = self._qkv(i, x, pos)
+            self.k_cache[i][own] = k
+            self.v_cache[i][own] = v
+            kf, vf = self.k_cache[i][flat], self.v_cache[i][flat]                 # (N, Hkv, D)
+            qf = q.reshape(rows, d.num_kv_heads, rep, d.head_dim)[row_of]         # (N, Hkv, rep, D)
+            s = np.einsum("nkrd,nkd->nkr", qf, kf) / np.float32(np.sqrt(d.head_dim))
+            s = np.exp(s - np.maximum.reduceat(s, starts, axis=0)[row_of])
+            z = np.add.reduceat(s, starts, axis=0)
+            o = np.add.reduceat(s[..., None] * vf[:, :, None, :], starts, axis=0) / z[..., None]
+            x = x + o.reshape(rows, -1) @ self.w[f"{i}.wo"]
             x = x + self._mlp(i, x)
-        return self._logits(x[:n, 0])
+        return self._logits(x[:n])

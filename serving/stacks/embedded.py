@@ -1,0 +1,53 @@
+"""The default stack: our embedded engine as one server process on a free loopback port."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from serving.probes.base import Probe
+from serving.probes.engine import EngineBusyProbe
+from serving.stacks.base import LaunchSpec, RunningStack, Stack
+from serving.stacks.process import ManagedProcess
+from serving.stacks.readiness import http_ok, wait_until
+
+
+class EmbeddedRunning(RunningStack):
+    def __init__(self, proc: ManagedProcess, url: str):
+        self.proc, self.url = proc, url
+
+    def alive(self) -> bool:
+        return self.proc.alive()
+
+    def probes(self) -> list[Probe]:
+        return [EngineBusyProbe(self.url)]
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        return self.proc.log_tail(max_chars)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class EmbeddedStack(Stack):
+    name = "embedded"
+
+    def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
+        host = spec.options.get("host", "127.0.0.1")
+        port_file = Path(spec.run_dir) / "port"
+        port_file.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "serving.engine.server", "--config", str(spec.config_path),
+                "--host", host, "--port", "0", "--port-file", str(port_file)]
+        proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log")
+        state: dict[str, str] = {}
+
+        def ready() -> bool:
+            if "url" not in state and port_file.exists():
+                state["url"] = f"http://{host}:{port_file.read_text().strip()}"
+            return "url" in state and http_ok(state["url"] + "/health")
+
+        try:
+            wait_until(ready, proc.alive, spec.ready_timeout, proc.log_tail, "ready")
+        except BaseException:
+            proc.stop()
+            raise
+        return EmbeddedRunning(proc, state["url"])

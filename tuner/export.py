@@ -1,0 +1,21 @@
+"""Write the best trial's configuration: the base YAML with only the tuned keys changed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from serving.config.render import render
+from tuner.space import StudySpace
+from tuner.study import best_trial, trial_params
+
+
+def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None) -> Path:
+    trial = best_trial(study)
+    base = root / space.base_config
+    out = to or base.with_name(f"{base.stem}_{space.study}_best.yaml")
+    values = ", ".join(f"{n}={v:.4g}" for n, v in zip(study.metric_names or [], trial.values))
+    header = (f"# Exported by serving-tuner: study {space.study!r}, trial {trial.number} ({values}).\n"
+              f"# Base: {space.base_config}; only the tuned keys differ.\n")
+    render(base, trial_params(space, trial), out, header)
+    return out

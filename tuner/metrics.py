@@ -1,0 +1,59 @@
+"""Scores from per-request records, computed afterwards with pandas, never in the HTTP loop."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from tuner.records import RequestRecord
+
+PCTS = (50, 90, 99)
+
+
+def records_frame(records: list[RequestRecord]) -> pd.DataFrame:
+    return pd.DataFrame([r.as_row() for r in records])
+
+
+def _pcts(prefix: str, values) -> dict[str, float]:
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return {f"{prefix}_p{p}": float("nan") for p in PCTS} | {f"{prefix}_mean": float("nan")}
+    out = {f"{prefix}_p{p}": float(np.percentile(arr, p)) for p in PCTS}
+    out[f"{prefix}_mean"] = float(arr.mean())
+    return out
+
+
+def score(records: list[RequestRecord], service_times: dict[int, float] | None = None) -> dict[str, float]:
+    """Exec Time (first send to last completion), rates, latency percentiles, failures.
+
+    ``service_times`` (request index -> its unloaded service time) adds the
+    arrival-bound lower limit: the last send plus that request's own service time.
+    """
+    df = records_frame(records)
+    ok = df[df["error"].isna() & df["done"].notna()]
+    sent = df["sent"].dropna()
+    m: dict[str, float] = {"requests": float(len(df)), "requests_ok": float(len(ok)),
+                           "requests_failed": float(len(df) - len(ok))}
+    if len(ok) == 0 or sent.empty:
+        m["total_time"] = float("nan")
+        return m
+    start, end = float(sent.min()), float(ok["done"].max())
+    total = end - start
+    m["total_time"] = total
+    m["throughput_rps"] = len(ok) / total if total > 0 else float("nan")
+    m["tokens_per_s"] = float(ok["n_tokens"].sum()) / total if total > 0 else float("nan")
+    m["tokens_out"] = float(ok["n_tokens"].sum())
+    m |= _pcts("ttft", ok["first_token"] - ok["sent"])
+    m |= _pcts("e2e", ok["done"] - ok["sent"])
+    multi = ok[ok["n_tokens"] > 1]
+    m |= _pcts("tpot", (multi["done"] - multi["first_token"]) / (multi["n_tokens"] - 1))
+    itl = [b - a for r in records if r.ok for a, b in zip(r.token_times, r.token_times[1:])]
+    m |= _pcts("itl", itl)
+    m |= _pcts("send_lag", (df["sent"] - df["scheduled"]).dropna())
+    if service_times:
+        last = df.loc[df["sent"].idxmax()]
+        bound = float(last["sent"]) - start + service_times.get(int(last["index"]), 0.0)
+        m["arrival_bound"] = bound
+        m["efficiency"] = bound / total if total > 0 else float("nan")
+    return m

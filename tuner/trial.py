@@ -1,0 +1,100 @@
+"""One trial: render the config, check it, launch the stack, replay the trace, score, stop.
+
+Every way a trial can go wrong ends in a TrialOutcome with a failure class and
+the log tail; nothing here raises for a bad configuration or a crashing stack.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from serving.config.errors import ConfigError
+from serving.config.render import render
+from serving.config.schema import load_serving_yaml
+from serving.probes.base import ProbeSampler
+from serving.stacks import failures
+from serving.stacks.base import LaunchError, LaunchSpec, get_stack
+from tuner.metrics import records_frame, score
+from tuner.records import RequestRecord
+from tuner.replay import ReplayOptions, Replayer
+from tuner.space import StudySpace
+from tuner.trace import TraceRequest
+
+
+@dataclass
+class TrialOutcome:
+    metrics: dict[str, float] = field(default_factory=dict)
+    fail_class: str | None = None
+    fail_detail: str = ""
+    log_tail: str = ""
+    records: list[RequestRecord] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.fail_class is None
+
+
+def _fail(cls: str, detail: str, tail: str = "", **kw) -> TrialOutcome:
+    return TrialOutcome(fail_class=cls, fail_detail=detail, log_tail=tail[-4000:], **kw)
+
+
+def _classify_replay(records: list[RequestRecord], alive: bool, tail: str) -> tuple[str, str]:
+    errors = [r.error for r in records if r.error]
+    if not alive:
+        return failures.classify_log(tail, failures.CRASH_DURING_REPLAY), "stack exited during the replay"
+    if errors and all(e.startswith(("timeout", "cancelled")) for e in errors):
+        return failures.HANG, f"{len(errors)} requests got no complete response in time"
+    return failures.BAD_RESPONSE, f"{len(errors)} requests failed; first: {errors[0]}"
+
+
+def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path,
+              plan: list[tuple[float, TraceRequest]], device_id: int | None = None,
+              on_request: Callable[[RequestRecord], None] | None = None,
+              replayer_hook: Callable[[Replayer], None] | None = None) -> TrialOutcome:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.yaml"
+    stack = get_stack(space.backend)
+    options = space.backend_options()
+    try:
+        render(root / space.base_config, params, config_path)
+        cfg = load_serving_yaml(config_path)
+    except ConfigError as err:
+        return _fail(failures.CONFIG_REJECTED, str(err))
+    max_len = max(r.total_len for _, r in plan)
+    broken = stack.check(cfg, max_len, options)
+    if broken:
+        return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
+    try:
+        running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
+    except LaunchError as err:
+        return _fail(err.fail_class, err.detail, err.log_tail)
+    try:
+        if hasattr(running, "simulate"):  # the simulator replays on its virtual clock
+            records, usage = running.simulate(plan, on_request)
+        else:
+            opts = ReplayOptions(stream=space.load.stream, parameters=dict(space.load.parameters),
+                                 request_timeout=space.load.request_timeout)
+            replayer = Replayer(running.url, opts, on_request)
+            if replayer_hook:
+                replayer_hook(replayer)
+            import asyncio
+            with ProbeSampler(running.probes()) as sampler:
+                records = asyncio.run(replayer.run(plan, deadline=space.timeouts.replay))
+            usage = sampler.summary()
+        alive = running.alive()
+        tail = running.log_tail()
+    finally:
+        running.stop()
+    records_frame(records).to_csv(run_dir / "requests.csv", index=False)
+    metrics = score(records) | usage
+    primary = next((k for k in usage if k.endswith("_mean")), None)
+    metrics["utilisation"] = usage[primary] if primary else float("nan")
+    failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
+    if failed > space.max_failed_fraction or not alive or math.isnan(metrics["total_time"]):
+        cls, detail = _classify_replay(records, alive, tail)
+        out = _fail(cls, detail, tail, records=records)
+        out.metrics = metrics
+        return out
+    return TrialOutcome(metrics=metrics, records=records)
