@@ -74,6 +74,25 @@ def cmd_bare_run(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from serving.stacks.base import LaunchError
+    from tuner.profile import make_cells, print_table, profile, write_csv
+    root, space, _ = _context(args)
+    cells = make_cells(args.concurrency, args.prompt_tokens, args.completion_tokens)
+    out = args.csv or root / "trials" / space.study / "profile" / "profile_generation.csv"
+    try:
+        rows = profile(space, root, cells, args.rounds, out.parent, args.config, args.warmup_rounds, args.device,
+                       on_row=lambda r: print(f"cell c={r['concurrency']} p={r['prompt_tokens']} "
+                                              f"o={r['completion_tokens']}: {r['output_tokens_per_s']:.1f} tok/s"))
+    except LaunchError as err:
+        print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
+        return 1
+    write_csv(rows, out)
+    print_table(rows)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tune", description="Tune an LLM serving stack by measuring it.")
     sub = ap.add_subparsers(dest="command")
@@ -90,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     bare = sub.add_parser("bare-run", help="replay the trace with the engine stopped at each stage")
     _common(bare)
     bare.set_defaults(func=cmd_bare_run)
+    prof = sub.add_parser("profile", help="static benchmark (LMDeploy profile_generation): concurrency x "
+                          "(prompt, completion) tokens, closed loop")
+    _common(prof)
+    prof.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8],
+                      help="workers per cell (LMDeploy uses 1 16 32 64; mind decode_batch_size)")
+    prof.add_argument("-pt", "--prompt-tokens", type=int, nargs="+", default=[1, 128, 128, 512],
+                      help="prompt lengths (words = tokens), paired one to one with --completion-tokens")
+    prof.add_argument("-ct", "--completion-tokens", type=int, nargs="+", default=[128, 128, 512, 128],
+                      help="max_new_tokens per request, paired with --prompt-tokens")
+    prof.add_argument("-tr", "--rounds", type=int, default=3, help="requests each worker sends per cell")
+    prof.add_argument("-w", "--warmup-rounds", type=int, default=1, help="unrecorded rounds before each cell")
+    prof.add_argument("--config", type=Path, help="serving YAML to profile (default: the study's base config)")
+    prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
+    prof.add_argument("--device", type=int, help="accelerator device id for the stack")
+    prof.set_defaults(func=cmd_profile)
     return ap
 
 

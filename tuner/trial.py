@@ -16,6 +16,7 @@ from serving.config.schema import load_serving_yaml
 from serving.probes.base import ProbeSampler
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, get_stack
+from tuner.bound import unloaded_service_times
 from tuner.metrics import records_frame, score
 from tuner.records import RequestRecord
 from tuner.replay import ReplayOptions, Replayer
@@ -70,12 +71,12 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
     except LaunchError as err:
         return _fail(err.fail_class, err.detail, err.log_tail)
+    opts = ReplayOptions(stream=space.load.stream, parameters=dict(space.load.parameters),
+                         request_timeout=space.load.request_timeout)
     try:
         if hasattr(running, "simulate"):  # the simulator replays on its virtual clock
             records, usage = running.simulate(plan, on_request)
         else:
-            opts = ReplayOptions(stream=space.load.stream, parameters=dict(space.load.parameters),
-                                 request_timeout=space.load.request_timeout)
             replayer = Replayer(running.url, opts, on_request)
             if replayer_hook:
                 replayer_hook(replayer)
@@ -85,10 +86,11 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
             usage = sampler.summary()
         alive = running.alive()
         tail = running.log_tail()
+        service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
     finally:
         running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
-    metrics = score(records) | usage
+    metrics = score(records, service) | usage
     primary = next((k for k in usage if k.endswith("_mean")), None)
     metrics["utilisation"] = usage[primary] if primary else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)

@@ -1,0 +1,32 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "llama" / "tiny_llama_pa.yaml"
+SMALL_MODEL = {"engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.intermediate_size": 128}
+
+
+@pytest.fixture
+def project_root(tmp_path: Path) -> Path:
+    """A throwaway project root: search_spaces/, configs/, traces/ copied, trials/ empty."""
+    for name in ("search_spaces", "configs", "traces"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "trials").mkdir()
+    # a smaller model in the copy keeps end-to-end tests quick; the code path is the same
+    from serving.config.render import render
+    tiny = tmp_path / "configs/llama/tiny_llama_pa.yaml"
+    render(tiny, SMALL_MODEL, tiny)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """The tiny base config shrunk further so tests start and decode fast."""
+    from serving.config.render import render
+    out = tmp_path / "tiny.yaml"
+    render(TINY, {"model_config.decode_batch_size": 4, "pa_config.num_blocks": 64,
+                  "engine_config.hidden_size": 64, "engine_config.num_layers": 1,
+                  "engine_config.intermediate_size": 128}, out)
+    return out

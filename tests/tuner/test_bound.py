@@ -1,0 +1,100 @@
+"""Arrival bound: the last send plus that request's unloaded service time, measured alone."""
+import asyncio
+import math
+
+from aiohttp import web
+
+from tuner.bound import alone, last_arrival, service_time, unloaded_service_times
+from tuner.compose import load_space
+from tuner.metrics import score
+from tuner.records import RequestRecord
+from tuner.replay import ReplayOptions
+from tuner.study import StudyRun
+from tuner.trace import TraceRequest
+from tuner.trial import run_trial
+
+
+def rec(i, sent, done=None, error=None, n=3):
+    return RequestRecord(i, 5, n, sent, sent=sent, first_token=done, done=done, n_tokens=n, error=error)
+
+
+def test_last_arrival_is_the_latest_send_and_none_when_nothing_was_sent():
+    recs = [rec(0, 0.0, 1.0), rec(1, 2.5, 3.0), rec(2, 1.0, 9.0)]
+    assert last_arrival(recs) == 1
+    assert last_arrival([RequestRecord(0, 1, 1, 0.0)]) is None
+
+
+def test_service_time_is_nan_for_a_failed_request():
+    assert service_time(rec(0, 1.0, 1.5)) == 0.5
+    assert math.isnan(service_time(rec(0, 1.0, 1.5, error="timeout: x")))
+
+
+class FakeSim:
+    def __init__(self, alive=True):
+        self._alive, self.plans = alive, []
+
+    def alive(self):
+        return self._alive
+
+    def simulate(self, plan, on_request):
+        self.plans.append(plan)
+        (_, req), = plan
+        return [rec(req.index, 0.0, 0.25 * req.output_len, n=req.output_len)], {}
+
+
+def test_the_last_sent_request_is_served_alone_and_scored():
+    plan = [(0.0, TraceRequest(7, "a b", 2, 2)), (1.0, TraceRequest(8, "c", 4, 1))]
+    recs = [rec(7, 0.0, 5.0), rec(8, 1.0, 6.0)]
+    sim = FakeSim()
+    service = unloaded_service_times(sim, plan, recs, ReplayOptions())
+    assert service == {8: 1.0} and sim.plans == [[(0.0, plan[1][1])]]
+    m = score(recs, service)
+    assert m["arrival_bound"] == 1.0 + 1.0 and m["efficiency"] == 2.0 / 6.0
+
+
+def test_an_unmeasurable_bound_is_nan_but_present():
+    plan = [(0.0, TraceRequest(3, "a", 2, 1))]
+    recs = [rec(3, 0.0, 2.0)]
+    service = unloaded_service_times(FakeSim(alive=False), plan, recs, ReplayOptions())
+    assert list(service) == [3] and math.isnan(service[3])
+    m = score(recs, service)
+    assert math.isnan(m["arrival_bound"]) and math.isnan(m["efficiency"])
+
+
+async def _alone_against_slow_server(delay):
+    async def handler(request):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await asyncio.sleep(delay)
+        await resp.write(b'{"data": [{"tokens": {"id": 5}, "finish_reason": "length"}]}\n')
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/models/llama2/generate_stream", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        return await alone(f"http://127.0.0.1:{port}", TraceRequest(0, "x", 1, 1), ReplayOptions(), repeats=2)
+    finally:
+        await runner.cleanup()
+
+
+def test_alone_takes_the_fastest_lone_replay():
+    t = asyncio.run(_alone_against_slow_server(0.05))
+    assert 0.05 <= t < 1.0
+
+
+def test_every_embedded_trial_carries_arrival_bound_and_efficiency(project_root, tiny_config):
+    space = load_space("pa_batching", project_root, ["load.qps=20", "load.duration=0.3", f"base_config={tiny_config}"])
+    plan = StudyRun(space, project_root, "").plan()
+    params = {"model_config.prefill_batch_size": 2, "model_config.decode_batch_size": 8,
+              "pa_config.num_blocks": 256, "pa_config.block_size": 16}
+    out = run_trial(space, project_root, params, project_root / "trials/b/0", plan)
+    assert out.ok, out.fail_detail
+    m = out.metrics
+    last_sent = max(r.sent for r in out.records) - min(r.sent for r in out.records)
+    assert last_sent < m["arrival_bound"] <= m["total_time"] * 1.5  # noise may lift it a little over 1
+    assert m["efficiency"] == m["arrival_bound"] / m["total_time"]

@@ -1,0 +1,40 @@
+import math
+
+import pytest
+
+from tuner.metrics import score
+from tuner.records import RequestRecord
+
+
+def rec(i, sent, first, done, n, error=None):
+    step = (done - first) / max(n - 1, 1)
+    return RequestRecord(i, 5, n, scheduled=sent, sent=sent, first_token=first, done=done,
+                         token_times=[first + k * step for k in range(n)], n_tokens=n,
+                         finish_reason="length", error=error)
+
+
+def test_exec_time_is_first_send_to_last_completion():
+    m = score([rec(0, 0.0, 0.1, 1.0, 10), rec(1, 0.5, 0.7, 3.5, 4)])
+    assert m["total_time"] == pytest.approx(3.5)
+    assert m["throughput_rps"] == pytest.approx(2 / 3.5)
+    assert m["tokens_per_s"] == pytest.approx(14 / 3.5)
+    assert m["ttft_p50"] == pytest.approx(0.15)
+    assert m["tpot_p50"] == pytest.approx((0.9 / 9 + 2.8 / 3) / 2)
+    assert m["itl_p50"] == pytest.approx(0.1)
+
+
+def test_failed_requests_are_counted_not_dropped():
+    records = [rec(0, 0.0, 0.1, 1.0, 10), RequestRecord(1, 5, 10, 0.2, sent=0.2, error="timeout: x")]
+    m = score(records)
+    assert m["requests"] == 2 and m["requests_ok"] == 1 and m["requests_failed"] == 1
+    assert m["total_time"] == pytest.approx(1.0)
+
+
+def test_all_failed_gives_nan_total():
+    m = score([RequestRecord(0, 5, 10, 0.0, sent=0.0, error="connection: refused")])
+    assert math.isnan(m["total_time"]) and m["requests_failed"] == 1
+
+
+def test_arrival_bound_and_efficiency():
+    m = score([rec(0, 0.0, 0.1, 1.0, 10), rec(1, 2.0, 2.1, 4.0, 10)], service_times={1: 1.0})
+    assert m["arrival_bound"] == pytest.approx(3.0) and m["efficiency"] == pytest.approx(0.75)

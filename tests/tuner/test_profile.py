@@ -1,0 +1,73 @@
+"""`tune profile`: LMDeploy's static benchmark, closed loop, against a launched stack."""
+import csv
+import math
+import os
+
+import pytest
+
+from serving.config.errors import ConfigError
+from tuner.cli import main
+from tuner.profile import Cell, GroupMemory, cell_row, make_cells, stack_pgids, synth_prompt
+from tuner.records import RequestRecord
+
+
+def test_cells_pair_prompt_and_completion_for_each_concurrency():
+    cells = make_cells([1, 4], [1, 128], [128, 8])
+    assert cells == [Cell(1, 1, 128), Cell(1, 128, 8), Cell(4, 1, 128), Cell(4, 128, 8)]
+    with pytest.raises(ConfigError, match="equal lengths"):
+        make_cells([1], [1, 2], [3])
+    with pytest.raises(ConfigError, match=">= 1"):
+        make_cells([0], [1], [3])
+
+
+def test_prompt_has_exactly_n_words():
+    assert [len(synth_prompt(n).split()) for n in (1, 7, 300)] == [1, 7, 300]
+
+
+def test_row_follows_lmdeploy_definitions():
+    def r(i, sent, times, error=None):
+        return RequestRecord(i, 4, len(times), 0.0, sent=sent, first_token=times[0], done=times[-1],
+                             token_times=list(times), n_tokens=len(times), finish_reason="length", error=error)
+    recs = [r(0, 0.0, [0.1, 0.2, 0.4]), r(1, 0.0, [0.3, 0.4, 0.5]), r(2, 0.5, [0.6], error="timeout: x")]
+    row = cell_row(Cell(2, 4, 3), 1, recs, elapsed=2.0)
+    assert (row["requests"], row["requests_ok"]) == (3, 2)
+    assert row["first_token_latency_min_s"] == pytest.approx(0.1)
+    assert row["first_token_latency_max_s"] == pytest.approx(0.3)
+    assert row["first_token_latency_mean_s"] == pytest.approx(0.2)
+    assert row["output_tokens_per_s"] == 3.0 and row["requests_per_s"] == 1.0  # 6 tokens, 2 requests, 2 s
+    assert row["token_latency_p50_s"] == pytest.approx(0.1)  # gaps 0.1, 0.2, 0.1, 0.1; first token excluded
+    assert row["token_latency_p99_s"] == pytest.approx(0.197)
+    assert row["error"].startswith("1 failed")
+
+
+def test_group_memory_sums_rss_of_a_process_group():
+    with GroupMemory([os.getpgid(0)], interval=0.01) as mem:
+        _ = bytearray(8 * 2**20)
+    assert mem.peak > 8 * 2**20
+    with GroupMemory([]) as none:
+        pass
+    assert none.peak == 0
+
+
+def test_pgids_come_from_the_stack_or_its_process():
+    class P:
+        pgid = 123
+
+    class Running:
+        proc = P()
+
+    assert stack_pgids(Running()) == [123]
+
+
+def test_profile_on_the_embedded_stack_writes_csv(project_root, tiny_config, capsys):
+    out = project_root / "prof.csv"
+    rc = main(["profile", "--root", str(project_root), "--config", str(tiny_config), "-c", "1", "2",
+               "-pt", "3", "-ct", "4", "-tr", "2", "-w", "0", "--csv", str(out)])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [(r["concurrency"], r["requests_ok"]) for r in rows] == [("1", "2"), ("2", "4")]
+    for r in rows:
+        assert r["error"] == "" and float(r["output_tokens_per_s"]) > 0 and float(r["peak_rss_mb"]) > 10
+        assert 0 < float(r["first_token_latency_min_s"]) <= float(r["first_token_latency_max_s"])
+        assert not math.isnan(float(r["token_latency_p99_s"]))
+    assert "tok lat p50/p75/p95/p99 ms" in capsys.readouterr().out

@@ -1,0 +1,89 @@
+"""Replay client against a test double server (the real engine is replayed in test_trial.py)."""
+import asyncio
+import json
+
+from aiohttp import web
+
+from tuner.replay import ReplayOptions, Replayer
+from tuner.trace import TraceRequest
+
+
+def line(tok, reason=None):
+    data = [{"generated_text": " w", "tokens": {"id": tok, "text": " w"} if tok else None, "finish_reason": reason}]
+    return (json.dumps({"event": "message", "data": data}) + "\n").encode()
+
+
+async def stream_handler(request):
+    body = await request.json()
+    mode = body["inputs"]
+    if mode == "http500":
+        raise web.HTTPInternalServerError(text="boom")
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    n = body["parameters"]["max_new_tokens"]
+    for i in range(n):
+        if mode == "garbage" and i == 1:
+            await resp.write(b"not json\n")
+        if mode == "hang" and i == 1:
+            await asyncio.sleep(2.5)
+        await resp.write(line(10 + i, "length" if (i == n - 1 and mode != "noreason") else None))
+        await asyncio.sleep(0.001)
+    if mode == "sse":
+        await resp.write(b"data: " + line(None, "length"))
+    return resp
+
+
+async def full_handler(request):
+    return web.json_response({"generated_tokens": 3, "finish_reason": "length"})
+
+
+async def run_against(modes, timeout=5.0, stream=True):
+    app = web.Application()
+    app.router.add_post("/models/llama2/generate_stream", stream_handler)
+    app.router.add_post("/models/llama2/generate", full_handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    plan = [(0.01 * i, TraceRequest(i, m, 3, 1)) for i, m in enumerate(modes)]
+    try:
+        return await Replayer(f"http://127.0.0.1:{port}", ReplayOptions(stream=stream, request_timeout=timeout)).run(
+            plan, deadline=timeout + 2)
+    finally:
+        await runner.cleanup()
+
+
+def test_stream_records_every_token_and_timestamps_in_order():
+    (r,) = asyncio.run(run_against(["ok"]))
+    assert r.ok and r.n_tokens == 3 and r.finish_reason == "length"
+    assert r.sent <= r.first_token <= r.token_times[0] <= r.token_times[-1] <= r.done
+
+
+def test_every_failure_is_a_record_with_its_cause():
+    recs = asyncio.run(run_against(["ok", "garbage", "noreason", "http500", "hang"], timeout=1.0))
+    errors = {r.index: r.error for r in recs}
+    assert recs[0].ok
+    assert errors[1].startswith("bad_response")
+    assert "finish_reason" in errors[2]
+    assert errors[3].startswith("http 500")
+    assert errors[4].startswith("timeout")
+    assert len(recs) == 5
+
+
+def test_sse_data_prefix_is_accepted():
+    (r,) = asyncio.run(run_against(["sse"]))
+    assert r.ok and r.n_tokens == 3
+
+
+def test_non_stream_mode():
+    (r,) = asyncio.run(run_against(["ok"], stream=False))
+    assert r.ok and r.n_tokens == 3 and r.first_token == r.done
+
+
+def test_connection_refused_is_recorded():
+    async def go():
+        return await Replayer("http://127.0.0.1:9", ReplayOptions(request_timeout=2)).run(
+            [(0.0, TraceRequest(0, "x", 2, 1))], deadline=5)
+    (r,) = asyncio.run(go())
+    assert r.error.startswith("connection")

@@ -1,0 +1,38 @@
+"""One full trial on the embedded stack: render, launch, replay over HTTP, score, stop."""
+import pandas as pd
+
+from tuner.compose import load_space
+from tuner.study import StudyRun
+from tuner.trial import run_trial
+
+SMALL = ["load.qps=20", "load.duration=1", "engine_config_unused=1"][:2]
+
+
+def small_params(**kw):
+    p = {"model_config.prefill_batch_size": 2, "model_config.decode_batch_size": 8,
+         "pa_config.num_blocks": 256, "pa_config.block_size": 16}
+    p.update(kw)
+    return p
+
+
+def test_one_full_trial_scores_every_request(project_root):
+    space = load_space("pa_batching", project_root, SMALL)
+    plan = StudyRun(space, project_root, "").plan()
+    out = run_trial(space, project_root, small_params(), project_root / "trials/x/0", plan)
+    assert out.ok, out.fail_detail
+    m = out.metrics
+    assert m["requests"] == m["requests_ok"] == len(plan) == 20
+    assert m["total_time"] > 0 and 0 < m["utilisation"] <= 100 and m["engine_busy_samples"] >= 1
+    assert m["tokens_out"] == sum(r.output_len for _, r in plan)
+    df = pd.read_csv(project_root / "trials/x/0/requests.csv")
+    assert len(df) == 20 and df["error"].isna().all()
+    cfg = (project_root / "trials/x/0/config.yaml").read_text()
+    assert "decode_batch_size: [8]" in cfg
+
+
+def test_impossible_config_is_rejected_before_launch(project_root):
+    space = load_space("pa_batching", project_root, SMALL)
+    plan = StudyRun(space, project_root, "").plan()
+    out = run_trial(space, project_root, small_params(**{"pa_config.num_blocks": 4}), project_root / "trials/x/1", plan)
+    assert out.fail_class == "config_rejected" and "(num_blocks - 1) * block_size" in out.fail_detail
+    assert not (project_root / "trials/x/1/engine.log").exists()
