@@ -5,7 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "llama" / "tiny_llama_pa.yaml"
-SMALL_MODEL = {"engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.intermediate_size": 128}
+SMALL_MODEL = {"engine_config.hidden_size": 48, "engine_config.num_layers": 1, "engine_config.intermediate_size": 128}
 
 
 @pytest.fixture
@@ -26,7 +26,5 @@ def tiny_config(tmp_path: Path) -> Path:
     """The tiny base config shrunk further so tests start and decode fast."""
     from serving.config.render import render
     out = tmp_path / "tiny.yaml"
-    render(TINY, {"model_config.decode_batch_size": 4, "pa_config.num_blocks": 64,
-                  "engine_config.hidden_size": 64, "engine_config.num_layers": 1,
-                  "engine_config.intermediate_size": 128}, out)
+    render(TINY, {"model_config.decode_batch_size": 4, "pa_config.num_blocks": 64, **SMALL_MODEL}, out)
     return out

@@ -78,6 +78,7 @@ class EngineSection(_Strict):
     num_kv_heads: int = Field(4, ge=1)
     intermediate_size: int = Field(352, ge=1)
     seed: int = 0
+    threads: int = Field(1, ge=1, description="BLAS threads of the engine process")
     stub: Literal["http", "scheduler"] | None = None
     ignore_eos: bool = True
 

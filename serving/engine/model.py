@@ -158,8 +158,9 @@ class NumpyLlama:
                rows: int | None = None) -> np.ndarray:
         """One token per row at ``positions``; attends over the cached context. (n, vocab).
 
-        Attention runs over the concatenated contexts of all rows (segment sums), so its
-        cost follows the tokens actually cached, as PagedAttention's does, not rows x longest.
+        Rows are grouped by context length (within 2x of each other) and each group is
+        padded only to its own longest context, so attention cost follows the tokens
+        actually cached, as PagedAttention's does, not rows x the longest context.
         Padded rows (up to ``rows``) have a one-token context in the null block.
         """
         d = self.dims
@@ -168,24 +169,28 @@ class NumpyLlama:
         tok = np.array(list(tokens) + [0] * (rows - n), np.int64)
         pos = np.array(list(positions) + [0] * (rows - n), np.int64)
         ctx = pos + 1
-        starts = np.concatenate([[0], np.cumsum(ctx)[:-1]])
-        row_of = np.repeat(np.arange(rows), ctx)
-        p_in_row = np.arange(int(ctx.sum())) - starts[row_of]
-        table = block_slots(list(block_tables) + [[]] * (rows - n), int(ctx.max()), self.block_size)
-        flat = table[row_of, p_in_row]
-        own = flat[starts + pos]
+        slots = block_slots(list(block_tables) + [[]] * (rows - n), int(ctx.max()), self.block_size)
+        own = slots[np.arange(rows), pos]
+        tier = np.ceil(np.log2(ctx)).astype(np.int64)
+        groups = [np.flatnonzero(tier == t) for t in np.unique(tier)]
         rep = d.num_heads // d.num_kv_heads
         x = self.w["embed"][tok]
         for i in range(d.num_layers):
             q, k, v = self._qkv(i, x, pos)
             self.k_cache[i][own] = k
             self.v_cache[i][own] = v
-            kf, vf = self.k_cache[i][flat], self.v_cache[i][flat]                 # (N, Hkv, D)
-            qf = q.reshape(rows, d.num_kv_heads, rep, d.head_dim)[row_of]         # (N, Hkv, rep, D)
-            s = np.einsum("nkrd,nkd->nkr", qf, kf) / np.float32(np.sqrt(d.head_dim))
-            s = np.exp(s - np.maximum.reduceat(s, starts, axis=0)[row_of])
-            z = np.add.reduceat(s, starts, axis=0)
-            o = np.add.reduceat(s[..., None] * vf[:, :, None, :], starts, axis=0) / z[..., None]
-            x = x + o.reshape(rows, -1) @ self.w[f"{i}.wo"]
+            out = np.empty((rows, d.num_kv_heads, rep, d.head_dim), np.float32)
+            for idx in groups:
+                length = int(ctx[idx].max())
+                sl = slots[idx, :length]
+                kc = self.k_cache[i][sl].transpose(0, 2, 3, 1)                  # (g, Hkv, D, L)
+                vc = self.v_cache[i][sl].transpose(0, 2, 1, 3)                  # (g, Hkv, L, D)
+                qg = q[idx].reshape(len(idx), d.num_kv_heads, rep, d.head_dim)
+                sc = np.matmul(qg, kc) / np.float32(np.sqrt(d.head_dim))       # (g, Hkv, rep, L)
+                sc = np.where((np.arange(length)[None, :] < ctx[idx][:, None])[:, None, None, :], sc,
+                              np.float32(-1e30))
+                sc = np.exp(sc - sc.max(axis=-1, keepdims=True))
+                out[idx] = np.matmul(sc / sc.sum(axis=-1, keepdims=True), vc)
+            x = x + out.reshape(rows, -1) @ self.w[f"{i}.wo"]
             x = x + self._mlp(i, x)
         return self._logits(x[:n])

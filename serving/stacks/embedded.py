@@ -1,8 +1,11 @@
 """The default stack: our embedded engine as one server process on a free loopback port."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+from serving.config.schema import load_serving_yaml
 
 from serving.probes.base import Probe
 from serving.probes.engine import EngineBusyProbe
@@ -37,7 +40,11 @@ class EmbeddedStack(Stack):
         port_file.unlink(missing_ok=True)
         args = [sys.executable, "-m", "serving.engine.server", "--config", str(spec.config_path),
                 "--host", host, "--port", "0", "--port-file", str(port_file)]
-        proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log")
+        engine = load_serving_yaml(spec.config_path).engine_config
+        threads = str(engine.threads if engine else 1)
+        # BLAS reads its thread count at import, so it is set in the child's environment
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log", env=env)
         state: dict[str, str] = {}
 
         def ready() -> bool:

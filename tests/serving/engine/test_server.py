@@ -16,12 +16,11 @@ def post(url, body):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.conftest import TINY
+    from tests.conftest import SMALL_MODEL, TINY
     from serving.config.render import render
     d = tmp_path_factory.mktemp("srv")
     cfg = d / "config.yaml"
-    render(TINY, {"model_config.decode_batch_size": 4, "pa_config.num_blocks": 64,
-                  "engine_config.hidden_size": 64, "engine_config.num_layers": 1}, cfg)
+    render(TINY, {"model_config.decode_batch_size": 4, "pa_config.num_blocks": 64, **SMALL_MODEL}, cfg)
     running = EmbeddedStack().launch(LaunchSpec(cfg, d, ready_timeout=30))
     yield running
     running.stop()
