@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from serving.config.errors import ConfigError
 from tuner.space import StudySpace
 from tuner.study import StudyRun
 from tuner.trial import run_trial
@@ -22,8 +23,9 @@ LEVELS = [(1, "http", "answered by the HTTP handler"),
 def bare_run(space: StudySpace, root: Path, params: dict[str, Any] | None = None,
              out_dir: Path | None = None) -> list[dict]:
     if space.backend != "embedded":
-        raise ValueError("bare-run switches the embedded engine's stages; for llm-serving set RUN_LEVEL "
-                         "in the environment of its processes instead")
+        raise ConfigError(f"bare-run needs backend=embedded (it switches the engine's stages), got "
+                          f"{space.backend!r}; for llm-serving set RUN_LEVEL in its processes' environment",
+                          key="backend")
     plan = StudyRun(space, root, "").plan()
     rows = []
     base = Path(out_dir or tempfile.mkdtemp(prefix="bare-run-"))
