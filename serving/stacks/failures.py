@@ -1,4 +1,9 @@
-"""Failure classes of a trial, read from logs and exit codes. A failure is a result."""
+"""Failure classes of a trial, read from logs and exit codes. A failure is a result.
+
+The patterns cover our embedded engine and MindSpore llm-serving on Ascend
+(MindSpore runtime, CANN/ACL and GE lines, uvicorn's bind error). The most
+specific class wins; the caller passes the phase it failed in as the default.
+"""
 from __future__ import annotations
 
 import re
@@ -12,11 +17,28 @@ HANG = "hang"
 BAD_RESPONSE = "bad_response"
 CONFIG_REJECTED = "config_rejected"
 
+_OOM = "|".join([
+    r"out of memory", r"MemoryError", r"\bOOM\b",
+    r"Malloc device memory failed", r"Allocate memory failed", r"Device memory is not enough",
+    # MindSpore runtime: "Device(id:0) memory isn't enough and alloc failed", "Memory not enough: current free
+    # memory size[..] is smaller than required size[..]", "... plus alloc size : N is more than total mem size"
+    r"memory isn'?t enough", r"Memory not enough", r"is more than total mem size",
+    r"Allocate (?:static|dynamic|continuous|workspace) memory failed", r"Malloc for kernel .* failed",
+    # CANN / ACL / GE: "Memory_Allocation_Failure(EL0004)", "Call rtMalloc fail", "aclrtMalloc failed"
+    r"EL0004", r"Memory_Allocation_Failure", r"\brtMalloc\w* fail", r"aclrtMalloc\w* fail",
+    r"ACL_ERROR_RT_MEMORY_ALLOCATION", r"ACL_ERROR_GE_MEMORY_ALLOCATION",
+])
+_PORT = "|".join([
+    r"address already in use", r"Errno 98", r"EADDRINUSE",
+    r"error while attempting to bind on address",   # uvicorn
+])
+
 _PATTERNS = [
-    (OOM, re.compile(r"out of memory|MemoryError|\bOOM\b|Malloc device memory failed|"
-                     r"Allocate memory failed|Device memory is not enough", re.I)),
-    (PORT_IN_USE, re.compile(r"address already in use|Errno 98|EADDRINUSE", re.I)),
+    (OOM, re.compile(_OOM, re.I)),
+    (PORT_IN_USE, re.compile(_PORT, re.I)),
 ]
+
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
 
 
 def classify_log(log: str, default: str) -> str:

@@ -38,11 +38,7 @@ class ManagedProcess:
         return tail(self.log_path, max_chars)
 
     def group_alive(self) -> bool:
-        try:
-            os.killpg(self.pgid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
+        return bool(live_group_members(self.pgid))
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the whole group, then SIGKILL what is left after ``grace`` seconds."""
@@ -76,3 +72,23 @@ def tail(path: Path, max_chars: int = 4000) -> str:
             return f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` that are not zombies.
+
+    killpg(pgid, 0) also succeeds for zombies, which linger when the container's
+    PID 1 does not reap orphans; waiting on them would only burn the grace period.
+    """
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(entry))
+    return out

@@ -1,0 +1,304 @@
+"""MindSpore llm-serving on Ascend (shared/docs/llm-serving.md §2): agents, then the server, then a warm-up.
+
+Started the way ``examples/start.py`` starts it, plus what that script lacks: each process in
+its own process group with its log in the trial's run directory, one overall deadline, and a
+watch on exit codes and "Traceback" lines (start.py polls forever once an agent has died).
+Every trial gets its own loopback ports and a copy of the mindformers model YAML whose KV
+block settings match pa_config, so the device-side pool is the one being tuned.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
+
+from serving.config.checks import common_checks, kv_cache_bytes
+from serving.config.errors import ConfigError, from_validation_error
+from serving.config.render import render_text
+from serving.config.schema import ServingYaml, load_serving_yaml
+from serving.probes.base import Probe
+from serving.stacks import failures
+from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack
+from serving.stacks.process import ManagedProcess, tail
+
+AGENT_READY = "all agents started"
+SERVER_READY = "Uvicorn running on"
+GIB = 2**30
+
+
+class LLMServingOptions(BaseModel):
+    """The space's ``llm_serving:`` section. Model dims default to LLaMA-2-7B in fp16."""
+    model_config = ConfigDict(extra="forbid")
+    root: str | None = None               # the llm-serving checkout (holds examples/start_agent.py)
+    mindformers_root: str | None = None   # put on PYTHONPATH (a mindformers checkout)
+    python: str | None = None             # interpreter that has MindSpore; default: the tuner's own
+    device_id: int = Field(0, ge=0)       # start_device_id; `tune --device N` overrides
+    npu_id: int | None = None             # npu-smi -i, when it differs from the device id
+    accelerator: Literal["npu", "gpu", "none"] = "npu"
+    npu_smi: str = "npu-smi"
+    device_memory_gb: float = Field(32.0, gt=0)   # GiB of device memory (910B: 32)
+    weights_gb: float = Field(13.5, ge=0)         # resident weights, GiB
+    num_layers: int = Field(32, ge=1)
+    num_kv_heads: int = Field(32, ge=1)
+    head_dim: int = Field(128, ge=1)
+    dtype_bytes: int = Field(2, ge=1)
+    run_level: int | None = None          # RUN_LEVEL bare runs (doc §7); an inherited RUN_LEVEL passes too
+    env: dict[str, str | int | float | bool] = {}
+    warmup_tokens: int = Field(4, ge=1)
+    stop_grace: float = Field(10.0, ge=0)  # SIGTERM -> SIGKILL; a clean exit frees the shared memory
+
+
+def parse_options(options: dict[str, Any]) -> LLMServingOptions:
+    try:
+        return LLMServingOptions.model_validate(dict(options or {}))
+    except ValidationError as err:
+        raise from_validation_error(err, "search space section llm_serving") from None
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports; all held open until chosen so none repeats."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def set_keys(text: str, values: dict[str, Any], path: Path) -> str:
+    """``text`` with dotted keys set: in place where every key exists (all other bytes kept, see
+    serving.config.render), else through a ruamel round trip that adds the missing ones."""
+    try:
+        return render_text(text, values, path)
+    except ConfigError:
+        pass
+    y = YAML()
+    y.preserve_quotes, y.width = True, 4096
+    data = y.load(text)
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        if isinstance(value, list):
+            node[leaf] = CommentedSeq(value)
+            node[leaf].fa.set_flow_style()
+    buf = io.StringIO()
+    y.dump(data, buf)
+    return buf.getvalue()
+
+
+def write_trial_yaml(spec: LaunchSpec, root: Path, device: int) -> tuple[Path, ServingYaml]:
+    """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device; when
+    model_cfg_path names a mindformers yaml, a copy of it with the same KV pool (doc §1)."""
+    cfg, run_dir = load_serving_yaml(spec.config_path), Path(spec.run_dir)
+    ports = free_ports(1 + len(cfg.serving_config.agent_ports))
+    values: dict[str, Any] = {"serving_config.server_port": ports[0], "serving_config.agent_ports": ports[1:],
+                              "serving_config.start_device_id": device}
+    mcp = cfg.model.model_cfg_path
+    src = (Path(mcp) if Path(mcp).is_absolute() else root / mcp) if mcp else None  # relative to cwd = root
+    if src is not None and src.is_file():
+        model = yaml.safe_load(src.read_text()) or {}
+        mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
+        if not isinstance(mc, dict):
+            raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
+        kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
+              "model.model_config.block_size": cfg.pa_config.block_size}
+        if "seq_length" in mc:
+            kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+        dst = run_dir / "model_config.yaml"
+        dst.write_text(set_keys(src.read_text(), kv, src))
+        values["model_config.model_cfg_path"] = str(dst.resolve())
+    out = run_dir / "llm_serving.yaml"
+    out.write_text(set_keys(Path(spec.config_path).read_text(), values, spec.config_path))
+    return out, load_serving_yaml(out)
+
+
+class LogWatch:
+    """Reads a growing log from where it stood at the start (logs are appended to) for lines and Tracebacks."""
+
+    def __init__(self, path: Path, line: str):
+        self.path, self.line, self.carry = path, line, ""
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.ready = self.traceback = False
+
+    def scan(self) -> None:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            new = f.read().decode("utf-8", "replace")
+            self.offset = f.tell()
+        text, self.carry = self.carry + new, (self.carry + new)[-200:]  # a line split across two reads
+        self.ready = self.ready or self.line in text
+        self.traceback = self.traceback or bool(failures.TRACEBACK.search(text))
+
+
+class LLMServingRunning(RunningStack):
+    def __init__(self, procs: dict[str, ManagedProcess], url: str, opts: LLMServingOptions,
+                 device: int, run_dir: Path, root: Path, started: float):
+        self.procs, self.url, self.opts, self.device = procs, url, opts, device
+        self.run_dir, self.root, self.started = run_dir, root, started
+        self.watches: dict[str, LogWatch] = {}
+
+    @property
+    def pgids(self) -> dict[str, int]:
+        return {name: p.pgid for name, p in self.procs.items()}
+
+    def alive(self) -> bool:
+        return bool(self.procs) and all(p.alive() for p in self.procs.values())
+
+    def probes(self) -> list[Probe]:
+        return make_probes(self.opts, self.device)
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        per = max_chars // max(1, len(self.procs))
+        return "\n".join(f"== {p.log_path.name} ==\n{p.log_tail(per)}" for p in self.procs.values())
+
+    def stop(self) -> None:
+        for name in ("server", "agent"):  # the server first: it leaves the agents and frees its shared memory
+            if name in self.procs:
+                self.procs[name].stop(grace=self.opts.stop_grace)
+        # llm-serving also logs to <root>/output/ (agent_<i>.log, server_app.log): keep this trial's tails
+        for src in sorted((self.root / "output").glob("*.log")):
+            if src.stat().st_mtime >= self.started:
+                (self.run_dir / "output").mkdir(exist_ok=True)
+                (self.run_dir / "output" / src.name).write_text(tail(src, 1 << 20))
+
+
+def make_probes(opts: LLMServingOptions, device: int) -> list[Probe]:
+    if opts.accelerator == "gpu":
+        from serving.probes.nvml import NvmlProbe
+        return [NvmlProbe(device)]
+    if opts.accelerator == "npu":
+        from serving.probes.npu_smi import NpuSmiProbe
+        aicore = NpuSmiProbe(device if opts.npu_id is None else opts.npu_id, opts.npu_smi)
+        return [aicore, aicore.hbm_probe()]
+    return []
+
+
+def _env(opts: LLMServingOptions, root: Path) -> dict[str, str]:
+    env = dict(os.environ)  # RUN_LEVEL and the CANN variables (set_env.sh) pass through
+    paths = [str(root)] + ([opts.mindformers_root] if opts.mindformers_root else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(GRAPH_OP_RUN="1", MS_ENABLE_INTERNAL_KERNELS="on", PYTHONUNBUFFERED="1")  # unbuffered: ready lines
+    if opts.run_level is not None:
+        env["RUN_LEVEL"] = str(opts.run_level)
+    env.update({k: str(v) for k, v in opts.env.items()})
+    return env
+
+
+class LLMServingStack(Stack):
+    name = "llm_serving"
+
+    def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
+        o = parse_options(options)
+        out = common_checks(cfg, max_request_len, options)
+        kv = kv_cache_bytes(cfg, o.num_layers, o.num_kv_heads, o.head_dim, o.dtype_bytes) / GIB
+        if o.weights_gb + kv > o.device_memory_gb:
+            pa = cfg.pa_config
+            out.append(f"KV cache bytes over device memory: weights_gb + KV cache <= device_memory_gb must hold, got "
+                       f"{o.weights_gb:g} + {kv:.2f} GiB (2 x {o.num_layers} layers x num_blocks {pa.num_blocks} x "
+                       f"block_size {pa.block_size} x {o.num_kv_heads} kv heads x head_dim {o.head_dim} x "
+                       f"{o.dtype_bytes} bytes) = {o.weights_gb + kv:.2f} GiB > {o.device_memory_gb:g} GiB")
+        return out
+
+    def launch(self, spec: LaunchSpec) -> LLMServingRunning:
+        opts = parse_options(spec.options)
+        root = self._root(opts)
+        python = opts.python or sys.executable
+        if shutil.which(python) is None:
+            raise ConfigError(f"python must be an executable, got {python!r}", "llm_serving", "python")
+        device = opts.device_id if spec.device_id is None else spec.device_id
+        for probe in make_probes(opts, device):  # raises now, not after a 5-minute start, if npu-smi/NVML is missing
+            probe.close()
+        run_dir = Path(spec.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config, cfg = write_trial_yaml(spec, root, device)
+        deadline = time.monotonic() + spec.ready_timeout
+        env = _env(opts, root)
+        running = LLMServingRunning({}, f"http://127.0.0.1:{cfg.serving_config.server_port}", opts, device,
+                                    run_dir, root, time.time())
+        try:
+            for name, script, line in (("agent", "start_agent.py", AGENT_READY),
+                                       ("server", "server_app_post.py", SERVER_READY)):
+                log = run_dir / f"{name}.log"
+                running.watches[name] = LogWatch(log, line)
+                args = [python, str(root / "examples" / script), "--config", str(config)]
+                running.procs[name] = ManagedProcess(args, log, cwd=root, env=env)
+                (run_dir / "pids.json").write_text(json.dumps(running.pgids))  # for whoever checks the cleanup
+                self._wait_line(running, name, deadline, spec.ready_timeout)
+            self._warm_up(running, deadline, spec.ready_timeout)
+        except BaseException:
+            running.stop()
+            raise
+        return running
+
+    @staticmethod
+    def _root(opts: LLMServingOptions) -> Path:
+        if not opts.root:
+            raise ConfigError("llm_serving.root must name the llm-serving checkout "
+                              "(e.g. tune ... backend=llm_serving llm_serving.root=/path/to/llm-serving)",
+                              "llm_serving", "root")
+        root = Path(opts.root).expanduser().resolve()
+        for script in ("start_agent.py", "server_app_post.py"):
+            if not (root / "examples" / script).is_file():
+                raise ConfigError(f"llm_serving.root must hold examples/{script}; not found in {root}",
+                                  "llm_serving", "root")
+        return root
+
+    @staticmethod
+    def _wait_line(running: LLMServingRunning, name: str, deadline: float, budget: float) -> None:
+        """Until ``name``'s ready line is logged; a process exiting or logging a Traceback fails the start."""
+        line = running.watches[name].line
+        while True:
+            for n, p in running.procs.items():
+                w = running.watches[n]
+                w.scan()
+                if n == name and w.ready and not w.traceback:
+                    return
+                if w.traceback or not p.alive():
+                    time.sleep(0.3)  # let the rest of the traceback reach the log
+                    why = f"{n} logged a Traceback" if p.alive() else f"{n} exited with code {p.returncode}"
+                    tail_ = running.log_tail()
+                    raise LaunchError(failures.classify_log(tail_, failures.CRASH_AT_START),
+                                      f"{why} before {line!r} was logged", tail_)
+            if time.monotonic() > deadline:
+                tail_ = running.log_tail()
+                raise LaunchError(failures.classify_log(tail_, failures.READY_TIMEOUT),
+                                  f"no {line!r} in {name}.log within timeouts.ready = {budget:g} s (hung start)", tail_)
+            time.sleep(0.1)
+
+    @staticmethod
+    def _warm_up(running: LLMServingRunning, deadline: float, budget: float) -> None:
+        """One small request: the first one compiles graphs (about 30 s on a 910B), so no trial times it."""
+        body = {"inputs": "I love Beijing, because", "stream": False,
+                "parameters": {"max_new_tokens": running.opts.warmup_tokens, "do_sample": False}}
+        req = urllib.request.Request(running.url + "/models/llama2/generate", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())) as resp:
+                first = resp.read().decode("utf-8", "replace").strip().splitlines()[:1]
+            if not first or "generated_text" not in json.loads(first[0]):
+                raise ValueError(f"no generated_text in {first[:1]!r}")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            tail_ = running.log_tail()
+            timed_out = isinstance(getattr(err, "reason", err), TimeoutError)
+            default = (failures.READY_TIMEOUT if timed_out else
+                       failures.CRASH_AT_START if not running.alive() else failures.BAD_RESPONSE)
+            raise LaunchError(failures.classify_log(tail_, default),
+                              f"warm-up request failed within timeouts.ready = {budget:g} s: {err}", tail_) from None

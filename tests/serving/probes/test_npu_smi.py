@@ -1,0 +1,137 @@
+"""npu-smi parsing (usages and watch formats), the NPU probes against a stand-in npu-smi, and NVML."""
+import sys
+import types
+
+import pytest
+
+from serving.probes.base import ProbeSampler
+from serving.probes.npu_smi import NpuSmi, NpuSmiProbe, parse_usages, parse_watch
+from serving.stacks.llm_serving import make_probes, parse_options
+from tests.serving.stacks.standin import build_standin
+
+USAGES_910B = """
+        NPU ID                         : 0
+        Chip Count                     : 1
+
+        DDR Capacity(MB)               : 15171
+        DDR Usage Rate(%)              : 3
+        HBM Capacity(MB)               : 32768
+        HBM Usage Rate(%)              : 30
+        Aicore Usage Rate(%)           : 57
+        Aivector Usage Rate(%)         : NA
+        Ctrlcpu Usage Rate(%)          : 9
+        Chip ID                        : 0
+"""
+
+WATCH = """NpuID(Idx)  ChipId(Idx) Pwr(W)      Temp(C)     AI Core(%)  AI Cpu(%)   Ctrl Cpu(%) Memory(%)   Memory BW(%)
+2           0           90.1        34          0           0           2           5           0
+2           0           90.3        35          83          1           NA          5           12
+"""
+
+
+def test_parse_usages_reads_name_value_lines():
+    u = parse_usages(USAGES_910B)
+    assert u["Aicore Usage Rate(%)"] == 57.0 and u["HBM Usage Rate(%)"] == 30.0
+    assert u["HBM Capacity(MB)"] == 32768.0 and u["NPU ID"] == 0.0
+    assert u["Aivector Usage Rate(%)"] is None  # NA
+
+
+def test_parse_usages_first_chip_wins():
+    two = USAGES_910B + USAGES_910B.replace(": 57", ": 11").replace("Chip ID                        : 0", "Chip ID : 1")
+    assert parse_usages(two)["Aicore Usage Rate(%)"] == 57.0
+
+
+def test_parse_watch_table():
+    rows = parse_watch("some banner\n" + WATCH)
+    assert len(rows) == 2
+    assert list(rows[0]) == ["NpuID(Idx)", "ChipId(Idx)", "Pwr(W)", "Temp(C)", "AI Core(%)", "AI Cpu(%)",
+                             "Ctrl Cpu(%)", "Memory(%)", "Memory BW(%)"]
+    assert rows[1]["AI Core(%)"] == 83.0 and rows[1]["Pwr(W)"] == 90.3 and rows[1]["Ctrl Cpu(%)"] is None
+    assert parse_watch("no table here") == []
+
+
+@pytest.fixture
+def smi(tmp_path):
+    return str(build_standin(tmp_path).bin / "npu-smi")
+
+
+def test_probe_runs_npu_smi_and_shares_one_reading(smi, monkeypatch):
+    aicore = NpuSmiProbe(3, smi)
+    hbm = aicore.hbm_probe()
+    assert aicore.smi.args[1:] == ["info", "-t", "usages", "-i", "3"]
+    assert (aicore.name, hbm.name) == ("npu_aicore", "npu_hbm")
+    assert aicore.sample() == 57.0 and hbm.sample() == 30.0 and aicore.hbm == 30.0
+    monkeypatch.setenv("STANDIN_AICORE", "81")
+    aicore.smi.max_age = 0
+    assert aicore.sample() == 81.0
+
+
+def test_probe_in_sampler_summarises_both(smi):
+    aicore = NpuSmiProbe(0, smi)
+    with ProbeSampler([aicore, aicore.hbm_probe()], interval=0.05) as s:
+        import time
+        time.sleep(0.3)
+    m = s.summary()
+    assert m["npu_aicore_mean"] == 57.0 and m["npu_hbm_mean"] == 30.0 and m["npu_aicore_samples"] >= 2
+
+
+def test_unreadable_device_gives_none_not_an_exception(smi):
+    p = NpuSmiProbe(99, smi)  # the stand-in has 8 NPUs
+    assert p.sample() is None and "invalid" in p.smi.last_error
+
+
+def test_missing_npu_smi_says_what_to_set(tmp_path):
+    with pytest.raises(RuntimeError, match="llm_serving.npu_smi="):
+        NpuSmi(0, str(tmp_path / "nope"))
+
+
+def test_stack_probes_follow_accelerator_option(smi, monkeypatch):
+    assert [p.name for p in make_probes(parse_options({"npu_smi": smi}), 1)] == ["npu_aicore", "npu_hbm"]
+    assert make_probes(parse_options({"npu_smi": smi, "npu_id": 5}), 1)[0].smi.args[-1] == "5"
+    assert make_probes(parse_options({"accelerator": "none"}), 0) == []
+    install_fake_nvml(monkeypatch, util=42)
+    [gpu] = make_probes(parse_options({"accelerator": "gpu"}), 0)
+    assert gpu.name == "gpu_util" and gpu.sample() == 42.0
+
+
+def install_fake_nvml(monkeypatch, util: int):
+    nv = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    nv.NVMLError = NVMLError
+    nv.calls = []
+    nv.nvmlInit = lambda: nv.calls.append("init")
+    nv.nvmlShutdown = lambda: nv.calls.append("shutdown")
+
+    def handle(i):
+        if i > 0:
+            raise NVMLError("Invalid Argument")
+        return "h0"
+
+    nv.nvmlDeviceGetHandleByIndex = handle
+    nv.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=util, memory=10)
+    nv.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=25, total=100)
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    return nv
+
+
+def test_nvml_probe(monkeypatch):
+    from serving.probes.nvml import NvmlProbe
+    nv = install_fake_nvml(monkeypatch, util=64)
+    p = NvmlProbe(0)
+    assert p.sample() == 64.0 and p.memory_percent() == 25.0
+    p.close()
+    p.close()
+    assert nv.calls == ["init", "shutdown"]
+    with pytest.raises(RuntimeError, match="no GPU 1"):
+        NvmlProbe(1)
+    assert nv.calls[-1] == "shutdown"
+
+
+def test_nvml_missing_says_what_to_install(monkeypatch):
+    from serving.probes.nvml import NvmlProbe
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
+    with pytest.raises(RuntimeError, match="pip install nvidia-ml-py"):
+        NvmlProbe(0)

@@ -1,0 +1,132 @@
+"""The llm_serving stack end to end against a stand-in checkout: `tune` runs trials, records
+AI-core usage from (stand-in) npu-smi, and turns each fault into a classified FAIL trial with
+no process left behind."""
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from serving.config.errors import ConfigError
+from serving.config.schema import load_serving_yaml
+from serving.stacks.base import get_stack
+from tests.serving.stacks.standin import build_standin, live_members, write_base_config
+from tuner.cli import main
+
+STUDY = "pa_batching"
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    si = build_standin(tmp_path / "standin")
+    monkeypatch.setenv("PATH", f"{si.bin}:{__import__('os').environ['PATH']}")  # npu-smi for the probes
+    return si
+
+
+def tune(root: Path, standin, *overrides: str, n: int = 1, ready: float = 30) -> list[optuna.trial.FrozenTrial]:
+    storage = f"sqlite:///{root}/trials/study.db"
+    argv = ["--study", STUDY, "--root", str(root), "--storage", storage, "--no-progress",
+            "backend=llm_serving", f"llm_serving.root={standin.root}", f"base_config={write_base_config(root)}",
+            f"n_trials={n}", "load.qps=20", "load.duration=1", f"timeouts.ready={ready}", "timeouts.replay=60",
+            "params.pa_config.num_blocks.low=64", "params.pa_config.num_blocks.high=256", *overrides]
+    assert main(argv) == 0
+    return optuna.load_study(study_name=STUDY, storage=storage).trials
+
+
+def assert_failed(trial) -> None:
+    """FAIL, or COMPLETE but infeasible (a configuration's failure taught to the sampler as a broken constraint)."""
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        assert max(trial.system_attrs.get("constraints") or [0]) > 0, "a failed trial was recorded as feasible"
+    else:
+        assert trial.state == optuna.trial.TrialState.FAIL
+
+
+def assert_cleaned_up(trial) -> None:
+    pgids = json.loads((Path(trial.user_attrs["run_dir"]) / "pids.json").read_text())
+    assert pgids, "the launch recorded no process group"
+    for name, pgid in pgids.items():
+        assert live_members(pgid) == [], f"{name} process group {pgid} left running"
+
+
+def test_tune_runs_trials_and_records_aicore_usage(project_root, standin):
+    trials = tune(project_root, standin, n=2)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for t in trials:
+        a = t.user_attrs
+        assert a["npu_aicore_mean"] == 57.0 and a["utilisation"] == 57.0 and a["npu_hbm_mean"] == 30.0
+        assert a["npu_aicore_samples"] >= 1 and a["requests_ok"] == a["requests"] == 20
+        assert "fail_class" not in a
+        run = Path(a["run_dir"])
+        assert "all agents started" in (run / "agent.log").read_text()
+        assert "Uvicorn running on http://127.0.0.1:" in (run / "server.log").read_text()
+        cfg = load_serving_yaml(run / "llm_serving.yaml")
+        assert cfg.serving_config.server_port != 8835 and cfg.serving_config.agent_ports != [16002]
+        assert cfg.model.decode_batch_size == [t.params["model_config.decode_batch_size"]]
+        # the device-side pool follows pa_config: a trial copy of the mindformers yaml
+        assert Path(cfg.model.model_cfg_path) == run / "model_config.yaml"
+        mc = yaml.safe_load((run / "model_config.yaml").read_text())["model"]["model_config"]
+        assert (mc["num_blocks"], mc["block_size"], mc["seq_length"]) == (
+            t.params["pa_config.num_blocks"], t.params["pa_config.block_size"], 1024)
+        assert "# KV pages on the device" in (run / "model_config.yaml").read_text()  # comments kept
+        assert_cleaned_up(t)
+    assert "num_blocks: 1024" in standin.model_yaml.read_text()  # the checkout itself is untouched
+
+
+FAULTS = [
+    ("oom_at_start", "oom", "exited with code 1"),
+    ("oom_in_agent", "oom", "agent logged a Traceback"),     # launcher alive, never ready: caught by the log scan
+    ("early_exit", "crash_at_start", "exited with code 0"),
+    ("hang", "ready_timeout", "within timeouts.ready = 2 s"),
+    ("port_in_use", "port_in_use", "Traceback"),
+    ("server_crash", "crash_at_start", "server exited with code 1"),
+    ("crash_mid_replay", "crash_during_replay", "stack exited during the replay"),
+]
+
+
+@pytest.mark.parametrize("fault,fail_class,detail", FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_is_a_classified_failed_trial(project_root, standin, fault, fail_class, detail):
+    [t] = tune(project_root, standin, f"+llm_serving.env.STANDIN_FAULT={fault}", ready=2 if fault == "hang" else 30)
+    assert_failed(t)
+    assert t.user_attrs["fail_class"] == fail_class, t.user_attrs.get("fail_detail")
+    assert detail in t.user_attrs["fail_detail"]
+    assert t.user_attrs["log_tail"]
+    assert_cleaned_up(t)
+
+
+def test_kv_cache_over_device_memory_is_rejected_with_the_rule(tiny_config):
+    stack, cfg = get_stack("llm_serving"), load_serving_yaml(tiny_config)
+    assert stack.check(cfg, 100, {}) == []  # 64 blocks x 16 tokens: 0.5 GiB of LLaMA-2-7B KV
+    big = cfg.model_copy(update={"pa_config": cfg.pa_config.model_copy(update={"num_blocks": 4096})})
+    [rule] = stack.check(big, 100, {})      # 65,536 tokens x 512 KiB = 32 GiB, + 13.5 GiB of weights
+    assert rule.startswith("KV cache bytes over device memory") and "45.50 GiB > 32 GiB" in rule
+    assert stack.check(big, 100, {"device_memory_gb": 64}) == []
+    assert stack.check(big, 100, {"num_layers": 2, "device_memory_gb": 16}) == []
+
+
+def test_bad_options_name_the_key(tiny_config, tmp_path):
+    from serving.stacks.base import LaunchSpec
+    stack, cfg = get_stack("llm_serving"), load_serving_yaml(tiny_config)
+    with pytest.raises(ConfigError, match="device_memory_gbb"):
+        stack.check(cfg, 100, {"device_memory_gbb": 64})
+    with pytest.raises(ConfigError, match="llm_serving.root must"):
+        stack.launch(LaunchSpec(tiny_config, tmp_path, 5, None, {"root": str(tmp_path)}))
+    assert not (tmp_path / "agent.log").exists()
+
+
+@pytest.mark.parametrize("line,cls", [
+    ("[ERROR] DEVICE(1,f,python) MallocStaticDevMem] Device(id:0) memory isn't enough and alloc failed, "
+     "kernel name: kernel_graph_0, alloc size: 8589934592B.", "oom"),
+    ("Memory_Allocation_Failure(EL0004): Failed to allocate memory requested by GE module.", "oom"),
+    ("        Call rtMalloc fail, purpose: page caching, type = 2, size:3221291008, device_id:0", "oom"),
+    ("TotalUsedMemStatistics : 24725382656 plus alloc size : 100555779072 is more than total mem size : 61079552000.",
+     "oom"),
+    ("RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB (NPU 0; 60.96 GiB total capacity)", "oom"),
+    ("OSError: [Errno 98] Address already in use", "port_in_use"),
+    ("ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 8835): address already in use",
+     "port_in_use"),
+    ("RuntimeError: stand-in: LLMServer could not be built", "crash_at_start"),
+])
+def test_ascend_failure_lines_are_classified(line, cls):
+    from serving.stacks import failures
+    assert failures.classify_log("Traceback (most recent call last):\n" + line, "crash_at_start") == cls
