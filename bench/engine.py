@@ -79,7 +79,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['batch']:>12} {r['tok_s']:>10.0f} {r['decode_tok_s']:>13.0f} {r['ms_per_decode_step']:>15.2f} "
               f"{r['wall_s']:>8.2f}")
-    print(f"throughput vs batch 1: " + ", ".join(f"b{r['batch']} x{r['tok_s'] / rows[0]['tok_s']:.2f}" for r in rows))
+    print("throughput vs batch 1: " + ", ".join(f"b{r['batch']} x{r['tok_s'] / rows[0]['tok_s']:.2f}" for r in rows))
     print(f"block manager: {block_ops():,.0f} ops/s (allocate, append, deallocate)")
 
 

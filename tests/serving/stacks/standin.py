@@ -21,7 +21,6 @@ npu-smi reads STANDIN_AICORE (57) and STANDIN_HBM (30).
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,17 +269,3 @@ def write_base_config(project_root: Path, name: str = "standin_tiny.yaml") -> st
                                    f"    backend: 'kbk'\n    model_cfg_path: '{MODEL_CFG_PATH}'\n", 1)
     out.write_text(text)
     return f"configs/llama/{name}"
-
-
-def live_members(pgid: int) -> list[int]:
-    """Running (not zombie) processes in group ``pgid``; zombies hold nothing but a pid."""
-    out = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(pid))
-    return out
