@@ -3,6 +3,7 @@
   tune --study pa_batching [--n-trials N] [--storage URL] [key=value ...]
   tune export --study pa_batching [--to configs/llama/NAME.yaml]
   tune bare-run --study pa_batching
+  tune finalize | dashboard | report --study pa_batching     (tuner.cli_rigour)
 """
 from __future__ import annotations
 
@@ -47,21 +48,23 @@ def cmd_run(args) -> int:
         study = run.run(n)
     finally:
         run.progress.close()
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete) in {storage}")
+    from tuner.study import feasible_trials
+    done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
+    print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
     if done:
         from tuner.study import best_trial
         best = best_trial(study)
         print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
               + " | " + ", ".join(f"{k}={v}" for k, v in best.params.items()))
-        print(f"export it with: tune export --study {space.study}")
+        print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
     return 0
 
 
 def cmd_export(args) -> int:
     from tuner.export import export_best
     root, space, storage = _context(args)
-    study = optuna.load_study(study_name=space.study, storage=storage)
+    from tuner.storage import open_storage
+    study = optuna.load_study(study_name=space.study, storage=open_storage(storage))
     out = export_best(study, space, root, args.to)
     print(f"wrote {out}")
     return 0
@@ -124,17 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
     prof.add_argument("--device", type=int, help="accelerator device id for the stack")
     prof.set_defaults(func=cmd_profile)
+    from tuner.cli_rigour import register  # --devices, finalize, dashboard, report
+    register(sub, _common, _context)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser()
-    commands = {a.dest for a in ap._actions if isinstance(a, argparse._SubParsersAction)}
-    names = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help")):
+    commands = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]  # `tune --study S` means `tune run --study S`
-    del commands
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

@@ -1,4 +1,4 @@
-"""Progress display behind hooks: rich bars, or nothing with --no-progress."""
+"""Progress display behind hooks: rich bars (trials, and the running replay), or plain lines."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,61 +6,94 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
+STATE_STYLE = {"complete": "green", "infeasible": "red", "failed": "red", "pruned": "yellow"}
+
+
+def outcome_line(outcome, objectives: list[str], state: str | None = None) -> str:
+    """One line for a finished trial: objective values, or the failure and its cause."""
+    state = state or ("complete" if outcome.ok else "failed")
+    vals = ", ".join(f"{k}={_fmt(outcome.metrics.get(k))}" for k in objectives)
+    if state == "complete":
+        return vals
+    if state == "pruned":
+        return f"pruned (slower than the best + margin); partial: {vals}"
+    return f"{state} {outcome.fail_class}: {outcome.fail_detail[:200]}"
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"
+
 
 class Progress:
     """Hooks called by the study loop; this base class prints nothing."""
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
 
+    def repeat_started(self, index: int, total: int) -> None: ...
+
     def request_done(self, record) -> None: ...
 
-    def trial_finished(self, number: int, outcome) -> None: ...
+    def trial_finished(self, number: int, outcome, state: str | None = None) -> None: ...
+
+    def recovered(self, failed: list[int], ended: list[int]) -> None: ...
 
     def close(self) -> None: ...
 
 
 class RichStudyProgress(Progress):
-    def __init__(self, n_trials: int, n_requests: int, objectives: list[str]):
-        self.console = Console(stderr=True)
+    def __init__(self, n_trials: int, n_requests: int, objectives: list[str], console: Console | None = None):
+        self.console = console or Console(stderr=True)
         self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=self.console, transient=False)
         self.objectives = objectives
         self.n_requests = n_requests
         self.trials = self.bar.add_task("trials", total=n_trials)
         self.replay = None
+        self.number = None
         self.bar.start()
 
-    def trial_started(self, number, params):
-        self.console.print(f"[bold]trial {number}[/] " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    def _new_replay(self, label: str) -> None:
         if self.replay is not None:
             self.bar.remove_task(self.replay)
-        self.replay = self.bar.add_task(f"  replay #{number}", total=self.n_requests)
+        self.replay = self.bar.add_task(label, total=self.n_requests)
+
+    def trial_started(self, number, params):
+        self.number = number
+        self.console.print(f"[bold]trial {number}[/] " + ", ".join(f"{k}={v}" for k, v in params.items()))
+        self._new_replay(f"  replay #{number}")
+
+    def repeat_started(self, index, total):
+        if total > 1:
+            self._new_replay(f"  replay #{self.number} ({index + 1}/{total})")
 
     def request_done(self, record):
         if self.replay is not None:
             self.bar.advance(self.replay)
 
-    def trial_finished(self, number, outcome):
-        if outcome.ok:
-            vals = ", ".join(f"{k}={outcome.metrics.get(k, float('nan')):.3f}" for k in self.objectives)
-            self.console.print(f"  -> {vals}")
-        else:
-            self.console.print(f"  -> [red]failed[/] {outcome.fail_class}: {outcome.fail_detail[:200]}")
+    def trial_finished(self, number, outcome, state=None):
+        state = state or ("complete" if outcome.ok else "failed")
+        style = STATE_STYLE.get(state, "white")
+        self.console.print(f"  -> [{style}]{outcome_line(outcome, self.objectives, state)}[/]")
         self.bar.advance(self.trials)
+
+    def recovered(self, failed, ended):
+        self.console.print(f"[yellow]resumed[/]: trials {failed} of a dead tune marked failed; "
+                           f"{len(ended)} leftover stack process group(s) ended")
 
     def close(self):
         self.bar.stop()
 
 
 class PlainProgress(Progress):
-    """One line per trial, for --no-progress runs and logs."""
+    """One line per trial, for --no-progress runs, logs and parallel workers."""
 
-    def __init__(self, objectives: list[str]):
+    def __init__(self, objectives: list[str], prefix: str = ""):
         self.objectives = objectives
+        self.prefix = prefix
 
-    def trial_finished(self, number, outcome):
-        if outcome.ok:
-            print(f"trial {number}: " + ", ".join(f"{k}={outcome.metrics.get(k, float('nan')):.3f}"
-                                                 for k in self.objectives), flush=True)
-        else:
-            print(f"trial {number}: failed {outcome.fail_class}: {outcome.fail_detail[:200]}", flush=True)
+    def trial_finished(self, number, outcome, state=None):
+        print(f"{self.prefix}trial {number}: {outcome_line(outcome, self.objectives, state)}", flush=True)
+
+    def recovered(self, failed, ended):
+        print(f"{self.prefix}resumed: trials {failed} of a dead tune marked failed; "
+              f"{len(ended)} leftover stack process group(s) ended", flush=True)

@@ -67,15 +67,16 @@ class Replayer:
             self.t0 = time.monotonic()
             tasks = [asyncio.create_task(self._one(session, rec, req)) for rec, (_, req) in zip(self.records, plan)]
             waiter = asyncio.create_task(self._abort.wait())
+            # return_exceptions: cancelled requests end as results, so nothing is left unretrieved
+            everything = asyncio.gather(*tasks, return_exceptions=True)
             try:
-                done, _ = await asyncio.wait([asyncio.gather(*tasks), waiter], timeout=deadline,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([everything, waiter], timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waiter.cancel()
                 reason = "cancelled: replay stopped early" if self._abort.is_set() else "timeout: replay deadline"
                 for t in tasks:
                     t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await everything
                 for rec in self.records:
                     if rec.done is None and rec.error is None:
                         rec.error = reason

@@ -15,6 +15,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.config.errors import ConfigError, from_validation_error
+from tuner.rigour_spec import EarlyStopSpec, FinalistSpec
 
 
 class _Strict(BaseModel):
@@ -101,6 +102,9 @@ class StudySpace(_Strict):
     objectives: list[Objective]
     params: dict[str, Any]
     constraints: list[Constraint] = []
+    repeats: int = Field(1, ge=1, description="measurements per configuration; the median is the objective")
+    finalists: FinalistSpec = Field(default_factory=FinalistSpec)
+    early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
     n_trials: int = Field(20, ge=1)
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = None

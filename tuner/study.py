@@ -1,19 +1,35 @@
-"""The Optuna loop: one trial per sampled configuration, failures recorded, never fatal."""
+"""The Optuna loop: one trial per sampled configuration, failures recorded, never fatal.
+
+A trial ends in one of four ways:
+  COMPLETE, feasible      measured (median of ``repeats``), every SLO met;
+  COMPLETE, infeasible    an SLO broken, or the configuration failed (OOM, crash, hang, bad
+                          stream): the sampler learns the region, best_trial never picks it;
+  PRUNED                  early stopping aborted the replay; partial figures in user attrs;
+  FAIL                    the machine failed, not the configuration (port taken, worker died).
+"""
 from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from tuner import constraints
+from tuner.early_stop import EarlyStop
+from tuner.measure import Measurement, measure
 from tuner.progress import Progress
+from tuner.resume import owner_id, recover, trial_tag
 from tuner.space import StudySpace
+from tuner.storage import open_storage
 from tuner.trace import load_trace, schedule
-from tuner.trial import TrialOutcome, run_trial
+from tuner.trial import TrialOutcome
 
 
 class TrialFailed(Exception):
@@ -24,7 +40,7 @@ class TrialFailed(Exception):
 class StudyRun:
     space: StudySpace
     root: Path
-    storage: str
+    storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
 
@@ -46,7 +62,7 @@ class StudyRun:
 
     def open_study(self) -> optuna.Study:
         s = self.space
-        study = optuna.create_study(study_name=s.study, storage=self.storage, load_if_exists=True,
+        study = optuna.create_study(study_name=s.study, storage=open_storage(self.storage), load_if_exists=True,
                                     sampler=self.make_sampler(), directions=[o.direction for o in s.objectives])
         with warnings.catch_warnings():  # experimental in optuna, stable enough to name dashboard axes
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -57,28 +73,57 @@ class StudyRun:
     def objective(self, trial: optuna.Trial) -> list[float]:
         params = self.space.suggest(trial)
         run_dir = self.trials_dir / str(trial.number)
+        owner = owner_id()
+        trial.set_user_attr("owner", owner)  # tuner.resume: who to ask whether the trial still runs
+        trial.set_user_attr("run_dir", str(run_dir))
+        if self.device_id is not None:
+            trial.set_user_attr("device", self.device_id)
         if self.progress:
             self.progress.trial_started(trial.number, params)
-        outcome = run_trial(self.space, self.root, params, run_dir, self.plan(), self.device_id,
-                            on_request=self.progress.request_done if self.progress else None)
-        self._record(trial, outcome, run_dir)
+        try:
+            m = measure(self.space, self.root, params, run_dir, self.plan(),
+                        trial_tag(self.space.study, trial.number, owner), self.device_id,
+                        on_request=self.progress.request_done if self.progress else None,
+                        early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
+                        on_repeat=self.progress.repeat_started if self.progress else None)
+        except KeyboardInterrupt:  # Ctrl-C/SIGTERM: the stack is already stopped; measure it again next time
+            trial.set_user_attr("fail_class", "interrupted")
+            trial.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+            raise
+        return self._conclude(trial, m, run_dir)
+
+    def _conclude(self, trial: optuna.Trial, m: Measurement, run_dir: Path) -> list[float]:
+        out = m.outcome
+        self._record(trial, out, run_dir)
+        state = "pruned" if m.pruned else "failed" if not out.ok else "complete"
+        if m.pruned:
+            trial.set_user_attr("pruned_after_s", round(m.stopped.elapsed, 3))
+            trial.set_user_attr("pruned_limit_s", round(m.stopped.limit, 3))
+        elif not out.ok and not constraints.is_infra_failure(out.fail_class):
+            constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=True))
+            state = "infeasible"
         if self.progress:
-            self.progress.trial_finished(trial.number, outcome)
-        if not outcome.ok:
-            raise TrialFailed(f"{outcome.fail_class}: {outcome.fail_detail}")
-        values = [outcome.metrics.get(o.name, float("nan")) for o in self.space.objectives]
-        if any(math.isnan(v) for v in values):
+            self.progress.trial_finished(trial.number, out, state)
+        if m.pruned:
+            raise optuna.TrialPruned(f"replay passed {m.stopped.limit:.2f} s (best known + margin)")
+        if state == "failed":
+            raise TrialFailed(f"{out.fail_class}: {out.fail_detail}")
+        if state == "infeasible":
+            return constraints.placeholder_values(self.space)
+        values = [out.metrics.get(o.name, float("nan")) for o in self.space.objectives]
+        if any(v is None or math.isnan(v) for v in values):
             raise TrialFailed(f"objective missing from metrics: {[o.name for o in self.space.objectives]}")
+        constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=False))
         return values
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, run_dir: Path) -> None:
         for k, v in outcome.metrics.items():
             trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
-        trial.set_user_attr("run_dir", str(run_dir))
         if not outcome.ok:
             trial.set_user_attr("fail_class", outcome.fail_class)
             trial.set_user_attr("fail_detail", outcome.fail_detail[:2000])
             trial.set_user_attr("log_tail", outcome.log_tail[-2000:])
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "outcome.json").write_text(json.dumps(
             {"params": trial.params, "metrics": outcome.metrics, "fail_class": outcome.fail_class,
              "fail_detail": outcome.fail_detail}, indent=1, default=str))
@@ -86,8 +131,29 @@ class StudyRun:
     def run(self, n_trials: int) -> optuna.Study:
         study = self.open_study()
         self.trials_dir.mkdir(parents=True, exist_ok=True)
-        study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
+        failed, ended = recover(study)  # a previous tune died: fail its trials, end its stacks
+        if self.progress and (failed or ended):
+            self.progress.recovered(failed, ended)
+        with sigterm_as_interrupt():
+            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
         return study
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C, so the running trial's stack is stopped by its ``finally``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def default_storage(root: Path, study: str) -> str:
@@ -95,14 +161,25 @@ def default_storage(root: Path, study: str) -> str:
     return f"sqlite:///{root / 'trials' / (study + '.db')}"
 
 
+def feasible_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [t for t in done if constraints.is_feasible(t)]
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The winner: single objective = best_trial; several = the Pareto trial best on the first one."""
-    if len(study.directions) == 1:
-        return study.best_trial
-    front = study.best_trials
-    if not front:
-        raise ValueError(f"study {study.study_name!r} has no completed trial to export")
+    """The winner, feasible trials only: the `tune finalize` verdict when it is current, else
+    single objective = the best value; several = the Pareto trial best on the first one."""
+    from tuner.finalists import verdict_choice
+    chosen = verdict_choice(study)
+    if chosen is not None:
+        return chosen
+    feasible = feasible_trials(study)
+    if not feasible:
+        raise ValueError(f"study {study.study_name!r} has no feasible completed trial to export")
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
+    if len(study.directions) == 1:
+        return min(feasible, key=lambda t: sign * t.values[0])
+    front = [t for t in study.best_trials if constraints.is_feasible(t)] or feasible
     return min(front, key=lambda t: sign * t.values[0])
 
 

@@ -1,0 +1,64 @@
+"""Test-only Stack: the embedded stack with a fault chosen by trial number.
+
+Registered for a test through ``monkeypatch.setitem(serving.stacks.base._STACKS, "embedded",
+"tests.tuner.faulty_stack:FaultyStack")``. Trial n gets FAULTS[n % len(FAULTS)]; every
+fault is a real process misbehaving, so the tuner's own classification is what is tested.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+from serving.stacks.base import LaunchSpec
+from serving.stacks.embedded import EmbeddedRunning, EmbeddedStack
+from serving.stacks.process import ManagedProcess
+from serving.stacks.readiness import http_ok, wait_until
+
+SERVER = Path(__file__).with_name("faulty_server.py")
+FAULTS = ["ok", "crash", "oom", "hang", "port_in_use", "garbage"]
+EXPECTED = {"ok": None, "crash": "crash_during_replay", "oom": "oom", "hang": "hang",
+            "port_in_use": "port_in_use", "garbage": "bad_response"}
+
+
+def fault_for(run_dir: Path) -> str:
+    name = Path(run_dir).name
+    return FAULTS[int(name) % len(FAULTS)] if name.isdigit() else "ok"
+
+
+class FaultyStack(EmbeddedStack):
+    name = "embedded"
+
+    def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
+        kind = fault_for(spec.run_dir)
+        host = "127.0.0.1"
+        port_file = Path(spec.run_dir) / "port"
+        port_file.unlink(missing_ok=True)
+        (Path(spec.run_dir) / "fault").write_text(kind)
+        holder = None
+        if kind == "port_in_use":  # someone else listens on the port the real server is told to use
+            holder = socket.socket()
+            holder.bind((host, 0))
+            holder.listen()
+            args = [sys.executable, "-m", "serving.engine.server", "--config", str(spec.config_path),
+                    "--host", host, "--port", str(holder.getsockname()[1]), "--port-file", str(port_file)]
+        else:
+            args = [sys.executable, str(SERVER), "--mode", kind, "--config", str(spec.config_path),
+                    "--host", host, "--port", "0", "--port-file", str(port_file)]
+        proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log")
+        state: dict[str, str] = {}
+
+        def ready() -> bool:
+            if "url" not in state and port_file.exists():
+                state["url"] = f"http://{host}:{port_file.read_text().strip()}"
+            return "url" in state and http_ok(state["url"] + "/health")
+
+        try:
+            wait_until(ready, proc.alive, spec.ready_timeout, proc.log_tail, "ready")
+        except BaseException:
+            proc.stop()
+            raise
+        finally:
+            if holder:
+                holder.close()
+        return EmbeddedRunning(proc, state["url"])

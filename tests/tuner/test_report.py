@@ -1,0 +1,53 @@
+"""`tune report`: a self-contained HTML page (inline SVG, no scripts, no network) and results.csv."""
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+
+from tuner.cli import main
+from tuner.metrics import records_frame
+from tuner.records import RequestRecord
+from tuner.trial import TrialOutcome
+
+DBS = "model_config.decode_batch_size"
+
+
+def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, replayer_hook=None):
+    """Per-request records as tuner.trial writes them; larger batches finish sooner; 64 runs out of memory."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dbs = params[DBS]
+    if dbs == 64:
+        return TrialOutcome(fail_class="oom", fail_detail="exited before ready", log_tail="out of memory")
+    rng = np.random.default_rng(dbs)
+    recs = []
+    for i in range(20):
+        sent = i * 0.05
+        e2e = 0.2 + 4.0 / dbs * rng.random()
+        recs.append(RequestRecord(i, 10, 5, sent, sent, sent + e2e / 5, sent + e2e, [sent + e2e], 5, "length"))
+    records_frame(recs).to_csv(run_dir / "requests.csv", index=False)
+    total = max(r.done for r in recs)
+    return TrialOutcome(metrics={"total_time": total, "utilisation": 30.0 + dbs, "requests": 20.0,
+                                 "ttft_p99": 0.1}, records=recs)
+
+
+def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
+    monkeypatch.setattr("tuner.measure.run_trial", fake_run_trial)
+    common = ["--root", str(project_root), "--storage", f"sqlite:///{project_root / 'trials' / 'r.db'}"]
+    assert main(["run", *common, "--n-trials", "8", "--no-progress", "sampler=random", "seed=2"]) == 0
+    assert main(["report", *common]) == 0
+    html = (project_root / "trials/pa_batching/report.html").read_text()
+    for section in ("Optimisation history", "Pareto front", "Parameter importances", "Latency distributions",
+                    "Trials"):
+        assert f"<h2>{section}</h2>" in html
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    assert len(svgs) >= 4
+    for svg in svgs:
+        ET.fromstring(svg)  # well-formed
+    assert "importance (PED-ANOVA)" in html and "trial 1" in html
+    df = pd.read_csv(project_root / "trials/pa_batching/results.csv")
+    assert len(df) == 8 and {"number", "state", "outcome", "total_time", "utilisation", f"param.{DBS}"} <= set(df)
+    assert set(df["outcome"]) <= {"feasible", "infeasible"}
+    oom = df[df[f"param.{DBS}"] == 64]
+    assert (oom["outcome"] == "infeasible").all() and (oom["fail_class"] == "oom").all()

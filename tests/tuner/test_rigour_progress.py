@@ -1,0 +1,58 @@
+"""Progress: rich bars for the study and the running replay (per repeat), plain lines with
+--no-progress; every trial end state (complete, infeasible, pruned, failed) is named."""
+import io
+import re
+
+from rich.console import Console
+
+from tuner.cli import main
+from tuner.progress import PlainProgress, RichStudyProgress
+from tuner.records import RequestRecord
+from tuner.trial import TrialOutcome
+
+OK = TrialOutcome(metrics={"total_time": 1.5, "utilisation": 40.0})
+OOM = TrialOutcome(fail_class="oom", fail_detail="exited before ready")
+
+
+def test_rich_progress_shows_trials_replays_and_outcomes():
+    p = RichStudyProgress(3, 2, ["total_time", "utilisation"],
+                          console=Console(file=io.StringIO(), width=120, force_terminal=False))
+    p.trial_started(0, {"model_config.decode_batch_size": 8})
+    p.repeat_started(1, 3)
+    p.request_done(RequestRecord(0, 1, 1, 0.0))
+    assert p.bar.tasks[-1].description == "  replay #0 (2/3)" and p.bar.tasks[-1].completed == 1
+    p.trial_finished(0, OK, "complete")
+    p.trial_finished(1, OOM, "infeasible")
+    p.trial_finished(2, OK, "pruned")
+    p.recovered([4], [1234])
+    p.close()
+    out = p.console.file.getvalue()
+    assert "trial 0" in out and "total_time=1.500" in out and "infeasible oom: exited before ready" in out
+    assert "pruned (slower than the best + margin)" in out and "trials [4] of a dead tune" in out
+    assert p.bar.tasks[0].completed == 3
+
+
+def test_plain_progress_lines(capsys):
+    p = PlainProgress(["total_time"], prefix="[device 1] ")
+    p.trial_finished(3, OK)
+    p.trial_finished(4, OOM, "failed")
+    assert capsys.readouterr().out.splitlines() == ["[device 1] trial 3: total_time=1.500",
+                                                    "[device 1] trial 4: failed oom: exited before ready"]
+
+
+def test_cli_bars_by_default_and_lines_with_no_progress(project_root, monkeypatch, capsys):
+    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, replayer_hook=None):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for _, req in plan:
+            on_request(RequestRecord(req.index, 1, 1, 0.0))
+        return TrialOutcome(metrics={"total_time": 1.0, "utilisation": 50.0})
+
+    monkeypatch.setattr("tuner.measure.run_trial", run_trial)
+    common = ["--root", str(project_root), "--storage", f"sqlite:///{project_root / 'trials' / 'p.db'}",
+              "--n-trials", "1", "load.duration=0.5"]
+    assert main(["run", *common]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"trials .*1/1", err) and re.search(r"replay #0 .* 12/12", err)  # 25 qps x 0.5 s
+    assert main(["run", *common, "--no-progress"]) == 0
+    cap = capsys.readouterr()
+    assert "trial 1: total_time=1.000" in cap.out and "replay #" not in cap.err

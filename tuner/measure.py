@@ -1,0 +1,84 @@
+"""Measure one configuration ``repeats`` times; the median is the objective, the spread is kept.
+
+A repeat is a whole trial (fresh stack, full replay): start-up state, allocator and OS noise
+belong to what is measured. The repeat nearest the median (on the first objective) stands
+for the configuration: its metrics and requests.csv become the trial's. A failed or
+early-stopped repeat ends the measurement: the configuration failed or is not competitive.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tuner.early_stop import EarlyStop
+from tuner.replay import Replayer
+from tuner.resume import record_pgids, tagged
+from tuner.space import StudySpace
+from tuner.stats import spread
+from tuner.trial import TrialOutcome, run_trial
+
+
+@dataclass
+class Measurement:
+    outcome: TrialOutcome                     # the representative (or the failing/aborted) repeat
+    repeats: list[TrialOutcome] = field(default_factory=list)
+    stopped: EarlyStop | None = None          # set when early stopping aborted a replay
+
+    @property
+    def pruned(self) -> bool:
+        return self.stopped is not None
+
+
+def _hook(run_dir: Path, tag: str, stop: EarlyStop | None) -> Callable[[Replayer], None]:
+    def hook(replayer: Replayer) -> None:
+        record_pgids(run_dir, tag)  # the stack is up: note its process group for a later resume
+        if stop:
+            stop(replayer)
+    return hook
+
+
+def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
+            device_id: int | None = None, on_request=None,
+            early_stop: Callable[[], EarlyStop | None] = lambda: None,
+            on_repeat: Callable[[int, int], None] | None = None) -> Measurement:
+    n = space.repeats
+    outcomes: list[TrialOutcome] = []
+    for i in range(n):
+        rdir = run_dir if n == 1 else run_dir / f"repeat{i}"
+        if on_repeat:
+            on_repeat(i, n)
+        stop = early_stop()
+        with tagged(tag):
+            out = run_trial(space, root, params, rdir, plan, device_id, on_request=on_request,
+                            replayer_hook=_hook(rdir, tag, stop))
+        outcomes.append(out)
+        if stop is not None and stop.fired:
+            return Measurement(out, outcomes, stop)
+        if not out.ok:
+            return Measurement(out, outcomes)
+    return Measurement(combine(space, outcomes, run_dir), outcomes)
+
+
+def combine(space: StudySpace, outcomes: list[TrialOutcome], run_dir: Path) -> TrialOutcome:
+    """Median objectives over repeats, with each objective's repeats, IQR and relative spread."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    first = space.objectives[0].name
+    stats = {o.name: spread([r.metrics.get(o.name, float("nan")) for r in outcomes]) for o in space.objectives}
+    med = stats[first]["median"]
+    rep_i = min(range(len(outcomes)), key=lambda i: abs(outcomes[i].metrics.get(first, float("inf")) - med))
+    rep = outcomes[rep_i]
+    metrics = dict(rep.metrics)
+    for name, s in stats.items():
+        metrics[name] = s["median"]
+        metrics[f"{name}_repeats"] = [r.metrics.get(name) for r in outcomes]
+        metrics[f"{name}_iqr"] = s["iqr"]
+        metrics[f"{name}_rel_spread"] = s["rel_spread"]
+    metrics["repeats"] = float(len(outcomes))
+    metrics["representative_repeat"] = float(rep_i)
+    src = run_dir / f"repeat{rep_i}" / "requests.csv"
+    if src.exists():  # the report reads trials/<study>/<n>/requests.csv
+        shutil.copyfile(src, run_dir / "requests.csv")
+    return TrialOutcome(metrics=metrics, records=rep.records)
