@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.set_defaults(func=cmd_profile)
     from tuner.cli_rigour import register  # --devices, finalize, dashboard, report
     register(sub, _common, _context)
+    from tuner import calibrate
+    calibrate.add_parser(sub, _common)
     return ap
 
 

@@ -1,0 +1,115 @@
+"""Simulator fidelity: (a) the 910B profile against the published contest figures,
+(b) the embedded profile against real embedded trials with the same plan.
+
+  python bench/sim_fidelity.py [--part a|b|both] [--qps 25] [--duration 4] [--configs N]
+
+(a) replays the 1,500-request trace at each published (decode batch, X) with T = 1500 / X,
+seq 4096, num_blocks 1024, block_size 16; goals: baseline (3,552 s) and decode 128 (~670 s)
+within 10 %. (b) runs each pa_batching config twice, once through tuner.trial.run_trial on the
+embedded stack (HTTP, real engine) and once on backend=sim; goal: total time within 5 %.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import _common  # noqa: F401  (puts the project on sys.path)
+from _common import ROOT, table
+
+from serving.config.schema import load_serving_yaml
+from serving.sim import SimSettings, load_profile, simulate
+from tuner.compose import load_space
+from tuner.metrics import score
+from tuner.trace import load_trace, schedule
+from tuner.trial import run_trial
+
+# (decode batch, X, published s, who); shared/docs/llm-serving.md section 6. Goals are marked *.
+PUBLISHED = [
+    (1, 0.5, 3551.93, "baseline (Manual) *"),
+    (128, 10, 669.87, "moon *"),
+    (128, 10, 674.29, "美滋滋学编程 *"),
+    (128, 5, 679.96, "faster *"),
+    (96, 3, 788.14, "西电超算"),
+    (64, 15, 713.7, "URobot X15"),
+    (64, 100, 624.1, "URobot X100"),
+    (32, 15, 712.7, "URobot X15"),
+    (32, 16, 789.7, "hack_ai2"),
+    (50, 3, 800.02, "汪汪队"),
+]
+
+# (prefill, decode, num_blocks, block_size): small to large batches, one pool tight enough to preempt
+CONFIGS = [(1, 1, 224, 16), (2, 8, 256, 16), (4, 32, 1024, 16), (8, 64, 512, 32), (1, 16, 48, 16)]
+
+
+def part_a() -> None:
+    base = SimSettings.from_config(load_serving_yaml(ROOT / "configs/llama/llama_7b_kbk_pa_dyn.yaml"))
+    profile = load_profile("ascend910b_llama2_7b")
+    trace = load_trace(ROOT / "traces/alpaca_like_1500.jsonl")
+    rows = []
+    for decode, x, pub, who in PUBLISHED:
+        s = SimSettings(base.num_blocks, base.block_size, (1,), (decode,), base.seq_length,
+                        base.max_generate_length, base.end_token)
+        res = simulate(s, profile, schedule(trace, x, 1500 / x))
+        m, u = score(res.records), res.usage(1.0)
+        rows.append([who, decode, x, f"{pub:.2f}", f"{m['total_time']:.1f}", f"{100 * (m['total_time'] / pub - 1):+.1f}%",
+                     f"{u['sim_busy_mean']:.1f}"])
+    print("(a) ascend910b_llama2_7b profile vs published LLaMA-2-7B / 910B times (1,500 requests, T = 1500/X)")
+    table(["run", "decode", "X", "published s", "sim s", "error", "busy %"], rows)
+
+
+def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: str | None = None) -> list[float]:
+    errors, rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        over = [f"load.qps={qps}", f"load.duration={duration}"]
+        real_space = load_space("pa_batching", ROOT, over + ["backend=embedded"])
+        pick = [f"++sim.profile={profile}"] if profile else []
+        sim_space = load_space("pa_batching", ROOT, over + ["backend=sim", *pick])
+        plan = schedule(load_trace(ROOT / real_space.trace), qps, duration, real_space.load.seed)
+        for i, (p, d, nb, bs) in enumerate(CONFIGS[:n_configs]):
+            params = {"model_config.prefill_batch_size": p, "model_config.decode_batch_size": d,
+                      "pa_config.num_blocks": nb, "pa_config.block_size": bs}
+            name = f"{p}/{d}/{nb}/{bs}"
+            reals = [run_trial(real_space, ROOT, params, Path(tmp) / f"real{i}_{k}", plan) for k in range(repeats)]
+            sim = run_trial(sim_space, ROOT, params, Path(tmp) / f"sim{i}", plan)
+            bad = [o for o in [*reals, sim] if not o.ok]
+            if bad:
+                rows.append([name, "failed", bad[0].fail_class, bad[0].fail_detail[:40], "", "", "", ""])
+                continue
+            times = sorted(o.metrics["total_time"] for o in reals)
+            rt, st = statistics.median(times), sim.metrics["total_time"]
+            errors.append(100 * (st / rt - 1))
+            real = reals[len(reals) // 2]
+            rows.append([name, " ".join(f"{t:.2f}" for t in times), round(st, 2), f"{errors[-1]:+.1f}%",
+                         f"{100 * (times[-1] - times[0]) / rt:.0f}%",
+                         f"{real.metrics['ttft_p50']:.3f}/{sim.metrics['ttft_p50']:.3f}",
+                         f"{real.metrics['engine_busy_mean']:.0f}/{sim.metrics['sim_busy_mean']:.0f}",
+                         f"{sim.metrics['sim_preemptions']:.0f}"])
+    print(f"(b) embedded profile vs real embedded trials ({len(plan)} requests, X={qps}, T={duration}, "
+          f"{repeats} real runs each)")
+    table(["prefill/decode/blocks/bs", "real s (each run)", "sim s", "error vs median", "real spread",
+           "ttft p50 real/sim", "busy % real/sim", "sim preempt"], rows)
+    if errors:
+        print(f"mean |error| {sum(abs(e) for e in errors) / len(errors):.1f}%, max |error| "
+              f"{max(abs(e) for e in errors):.1f}% (goal 5%)")
+    return errors
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["a", "b", "both"], default="both")
+    ap.add_argument("--qps", type=float, default=25.0)
+    ap.add_argument("--duration", type=float, default=4.0)
+    ap.add_argument("--configs", type=int, default=len(CONFIGS))
+    ap.add_argument("--repeats", type=int, default=2, help="real trials per config (the noise floor)")
+    ap.add_argument("--profile", help="latency profile for (b) (default: the bundled embedded one)")
+    args = ap.parse_args()
+    if args.part in ("a", "both"):
+        part_a()
+    if args.part in ("b", "both"):
+        part_b(args.qps, args.duration, args.configs, args.repeats, args.profile)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Step time of the simulated engine: a model over what a step computes.
+
+A step costs ``compute`` (what the accelerator, or the embedded engine's busy
+counter, is busy for) plus ``host`` (the gap before the next step: token
+delivery, queue draining, host pre/post-processing the device waits on). Only
+``compute`` counts towards the busy percentage. Coefficients are seconds per
+unit of their feature:
+
+  prefill compute: base, per_row (bucket), per_padded_token (bucket * longest prompt),
+                   per_padded_token_sq (bucket * longest prompt ** 2, attention)
+  decode compute:  base, per_row (bucket), per_live_row, per_context_token (context of live rows),
+                   per_waiting (queued requests: the embedded server's open streams cost it a little)
+  host (both):     base, per_live_row
+
+Measured tables may replace the row terms, because a CPU's cost is not linear in
+small batches: ``decode.by_bucket`` {bucket: s} replaces base + per_row * bucket,
+and ``prefill.table`` {bucket: {longest prompt: s}} is added to the prefill terms.
+Both are interpolated linearly between entries and extrapolated from the two
+nearest. Profiles are YAML files (serving/sim/profiles/<name>.yaml) whose
+comments say where each constant comes from.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving.config.errors import ConfigError
+
+PROFILES = Path(__file__).parent / "profiles"
+
+PREFILL_COMPUTE = ("base", "per_row", "per_padded_token", "per_padded_token_sq")
+DECODE_COMPUTE = ("base", "per_row", "per_live_row", "per_context_token", "per_waiting")
+HOST = ("base", "per_live_row")
+
+
+def interp(points: dict[int, float], x: float) -> float:
+    """Piecewise-linear through ``points``; beyond them, the nearest segment extended (>= 0)."""
+    if x in points:
+        return points[x]
+    keys = sorted(points)
+    if len(keys) == 1:
+        return points[keys[0]] * x / keys[0]        # one point: proportional
+    i = min(max(bisect.bisect_left(keys, x), 1), len(keys) - 1)
+    lo, hi = keys[i - 1], keys[i]
+    return max(0.0, points[lo] + (points[hi] - points[lo]) * (x - lo) / (hi - lo))
+
+
+def _terms(names: tuple[str, ...], raw: Any, where: str, path) -> dict[str, float]:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of coefficients, found {raw!r}", path)
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{where} takes only {list(names)}, found {unknown}", path)
+    out = {n: float(raw.get(n, 0.0)) for n in names}
+    if any(v < 0 for v in out.values()):
+        raise ConfigError(f"{where} coefficients >= 0 must hold, got {out}", path)
+    return out
+
+
+def _points(raw: Any, where: str, path) -> dict[int, float]:
+    try:
+        table = {int(k): float(v) for k, v in dict(raw or {}).items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must map sizes to seconds, found {raw!r}", path) from None
+    if any(k < 1 or v < 0 for k, v in table.items()):
+        raise ConfigError(f"{where}: sizes >= 1 and seconds >= 0 must hold, got {table}", path)
+    return table
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    prefill_compute: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PREFILL_COMPUTE, 0.0))
+    prefill_host: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HOST, 0.0))
+    decode_compute: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DECODE_COMPUTE, 0.0))
+    decode_host: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HOST, 0.0))
+    prefill_table: dict[int, dict[int, float]] = field(default_factory=dict)   # bucket -> longest -> s
+    decode_by_bucket: dict[int, float] = field(default_factory=dict)          # bucket -> s
+    arrival_delay: float = 0.0     # client send -> request queued in the scheduler
+    delivery_delay: float = 0.0    # step end -> client reads the token
+    single_prefill: bool = False   # llm-serving's PA path: one prompt per prefill, prefill_batch_size ignored
+    name: str = "custom"
+
+    def prefill(self, rows: int, bucket: int, longest: int) -> tuple[float, float]:
+        """(compute, host) seconds of a prefill of ``rows`` prompts padded to ``bucket`` x ``longest``."""
+        c, h = self.prefill_compute, self.prefill_host
+        padded = bucket * longest
+        compute = (c["base"] + c["per_row"] * bucket + c["per_padded_token"] * padded
+                   + c["per_padded_token_sq"] * padded * longest)
+        if self.prefill_table:
+            t = self.prefill_table
+            compute += (interp(t[bucket], longest) if bucket in t
+                        else interp({b: interp(t[b], longest) for b in t}, bucket))
+        return compute, h["base"] + h["per_live_row"] * rows
+
+    def decode(self, rows: int, bucket: int, context: int, waiting: int = 0) -> tuple[float, float]:
+        """(compute, host) seconds of one decode step of ``rows`` live rows in a ``bucket``
+        while ``waiting`` requests queue."""
+        c, h = self.decode_compute, self.decode_host
+        base = interp(self.decode_by_bucket, bucket) if self.decode_by_bucket else c["base"] + c["per_row"] * bucket
+        compute = base + c["per_live_row"] * rows + c["per_context_token"] * context + c["per_waiting"] * waiting
+        return compute, h["base"] + h["per_live_row"] * rows
+
+    def to_dict(self) -> dict[str, Any]:
+        pre = {"compute": dict(self.prefill_compute), "host": dict(self.prefill_host)}
+        dec = {"compute": dict(self.decode_compute), "host": dict(self.decode_host)}
+        if self.prefill_table:
+            pre["table"] = {b: dict(r) for b, r in self.prefill_table.items()}
+        if self.decode_by_bucket:
+            dec["by_bucket"] = dict(self.decode_by_bucket)
+        return {"name": self.name, "single_prefill": self.single_prefill, "prefill": pre, "decode": dec,
+                "request": {"arrival_delay": self.arrival_delay, "delivery_delay": self.delivery_delay}}
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path | None = None) -> LatencyModel:
+        if not isinstance(data, dict):
+            raise ConfigError("a latency profile must be a mapping", path)
+        known = {"name", "single_prefill", "prefill", "decode", "request"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"a latency profile takes only {sorted(known)}, found {unknown}", path)
+        pre, dec, req = data.get("prefill") or {}, data.get("decode") or {}, data.get("request") or {}
+        for where, sec, keys in (("prefill", pre, {"compute", "host", "table"}),
+                                 ("decode", dec, {"compute", "host", "by_bucket"}),
+                                 ("request", req, {"arrival_delay", "delivery_delay"})):
+            if not isinstance(sec, dict) or set(sec) - keys:
+                raise ConfigError(f"{where} takes only {sorted(keys)}, found {sec!r}", path)
+        delays = {k: float(req.get(k, 0.0)) for k in ("arrival_delay", "delivery_delay")}
+        if any(v < 0 for v in delays.values()):
+            raise ConfigError(f"request delays >= 0 must hold, got {delays}", path)
+        table = pre.get("table") or {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"prefill.table must map buckets to {{longest: seconds}}, found {table!r}", path)
+        return cls(prefill_compute=_terms(PREFILL_COMPUTE, pre.get("compute"), "prefill.compute", path),
+                   prefill_host=_terms(HOST, pre.get("host"), "prefill.host", path),
+                   decode_compute=_terms(DECODE_COMPUTE, dec.get("compute"), "decode.compute", path),
+                   decode_host=_terms(HOST, dec.get("host"), "decode.host", path),
+                   prefill_table={int(b): _points(r, f"prefill.table.{b}", path) for b, r in table.items()},
+                   decode_by_bucket=_points(dec.get("by_bucket"), "decode.by_bucket", path),
+                   single_prefill=bool(data.get("single_prefill", False)),
+                   name=str(data.get("name", Path(path).stem if path else "custom")), **delays)
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """A bundled profile name (``embedded``) or a path to a profile YAML."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
+        return p
+    return PROFILES / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str | Path) -> LatencyModel:
+    path = profile_path(name_or_path)
+    if not path.exists():
+        known = sorted(q.stem for q in PROFILES.glob("*.yaml"))
+        raise ConfigError(f"latency profile not found; bundled profiles: {', '.join(known) or 'none'}", path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", path) from None
+    return LatencyModel.from_dict(data, path)

@@ -1,0 +1,69 @@
+"""backend=sim: "launch" builds a simulator for the trial's rendered config; nothing is started.
+
+Options (the space's ``sim:`` section): ``profile`` (a bundled profile name or a
+YAML path; default ``embedded`` for a config with an ``engine_config`` section,
+i.e. the tiny embedded model, else ``ascend910b_llama2_7b``) and ``busy_window``
+(seconds per busy-% sample, default 0.25 like the probe sampler).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from serving.config.errors import ConfigError
+from serving.config.schema import ServingYaml, load_serving_yaml
+from serving.probes.base import Probe
+from serving.sim.latency import LatencyModel, load_profile
+from serving.sim.simulator import SimSettings, simulate
+from serving.stacks import failures
+from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack
+from tuner.records import RequestRecord
+from tuner.trace import TraceRequest
+
+OPTIONS = {"profile", "busy_window"}
+
+
+def default_profile(cfg: ServingYaml) -> str:
+    return "embedded" if cfg.engine_config is not None else "ascend910b_llama2_7b"
+
+
+class SimRunning(RunningStack):
+    url = "sim://"
+
+    def __init__(self, settings: SimSettings, latency: LatencyModel, busy_window: float = 0.25):
+        self.settings, self.latency, self.busy_window = settings, latency, busy_window
+
+    def simulate(self, plan: list[tuple[float, TraceRequest]],
+                 on_request: Callable[[RequestRecord], None] | None = None) -> tuple[list[RequestRecord], dict]:
+        result = simulate(self.settings, self.latency, plan, on_request)
+        return result.records, result.usage(self.busy_window)
+
+    def alive(self) -> bool:
+        return True
+
+    def probes(self) -> list[Probe]:
+        return []
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        return ""
+
+    def stop(self) -> None:
+        pass
+
+
+class SimStack(Stack):
+    name = "sim"
+
+    def launch(self, spec: LaunchSpec) -> SimRunning:
+        opts = dict(spec.options or {})
+        unknown = sorted(set(opts) - OPTIONS)
+        if unknown:
+            raise LaunchError(failures.CONFIG_REJECTED, f"sim options are {sorted(OPTIONS)}, found {unknown}")
+        try:
+            cfg = load_serving_yaml(spec.config_path)
+            latency = load_profile(opts.get("profile") or default_profile(cfg))
+        except ConfigError as err:
+            raise LaunchError(failures.CONFIG_REJECTED, str(err)) from None
+        window = float(opts.get("busy_window", 0.25))
+        if window <= 0:
+            raise LaunchError(failures.CONFIG_REJECTED, f"sim.busy_window > 0 must hold, got {window}")
+        return SimRunning(SimSettings.from_config(cfg), latency, window)

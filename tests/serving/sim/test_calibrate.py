@@ -1,0 +1,97 @@
+"""tune calibrate's fitting, on synthetic step records from a known model."""
+import numpy as np
+import pytest
+
+from serving.sim.latency import load_profile
+from tuner.calibrate import burst, fit, nnls, profile_text
+
+DECODE_BASE = {1: 0.001, 4: 0.002, 16: 0.004}
+PER_CTX, PER_ROW, HOST, PER_HOST_ROW = 2e-6, 5e-5, 3e-4, 2e-5
+
+
+def prefill_cost(bucket, longest):
+    return 0.002 * bucket + 1e-4 * bucket * longest + 5e-7 * bucket * longest ** 2
+
+
+def synthetic_steps(noise=0.0, seed=0):
+    """What /metrics/steps serves (tokens and context after the new token was appended)."""
+    rng = np.random.default_rng(seed)
+    steps, t = [], 0.0
+    for bucket, base in DECODE_BASE.items():
+        for longest in (5, 17, 65):
+            for rows in range(1, bucket + 1):
+                d = prefill_cost(bucket, longest) * (1 + noise * rng.standard_normal())
+                steps.append({"kind": "prefill", "rows": rows, "bucket": bucket, "tokens": rows * (longest + 1),
+                              "context": rows * (longest + 1), "start": t, "duration": d, "run": bucket})
+                t += d + HOST
+        for _ in range(300):
+            rows = int(rng.integers(1, bucket + 1))
+            ctx = int(rng.integers(rows * 5, rows * 300))
+            d = base + PER_ROW * rows + PER_CTX * ctx
+            d *= 1 + noise * rng.standard_normal()
+            steps.append({"kind": "decode", "rows": rows, "bucket": bucket, "tokens": rows, "context": ctx + rows,
+                          "start": t, "duration": d, "run": bucket})
+            t += d + HOST + PER_HOST_ROW * rows
+    return steps
+
+
+def test_fit_recovers_a_known_model():
+    model, fits = fit(synthetic_steps(), delays=[0.002, 0.004, 0.003])
+    assert model.decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-6)
+    assert model.decode_compute["per_live_row"] == pytest.approx(PER_ROW, rel=1e-6)
+    assert model.decode_compute["per_context_token"] == pytest.approx(PER_CTX, rel=1e-6)
+    assert model.decode_host["base"] == pytest.approx(HOST, rel=1e-6)
+    assert model.decode_host["per_live_row"] == pytest.approx(PER_HOST_ROW, rel=1e-6)
+    assert model.prefill_host["base"] == pytest.approx(HOST, rel=1e-6)
+    assert model.prefill_table[4][17] == pytest.approx(prefill_cost(4, 17))
+    assert model.prefill(1, 4, 17)[0] == pytest.approx(prefill_cost(4, 17))
+    assert model.arrival_delay == model.delivery_delay == pytest.approx(0.0015)
+    assert fits["decode.compute"].r2 == pytest.approx(1.0)
+
+
+def test_fit_with_noise_stays_close():
+    model, fits = fit(synthetic_steps(noise=0.05))
+    assert model.decode_compute["per_context_token"] == pytest.approx(PER_CTX, rel=0.1)
+    assert model.decode(8, 16, 800)[0] == pytest.approx(0.004 + 8 * PER_ROW + 800 * PER_CTX, rel=0.05)
+    assert 0.8 < fits["decode.compute"].r2 < 1
+
+
+def test_nnls_never_goes_negative():
+    X = np.column_stack([np.ones(50), np.arange(50.0)])
+    y = 5.0 - 0.1 * np.arange(50.0)                  # a falling line: the slope must clamp to 0
+    coef = nnls(X, y)
+    assert (coef >= 0).all() and coef[1] == 0 and coef[0] == pytest.approx(y.mean())
+
+
+def test_profile_text_loads_back(tmp_path):
+    model, fits = fit(synthetic_steps())
+    out = tmp_path / "embedded.yaml"
+    out.write_text(profile_text(model, fits, "configs/llama/tiny_llama_pa.yaml", 3))
+    back = load_profile(out)
+    assert back.decode_by_bucket == pytest.approx(model.decode_by_bucket, rel=1e-3)
+    assert back.prefill(2, 16, 65)[0] == pytest.approx(model.prefill(2, 16, 65)[0], rel=1e-3)
+    assert "R^2" in out.read_text()
+
+
+def test_burst_prompts_have_one_length():
+    plan = burst(7, 5, np.random.default_rng(0))
+    assert {r.prompt_len for _, r in plan} == {7} and len(plan) == 5 and all(o == 0 for o, _ in plan)
+
+
+def test_waiting_is_rebuilt_from_the_bursts():
+    kinds = ["prefill", "prefill", "decode", "prefill", "decode", "decode", "prefill", "decode"]
+    rows = [1, 2, 3, 1, 4, 4, 1, 1]
+    steps = [{"kind": k, "rows": r} for k, r in zip(kinds, rows)]
+    from tuner.calibrate import mark_waiting
+    assert [s["waiting"] for s in mark_waiting(steps, [4, 1])] == [3, 1, 1, 0, 0, 0, 0, 0]
+
+
+def test_fit_finds_a_per_waiting_cost():
+    steps = synthetic_steps()
+    rng = np.random.default_rng(1)
+    for s in steps:
+        s["waiting"] = int(rng.integers(0, 100)) if s["kind"] == "decode" else 0
+        if s["kind"] == "decode":
+            s["duration"] += 5e-6 * s["waiting"]
+    model, _ = fit(steps)
+    assert model.decode_compute["per_waiting"] == pytest.approx(5e-6, rel=1e-6)

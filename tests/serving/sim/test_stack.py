@@ -1,0 +1,64 @@
+"""backend=sim through the tuner: same metrics as a real trial, `tune` runs a study on it."""
+import optuna
+import pytest
+
+from serving.config.schema import load_serving_yaml
+from serving.sim.stack import SimStack, default_profile
+from serving.stacks.base import LaunchError, LaunchSpec
+from tests.conftest import ROOT, TINY
+from tuner.cli import main
+from tuner.compose import load_space
+from tuner.study import StudyRun
+from tuner.trial import run_trial
+
+PARAMS = {"model_config.prefill_batch_size": 2, "model_config.decode_batch_size": 8,
+          "pa_config.num_blocks": 256, "pa_config.block_size": 16}
+USAGE = {"engine_busy_mean", "engine_busy_peak", "engine_busy_samples"}
+SIM_USAGE = {"sim_busy_mean", "sim_busy_peak", "sim_busy_samples", "sim_steps", "sim_preemptions"}
+
+
+def test_sim_trial_has_a_real_trials_metrics_and_records(project_root):
+    over = ["load.qps=20", "load.duration=0.5"]
+    real_space = load_space("pa_batching", project_root, over)
+    sim_space = load_space("pa_batching", project_root, over + ["backend=sim"])
+    plan = StudyRun(real_space, project_root, "").plan()
+    real = run_trial(real_space, project_root, PARAMS, project_root / "trials/r", plan)
+    sim = run_trial(sim_space, project_root, PARAMS, project_root / "trials/s", plan)
+    assert real.ok and sim.ok, (real.fail_detail, sim.fail_detail)
+    assert set(real.metrics) - USAGE == set(sim.metrics) - SIM_USAGE
+    assert SIM_USAGE <= set(sim.metrics) and 0 < sim.metrics["utilisation"] <= 100
+    for r, s in zip(real.records, sim.records):
+        assert (r.index, r.n_tokens, r.finish_reason, r.error) == (s.index, s.n_tokens, s.finish_reason, s.error)
+        assert len(s.token_times) == s.n_tokens and s.sent <= s.first_token <= s.done
+    assert (project_root / "trials/s/requests.csv").exists()
+
+
+def test_tune_runs_a_study_on_the_simulator(project_root):
+    storage = f"sqlite:///{project_root / 'trials' / 'sim.db'}"
+    args = ["--study", "pa_batching", "--root", str(project_root), "--storage", storage, "--no-progress",
+            "backend=sim", "seed=3"]
+    assert main([*args, "--n-trials", "2"]) == 0
+    assert main([*args, "++sim.profile=ascend910b_llama2_7b", "--n-trials", "1"]) == 0
+    study = optuna.load_study(study_name="pa_batching", storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) >= 2 and all("sim_busy_mean" in t.user_attrs for t in done)
+
+
+def test_default_profile_follows_the_base_config():
+    assert default_profile(load_serving_yaml(TINY)) == "embedded"
+    assert default_profile(load_serving_yaml(ROOT / "configs/llama/llama_7b_kbk_pa_dyn.yaml")) == "ascend910b_llama2_7b"
+
+
+def test_running_sim_stack_answers_like_a_stack(tmp_path):
+    running = SimStack().launch(LaunchSpec(TINY, tmp_path, options={"profile": "ascend910b_llama2_7b"}))
+    assert running.alive() and running.probes() == [] and running.log_tail() == ""
+    assert running.latency.single_prefill
+    running.stop()
+
+
+@pytest.mark.parametrize("options, word", [({"profile": "nope"}, "bundled profiles"),
+                                           ({"colour": 1}, "sim options"), ({"busy_window": 0}, "busy_window")])
+def test_bad_options_are_config_rejected(tmp_path, options, word):
+    with pytest.raises(LaunchError) as err:
+        SimStack().launch(LaunchSpec(TINY, tmp_path, options=options))
+    assert err.value.fail_class == "config_rejected" and word in err.value.detail
