@@ -1,10 +1,13 @@
 """MindSporeLlama must agree with NumpyLlama: logits within 1e-3, greedy tokens identical."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-pytest.importorskip("mindspore")
+if os.environ.get("TUNER_REQUIRE_MINDSPORE") != "1":  # CI's MindSpore venv sets it: there a skip is a failure
+    pytest.importorskip("mindspore")
 
 from serving.engine.engine import EngineSettings, LLMEngine  # noqa: E402
 from serving.engine.model import ModelDims, NumpyLlama  # noqa: E402
