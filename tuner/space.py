@@ -105,6 +105,7 @@ class StudySpace(_Strict):
     repeats: int = Field(1, ge=1, description="measurements per configuration; the median is the objective")
     finalists: FinalistSpec = Field(default_factory=FinalistSpec)
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
+    prescreen: dict[str, Any] | None = Field(None, description="simulate first; see tuner/screening.py")
     n_trials: int = Field(20, ge=1)
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     seed: int | None = None

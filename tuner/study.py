@@ -80,6 +80,17 @@ class StudyRun:
             trial.set_user_attr("device", self.device_id)
         if self.progress:
             self.progress.trial_started(trial.number, params)
+        screen = self._screen()
+        if screen:
+            screen.gate(trial, params)
+        on_request = self.progress.request_done if self.progress else None
+        probed = screen.probe(trial, params, run_dir, self.device_id, on_request) if screen else None
+        if probed is not None:
+            m, promoted = probed
+            if not promoted and m.outcome.ok:
+                self._record(trial, m.outcome, run_dir)
+                raise optuna.TrialPruned("probe predicted no improvement on the best so far")
+            return self._conclude(trial, m, run_dir)
         try:
             m = measure(self.space, self.root, params, run_dir, self.plan(),
                         trial_tag(self.space.study, trial.number, owner), self.device_id,
@@ -91,6 +102,14 @@ class StudyRun:
             trial.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
             raise
         return self._conclude(trial, m, run_dir)
+
+    def _screen(self):
+        if self.space.prescreen is None:
+            return None
+        if getattr(self, "_screen_cache", None) is None:
+            from tuner.screening import StudyScreen
+            self._screen_cache = StudyScreen(self.space, self.root, self.plan())
+        return self._screen_cache
 
     def _conclude(self, trial: optuna.Trial, m: Measurement, run_dir: Path) -> list[float]:
         out = m.outcome

@@ -1,0 +1,38 @@
+"""Pre-screen wired into the study: simulate first, prune the unpromising, probe then promote."""
+import optuna
+import pytest
+
+from serving.config.errors import ConfigError
+from tuner.compose import load_space
+from tuner.study import StudyRun
+
+SMALL = ["load.qps=20", "load.duration=1", "seed=3"]
+
+
+def test_sim_gate_prunes_without_launching(project_root):
+    space = load_space("pa_batching", project_root, SMALL + ["backend=sim", "+prescreen={top_fraction: 0.2, warmup: 2}"])
+    study = StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/ps.db")).run(10)
+    states = [t.state for t in study.trials]
+    assert all("prescreen_value" in t.user_attrs for t in study.trials)
+    assert optuna.trial.TrialState.PRUNED in states
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all(not t.user_attrs["prescreen_promising"] for t in pruned)
+    assert not any((project_root / "trials/pa_batching" / str(t.number)).exists() for t in pruned)
+
+
+def test_real_probe_then_full_run(project_root):
+    space = load_space("pa_batching", project_root, SMALL + [
+        "+prescreen={top_fraction: 1.0, warmup: 5, probe_fraction: 0.5, promote_within: 10.0}"])
+    study = StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/pp.db")).run(2)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(t.user_attrs["probe_promoted"] for t in done)
+    n = done[0].number
+    assert (project_root / f"trials/pa_batching/{n}/probe/requests.csv").exists()
+    assert (project_root / f"trials/pa_batching/{n}/requests.csv").exists()
+    assert done[0].user_attrs["requests"] == 20
+
+
+def test_probe_and_repeats_do_not_mix(project_root):
+    space = load_space("pa_batching", project_root, SMALL + ["repeats=2", "+prescreen={probe_fraction: 0.5}"])
+    with pytest.raises(ConfigError, match="repeats"):
+        StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/px.db")).run(1)
