@@ -102,10 +102,12 @@ class GroupMemory:
 
 
 def stack_pgids(running: Any) -> list[int]:
-    """Process groups of a running stack: ``pgids()`` if it offers one, else its ManagedProcess(es)."""
+    """Process groups of a running stack: ``pgids()`` (a list or {name: pgid}), else its ManagedProcess(es)."""
     if hasattr(running, "pgids"):
-        return list(running.pgids())
+        ids = running.pgids()
+        return list(ids.values() if isinstance(ids, dict) else ids)
     procs = getattr(running, "procs", None) or [getattr(running, "proc", None)]
+    procs = procs.values() if isinstance(procs, dict) else procs
     return [p.pgid for p in procs if getattr(p, "pgid", None)]
 
 
@@ -174,8 +176,9 @@ def profile(space: StudySpace, root: Path, cells: list[Cell], rounds: int, run_d
     running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
     rows = []
     try:
-        if not hasattr(running, "url"):
-            raise ConfigError(f"backend {space.backend!r} serves no HTTP endpoint; profile needs a live stack")
+        if hasattr(running, "simulate") or not hasattr(running, "url"):  # sim replays open-loop plans only
+            raise ConfigError(f"backend {space.backend!r} serves no HTTP endpoint; profile needs a live stack "
+                              "(embedded or llm_serving)")
         pgids = stack_pgids(running)
         mem_probes = [p for p in running.probes() if "mem" in p.name or "hbm" in p.name]
         for cell in cells:

@@ -5,6 +5,7 @@ the log tail; nothing here raises for a bad configuration or a crashing stack.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,6 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
             replayer = Replayer(running.url, opts, on_request)
             if replayer_hook:
                 replayer_hook(replayer)
-            import asyncio
             with ProbeSampler(running.probes()) as sampler:
                 records = asyncio.run(replayer.run(plan, deadline=space.timeouts.replay))
             usage = sampler.summary()

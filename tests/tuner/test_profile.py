@@ -58,16 +58,30 @@ def test_pgids_come_from_the_stack_or_its_process():
 
     assert stack_pgids(Running()) == [123]
 
+    class LLMServing:  # agents and server, each its own group
+        def pgids(self):
+            return {"agents": 7, "server": 9}
+
+    assert stack_pgids(LLMServing()) == [7, 9]
+
 
 def test_profile_on_the_embedded_stack_writes_csv(project_root, tiny_config, capsys):
     out = project_root / "prof.csv"
     rc = main(["profile", "--root", str(project_root), "--config", str(tiny_config), "-c", "1", "2",
                "-pt", "3", "-ct", "4", "-tr", "2", "-w", "0", "--csv", str(out)])
     assert rc == 0
-    rows = list(csv.DictReader(open(out)))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [(r["concurrency"], r["requests_ok"]) for r in rows] == [("1", "2"), ("2", "4")]
     for r in rows:
         assert r["error"] == "" and float(r["output_tokens_per_s"]) > 0 and float(r["peak_rss_mb"]) > 10
         assert 0 < float(r["first_token_latency_min_s"]) <= float(r["first_token_latency_max_s"])
         assert not math.isnan(float(r["token_latency_p99_s"]))
     assert "tok lat p50/p75/p95/p99 ms" in capsys.readouterr().out
+
+
+def test_profile_refuses_the_simulator(project_root):
+    from tuner.compose import load_space
+    from tuner.profile import profile
+    space = load_space("pa_batching", project_root, ["backend=sim"])
+    with pytest.raises(ConfigError, match="no HTTP endpoint"):
+        profile(space, project_root, [Cell(1, 2, 2)], 1, project_root / "trials/p")

@@ -1,0 +1,58 @@
+"""Bench scripts' logic on synthetic inputs (the benches themselves print figures; nothing here is timed)."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import search  # noqa: E402
+
+from tuner.compose import load_space  # noqa: E402
+
+
+def toy(p):
+    """Infeasible below a KV pool size; faster with bigger decode batches and pools."""
+    kv = (p["pa_config.num_blocks"] - 1) * p["pa_config.block_size"]
+    if kv < 600:
+        return math.inf
+    return 300 + 3000 / p["model_config.decode_batch_size"] + 20 * abs(math.log2(p["model_config.prefill_batch_size"]) - 1) \
+        + 5e4 / kv
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("pa_batching", BENCH.parent, [])
+
+
+def test_coarse_grid_fits_the_budget_with_interior_values(space):
+    grid = search.coarse_grid(space, 30)
+    assert 1 < len(grid) <= 30 and len({tuple(sorted(p.items())) for p in grid}) == len(grid)
+    decode = sorted({p["model_config.decode_batch_size"] for p in grid})
+    assert 1 not in decode and 64 not in decode  # interior, as a person's list would be
+
+
+def test_trials_to_counts_the_first_trial_within_target():
+    assert search.trials_to([5, 3, 2.05, 1], 2.1) == 3
+    assert math.isinf(search.trials_to([math.inf, 5], 2))
+
+
+def test_compare_reports_every_method_against_the_grid_optimum(space):
+    res = search.compare(space, toy, seeds=2, budget=10, horizon=12)
+    grid_best = min(toy(dict(zip(space.param_specs(), v))) for v in __import__("itertools").product(
+        *(s.grid() for s in space.param_specs().values())))
+    assert res["optimum"] == grid_best
+    assert set(res["methods"]) == {"ours (tpe)", "random", "coarse grid", search.PROPOSED}
+    for m in res["methods"].values():
+        assert m["ratio"] >= 1.0 - 1e-9 and 0 <= m["within"] <= 1
+    search.report(res, 2, 10, 12)
+
+
+def test_replay_bench_quick_run_prints_both_figures():
+    out = subprocess.run([sys.executable, str(BENCH / "replay.py"), "--quick"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "goal < 1 ms" in out.stdout and "highest sustained rate" in out.stdout
