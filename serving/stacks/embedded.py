@@ -44,17 +44,23 @@ class EmbeddedStack(Stack):
         threads = str(engine.threads if engine else 1)
         # BLAS reads its thread count at import, so it is set in the child's environment
         env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log", env=env)
-        state: dict[str, str] = {}
+        return start_server(args, spec, host, port_file, env)
 
-        def ready() -> bool:
-            if "url" not in state and port_file.exists():
-                state["url"] = f"http://{host}:{port_file.read_text().strip()}"
-            return "url" in state and http_ok(state["url"] + "/health")
 
-        try:
-            wait_until(ready, proc.alive, spec.ready_timeout, proc.log_tail, "ready")
-        except BaseException:
-            proc.stop()
-            raise
-        return EmbeddedRunning(proc, state["url"])
+def start_server(args: list[str], spec: LaunchSpec, host: str, port_file: Path,
+                 env: dict | None = None) -> EmbeddedRunning:
+    """Start an engine server process; ready once it wrote its port and /health answers."""
+    proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log", env=env)
+    state: dict[str, str] = {}
+
+    def ready() -> bool:
+        if "url" not in state and port_file.exists():
+            state["url"] = f"http://{host}:{port_file.read_text().strip()}"
+        return "url" in state and http_ok(state["url"] + "/health")
+
+    try:
+        wait_until(ready, proc.alive, spec.ready_timeout, proc.log_tail, "ready")
+    except BaseException:
+        proc.stop()
+        raise
+    return EmbeddedRunning(proc, state["url"])

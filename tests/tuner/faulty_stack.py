@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 from serving.stacks.base import LaunchSpec
-from serving.stacks.embedded import EmbeddedRunning, EmbeddedStack
-from serving.stacks.process import ManagedProcess
-from serving.stacks.readiness import http_ok, wait_until
+from serving.stacks.embedded import EmbeddedRunning, EmbeddedStack, start_server
 
 SERVER = Path(__file__).with_name("faulty_server.py")
 FAULTS = ["ok", "crash", "oom", "hang", "port_in_use", "garbage"]
@@ -45,20 +43,8 @@ class FaultyStack(EmbeddedStack):
         else:
             args = [sys.executable, str(SERVER), "--mode", kind, "--config", str(spec.config_path),
                     "--host", host, "--port", "0", "--port-file", str(port_file)]
-        proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log")
-        state: dict[str, str] = {}
-
-        def ready() -> bool:
-            if "url" not in state and port_file.exists():
-                state["url"] = f"http://{host}:{port_file.read_text().strip()}"
-            return "url" in state and http_ok(state["url"] + "/health")
-
         try:
-            wait_until(ready, proc.alive, spec.ready_timeout, proc.log_tail, "ready")
-        except BaseException:
-            proc.stop()
-            raise
+            return start_server(args, spec, host, port_file)
         finally:
             if holder:
                 holder.close()
-        return EmbeddedRunning(proc, state["url"])
