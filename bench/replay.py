@@ -27,7 +27,6 @@ import numpy as np
 from aiohttp import web
 
 from serving.engine import api
-from tuner.records import RequestRecord
 from tuner.replay import ReplayOptions, Replayer
 from tuner.trace import TraceRequest
 
@@ -121,46 +120,7 @@ async def run_bare(url: str, plan, deadline: float):
     return t0, rows
 
 
-class DispatchReplayer(Replayer):
-    """The proposed fix for tuner/replay.py, measured here: one dispatcher creates each request's
-    task at its send time, instead of N tasks created at t0 that each sleep (their N first steps
-    all run at t0 and delay the earliest sends by ~10 us per planned request)."""
-
-    async def run(self, plan, deadline=None):
-        self.records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
-        timeout = aiohttp.ClientTimeout(total=self.opt.request_timeout, sock_read=self.opt.request_timeout)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
-            self.t0 = time.monotonic()
-            tasks: list[asyncio.Task] = []
-
-            async def dispatch() -> None:
-                for rec, (_, req) in zip(self.records, plan):
-                    delay = rec.scheduled - self.now()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(self._one(session, rec, req)))
-                await asyncio.gather(*tasks)
-
-            main, waiter = asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())
-            try:
-                await asyncio.wait([main, waiter], timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for t in (waiter, main, *tasks):
-                    t.cancel()
-                await asyncio.gather(main, *tasks, return_exceptions=True)
-                for rec in self.records:
-                    if rec.done is None and rec.error is None:
-                        rec.error = "cancelled: replay stopped early" if self._abort.is_set() else "timeout"
-        return self.records
-
-
-async def run_dispatch(url: str, plan, deadline: float):
-    rp = DispatchReplayer(url, ReplayOptions(request_timeout=deadline))
-    recs = await rp.run(plan, deadline=deadline)
-    return rp.t0, [(r.index, r.scheduled, r.sent, r.done if r.ok else None) for r in recs]
-
-
-CLIENTS = {"replayer": run_replayer, "dispatch": run_dispatch, "bare": run_bare}
+CLIENTS = {"replayer": run_replayer, "bare": run_bare}
 
 
 def measure(client: str, url: str, plan, deadline: float) -> dict:

@@ -65,18 +65,26 @@ class Replayer:
         timeout = aiohttp.ClientTimeout(total=self.opt.request_timeout, sock_read=self.opt.request_timeout)
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
             self.t0 = time.monotonic()
-            tasks = [asyncio.create_task(self._one(session, rec, req)) for rec, (_, req) in zip(self.records, plan)]
-            waiter = asyncio.create_task(self._abort.wait())
-            # return_exceptions: cancelled requests end as results, so nothing is left unretrieved
-            everything = asyncio.gather(*tasks, return_exceptions=True)
+            tasks: list[asyncio.Task] = []
+
+            async def dispatch() -> None:
+                # Each request's task is created at its send time: N tasks made at t0 would all
+                # take their first step together and delay the earliest sends (bench/replay.py).
+                for rec, (_, req) in zip(self.records, plan):
+                    delay = rec.scheduled - self.now()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(self._one(session, rec, req)))
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            main, waiter = asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())
             try:
-                await asyncio.wait([everything, waiter], timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([main, waiter], timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                waiter.cancel()
                 reason = "cancelled: replay stopped early" if self._abort.is_set() else "timeout: replay deadline"
-                for t in tasks:
+                for t in (waiter, main, *tasks):
                     t.cancel()
-                await everything
+                await asyncio.gather(main, *tasks, return_exceptions=True)
                 for rec in self.records:
                     if rec.done is None and rec.error is None:
                         rec.error = reason
