@@ -15,7 +15,7 @@ import signal
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,19 @@ class StudyRun:
     storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
+    _plan: list | None = field(default=None, init=False, repr=False)
+    _screen_cache: Any = field(default=None, init=False, repr=False)
 
     @property
     def trials_dir(self) -> Path:
         return self.root / "trials" / self.space.study
 
     def plan(self):
-        s = self.space
-        return schedule(load_trace(self.root / s.trace), s.load.qps, s.load.duration, s.load.seed)
+        """The trial's request schedule; read and drawn once, the same for every trial."""
+        if self._plan is None:
+            s = self.space
+            self._plan = schedule(load_trace(self.root / s.trace), s.load.qps, s.load.duration, s.load.seed)
+        return self._plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         s = self.space
@@ -106,7 +111,7 @@ class StudyRun:
     def _screen(self):
         if self.space.prescreen is None:
             return None
-        if getattr(self, "_screen_cache", None) is None:
+        if self._screen_cache is None:
             from tuner.screening import StudyScreen
             self._screen_cache = StudyScreen(self.space, self.root, self.plan())
         return self._screen_cache
