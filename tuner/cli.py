@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
         from tuner.study import best_trial
         best = best_trial(study)
         print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
-              + " | " + ", ".join(f"{k}={v}" for k, v in best.params.items()))
+              + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
         print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
     return 0
 

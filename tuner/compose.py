@@ -25,7 +25,7 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def load_space(study: str, root: Path, overrides: list[str] = ()) -> StudySpace:
-    spaces = root / "search_spaces"
+    spaces = Path(root).resolve() / "search_spaces"   # hydra's compose wants an absolute folder
     path = spaces / f"{study}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in spaces.glob("*.yaml"))

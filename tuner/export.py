@@ -6,6 +6,7 @@ from pathlib import Path
 import optuna
 
 from serving.config.render import render
+from tuner.finalists import current_verdict, describe
 from tuner.space import StudySpace
 from tuner.study import best_trial, trial_params
 
@@ -17,5 +18,10 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
     values = ", ".join(f"{n}={v:.4g}" for n, v in zip(study.metric_names or [], trial.values))
     header = (f"# Exported by serving-tuner: study {space.study!r}, trial {trial.number} ({values}).\n"
               f"# Base: {space.base_config}; only the tuned keys differ.\n")
+    verdict = current_verdict(study)
+    if verdict is not None:  # why this trial: the finalists' fresh runs, as `tune finalize` printed them
+        header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
+    else:
+        header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
     render(base, trial_params(space, trial), out, header)
     return out

@@ -53,7 +53,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     for r in range(repeats):
         for t in finalists:
             rdir = run.trials_dir / "finalists" / str(t.number) / f"r{r}"
-            m = measure(single, run.root, t.params, rdir, plan,
+            m = measure(single, run.root, run.space.config_of(t.params), rdir, plan,
                         trial_tag(run.space.study, f"finalist{t.number}", owner), run.device_id)
             v = m.outcome.metrics.get(metric.name, math.nan) if m.outcome.ok else math.nan
             samples[t.number].append(v)
@@ -62,7 +62,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     rows = []
     for t in finalists:
         ok = [v for v in samples[t.number] if not math.isnan(v)]
-        rows.append({"trial": t.number, "params": t.params, "samples": samples[t.number],
+        rows.append({"trial": t.number, "params": run.space.config_of(t.params), "samples": samples[t.number],
                      "failed_runs": len(samples[t.number]) - len(ok), **spread(ok)})
     sign = 1 if minimize else -1
     rows.sort(key=lambda r: math.inf if math.isnan(r["median"]) else sign * r["median"])

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuner.records import RequestRecord
+from tuner.resume import record_pgids, tagged
 from tuner.space import StudySpace
 from tuner.trace import TraceRequest
 from tuner.trial import TrialOutcome, run_trial
@@ -136,11 +137,22 @@ class ProbeResult:
 def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan: Plan,
                     best: float | None, probe_fraction: float = 0.2, promote_within: float = 0.1,
                     min_probe: int = 8, device_id: int | None = None,
-                    on_request: Callable[[RequestRecord], None] | None = None) -> ProbeResult:
-    """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``."""
+                    on_request: Callable[[RequestRecord], None] | None = None, tag: str | None = None) -> ProbeResult:
+    """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``.
+
+    ``tag`` (the study's trial tag) marks the stacks it launches, as tuner.measure does, so a
+    resume after a crash finds and ends them."""
     metric, sign = space.objectives[0].name, _sign(space)
     n = min(len(plan), max(min_probe, int(len(plan) * probe_fraction)))
-    probe = run_trial(space, root, params, run_dir / "probe", plan[:n], device_id, on_request)
+
+    def run(rdir: Path, part: Plan) -> TrialOutcome:
+        if tag is None:
+            return run_trial(space, root, params, rdir, part, device_id, on_request)
+        with tagged(tag):
+            return run_trial(space, root, params, rdir, part, device_id, on_request,
+                             replayer_hook=lambda _: record_pgids(rdir, tag))
+
+    probe = run(run_dir / "probe", plan[:n])
     sim_probe = simulate_params(space, root, params, plan[:n])
     sim_full = simulate_params(space, root, params, plan)
     real_v, sim_v, full_v = _value(space, probe), _value(space, sim_probe), _value(space, sim_full)
@@ -151,6 +163,6 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
         return ProbeResult(probe, False, predicted, factor)
     if best is not None and not math.isnan(best) and sign * predicted > sign * best + abs(best) * promote_within:
         return ProbeResult(probe, False, predicted, factor)
-    full = run_trial(space, root, params, run_dir, plan, device_id, on_request)
+    full = run(run_dir, plan)
     full.metrics[f"predicted_{metric}"] = predicted
     return ProbeResult(full, True, predicted, factor)

@@ -35,6 +35,9 @@ class Progress:
 
     def trial_finished(self, number: int, outcome, state: str | None = None) -> None: ...
 
+    def trial_pruned(self, number: int, reason: str) -> None:
+        """A trial ended before its full replay (pre-screen, probe): the reason instead of figures."""
+
     def recovered(self, failed: list[int], ended: list[int]) -> None: ...
 
     def close(self) -> None: ...
@@ -76,6 +79,10 @@ class RichStudyProgress(Progress):
         self.console.print(f"  -> [{style}]{outcome_line(outcome, self.objectives, state)}[/]")
         self.bar.advance(self.trials)
 
+    def trial_pruned(self, number, reason):
+        self.console.print(f"  -> [{STATE_STYLE['pruned']}]pruned: {reason}[/]")
+        self.bar.advance(self.trials)
+
     def recovered(self, failed, ended):
         self.console.print(f"[yellow]resumed[/]: trials {failed} of a dead tune marked failed; "
                            f"{len(ended)} leftover stack process group(s) ended")
@@ -93,6 +100,9 @@ class PlainProgress(Progress):
 
     def trial_finished(self, number, outcome, state=None):
         print(f"{self.prefix}trial {number}: {outcome_line(outcome, self.objectives, state)}", flush=True)
+
+    def trial_pruned(self, number, reason):
+        print(f"{self.prefix}trial {number}: pruned: {reason}", flush=True)
 
     def recovered(self, failed, ended):
         print(f"{self.prefix}resumed: trials {failed} of a dead tune marked failed; "

@@ -35,7 +35,8 @@ def results_frame(study: optuna.Study) -> pd.DataFrame:
                "fail_class": t.user_attrs.get("fail_class"), "infeasible_because": t.user_attrs.get("infeasible_because")}
         for i, n in enumerate(names):
             row[n] = t.values[i] if t.values and outcome(t) == "feasible" else t.user_attrs.get(n)
-        row |= {f"param.{k}": v for k, v in t.params.items()}
+        config = t.user_attrs.get("config")  # values; ordered categoricals are positions in t.params
+        row |= {f"param.{k}": v for k, v in (config if isinstance(config, dict) else t.params).items()}
         row |= {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float, str)) and k not in row
                 and k not in ("log_tail", "fail_detail", "space")}
         row["duration_s"] = t.duration.total_seconds() if t.duration else None

@@ -39,14 +39,14 @@ class StudyScreen:
         if not s.promising:
             raise optuna.TrialPruned(f"pre-screen: {s.reason}")
 
-    def probe(self, trial: optuna.Trial, params: dict[str, Any], run_dir: Path, device_id, on_request
-              ) -> tuple[Measurement, bool] | None:
+    def probe(self, trial: optuna.Trial, params: dict[str, Any], run_dir: Path, device_id, on_request,
+              tag: str | None = None) -> tuple[Measurement, bool] | None:
         """(measurement, promoted) from a probe run, or None when probes are off."""
         if not self.spec.probe_fraction:
             return None
         r = probe_then_full(self.space, self.root, params, run_dir, self.plan,
                             best_known(trial.study, self.space), self.spec.probe_fraction,
-                            self.spec.promote_within, device_id=device_id, on_request=on_request)
+                            self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag)
         trial.set_user_attr("probe_promoted", r.promoted)
         trial.set_user_attr("probe_factor", r.factor)
         return Measurement(r.outcome, [r.outcome]), r.promoted

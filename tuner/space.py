@@ -3,8 +3,14 @@
 ``params`` is nested like the serving YAML; a leaf is a mapping with ``type``:
   int:          {type: int, low, high, step?: 1, log?: false}
   float:        {type: float, low, high, step?: null, log?: false}
-  categorical:  {type: categorical, choices: [...]}
+  categorical:  {type: categorical, choices: [...], ordered?: auto}
 so ``params.pa_config.num_blocks`` tunes ``pa_config.num_blocks`` in the base config.
+
+An ordered categorical (numeric choices listed in increasing order, or ``ordered: true``) is
+sampled as its position in the list, an Optuna int param named ``<key>.index``: batch sizes
+1, 2, 4 ... 64 are neighbours to the sampler, so it can learn "bigger is better" instead of
+treating 32 and 64 as unrelated labels. The chosen value is what the config and the trial's
+``config`` user attribute hold; ``StudySpace.config_of`` maps stored params back to values.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from serving.config.errors import ConfigError, from_validation_error
 from tuner.rigour_spec import EarlyStopSpec, FinalistSpec
 
 
+INDEX_SUFFIX = ".index"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -29,19 +38,52 @@ class ParamSpec(_Strict):
     step: float | None = None
     log: bool = False
     choices: list[Any] | None = None
+    ordered: bool | None = Field(None, description="categorical only: sample by list position; "
+                                 "default: true for numbers listed in increasing order")
 
     @model_validator(mode="after")
     def _shape(self):
+        if self.ordered is not None and self.type != "categorical":
+            raise ValueError(f"'ordered' applies to categorical params only, this one is {self.type}")
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical param needs a non-empty 'choices' list")
+            if len(set(map(repr, self.choices))) != len(self.choices):
+                raise ValueError(f"categorical choices must be distinct, got {self.choices}")
         elif self.low is None or self.high is None or self.low > self.high:
             raise ValueError(f"low <= high must hold for an {self.type} param, got low={self.low}, high={self.high}")
         if self.log and self.step not in (None, 1):
             raise ValueError("log and step cannot be combined")
         return self
 
+    @property
+    def is_ordered(self) -> bool:
+        if self.type != "categorical":
+            return False
+        if self.ordered is not None:
+            return self.ordered
+        nums = [c for c in self.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        return len(nums) == len(self.choices) > 1 and all(a < b for a, b in zip(nums, nums[1:]))
+
+    def stored_name(self, key: str) -> str:
+        """The Optuna param this spec is stored under: ``<key>.index`` when ordered, else ``key``."""
+        return key + INDEX_SUFFIX if self.is_ordered else key
+
+    def value_of(self, stored: Any) -> Any:
+        """The config value for a stored Optuna param value."""
+        return self.choices[int(stored)] if self.is_ordered else stored
+
+    def stored_of(self, value: Any) -> Any:
+        """The Optuna param value for a config value (enqueueing a known configuration)."""
+        if not self.is_ordered:
+            return value
+        if value not in self.choices:
+            raise ValueError(f"{value!r} is not one of the choices {self.choices}")
+        return self.choices.index(value)
+
     def suggest(self, trial: optuna.Trial, name: str):
+        if self.is_ordered:
+            return self.choices[trial.suggest_int(name + INDEX_SUFFIX, 0, len(self.choices) - 1)]
         if self.type == "categorical":
             return trial.suggest_categorical(name, self.choices)
         if self.type == "int":
@@ -107,7 +149,9 @@ class StudySpace(_Strict):
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
     prescreen: dict[str, Any] | None = Field(None, description="simulate first; see tuner/screening.py")
     n_trials: int = Field(20, ge=1)
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    sampler: Literal["gp", "tpe", "nsga2", "random"] = "gp"
+    startup_trials: int | None = Field(None, ge=0, description="random trials before the model takes over "
+                                       "(default: gp 1, tpe 5)")
     seed: int | None = None
     max_failed_fraction: float = Field(0.0, ge=0, le=1)
     timeouts: Timeouts = Field(default_factory=Timeouts)
@@ -128,7 +172,24 @@ class StudySpace(_Strict):
         return flatten_params(self.params)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        return {key: spec.suggest(trial, key) for key, spec in self.param_specs().items()}
+        """Draw a configuration; its values are also kept as the trial's ``config`` user attribute."""
+        config = {key: spec.suggest(trial, key) for key, spec in self.param_specs().items()}
+        trial.set_user_attr("config", config)
+        return config
+
+    def config_of(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Config values of a trial's stored Optuna params (ordered categoricals are positions there)."""
+        out = {}
+        for key, spec in self.param_specs().items():
+            name = spec.stored_name(key)
+            if name in params:
+                out[key] = spec.value_of(params[name])
+        return out
+
+    def stored_params(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Optuna params for a configuration, for ``enqueue_trial``; the inverse of ``config_of``."""
+        specs = self.param_specs()
+        return {specs[k].stored_name(k): specs[k].stored_of(v) for k, v in config.items() if k in specs}
 
     def backend_options(self) -> dict[str, Any]:
         return dict(getattr(self, self.backend))

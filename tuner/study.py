@@ -63,7 +63,18 @@ class StudyRun:
             return optuna.samplers.RandomSampler(seed=s.seed)
         if s.sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=s.seed)
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=5)
+        if s.sampler == "tpe":
+            startup = 5 if s.startup_trials is None else s.startup_trials
+            return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=startup)
+        # Gaussian-process BO: each trial costs minutes, so a model that extrapolates a trend
+        # ("bigger decode batch, faster") from a handful of points beats TPE's density estimates
+        # (bench/search.py). One random start: the GP's own uncertainty spreads the next picks.
+        startup = 1 if s.startup_trials is None else s.startup_trials
+        # optuna's mixed-space local search divides by a zero sum once the study has converged and
+        # falls back on its own; the numpy warning it leaves says nothing to a user
+        warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning,
+                                r"optuna\._gp\.optim_mixed")
+        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=startup)
 
     def open_study(self) -> optuna.Study:
         s = self.space
@@ -87,24 +98,32 @@ class StudyRun:
             self.progress.trial_started(trial.number, params)
         screen = self._screen()
         if screen:
-            screen.gate(trial, params)
+            try:
+                screen.gate(trial, params)
+            except optuna.TrialPruned as pruned:
+                if self.progress:
+                    self.progress.trial_pruned(trial.number, str(pruned))
+                raise
         on_request = self.progress.request_done if self.progress else None
-        probed = screen.probe(trial, params, run_dir, self.device_id, on_request) if screen else None
+        tag = trial_tag(self.space.study, trial.number, owner)
+        probed = screen.probe(trial, params, run_dir, self.device_id, on_request, tag) if screen else None
         if probed is not None:
             m, promoted = probed
             if not promoted and m.outcome.ok:
                 self._record(trial, m.outcome, run_dir)
-                raise optuna.TrialPruned("probe predicted no improvement on the best so far")
+                reason = "probe predicted no improvement on the best so far"
+                if self.progress:
+                    self.progress.trial_pruned(trial.number, reason)
+                raise optuna.TrialPruned(reason)
             return self._conclude(trial, m, run_dir)
         try:
-            m = measure(self.space, self.root, params, run_dir, self.plan(),
-                        trial_tag(self.space.study, trial.number, owner), self.device_id,
+            m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
                         on_request=self.progress.request_done if self.progress else None,
                         early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
                         on_repeat=self.progress.repeat_started if self.progress else None)
         except KeyboardInterrupt:  # Ctrl-C/SIGTERM: the stack is already stopped; measure it again next time
             trial.set_user_attr("fail_class", "interrupted")
-            trial.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+            trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
             raise
         return self._conclude(trial, m, run_dir)
 
@@ -149,7 +168,7 @@ class StudyRun:
             trial.set_user_attr("log_tail", outcome.log_tail[-2000:])
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "outcome.json").write_text(json.dumps(
-            {"params": trial.params, "metrics": outcome.metrics, "fail_class": outcome.fail_class,
+            {"params": self.space.config_of(trial.params), "metrics": outcome.metrics, "fail_class": outcome.fail_class,
              "fail_detail": outcome.fail_detail}, indent=1, default=str))
 
     def run(self, n_trials: int) -> optuna.Study:
@@ -208,4 +227,4 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 
 def trial_params(space: StudySpace, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    return {k: trial.params[k] for k in space.param_specs() if k in trial.params}
+    return space.config_of(trial.params)

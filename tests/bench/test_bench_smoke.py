@@ -45,7 +45,7 @@ def test_compare_reports_every_method_against_the_grid_optimum(space):
     grid_best = min(toy(dict(zip(space.param_specs(), v))) for v in __import__("itertools").product(
         *(s.grid() for s in space.param_specs().values())))
     assert res["optimum"] == grid_best
-    assert set(res["methods"]) == {"ours (tpe)", "random", "coarse grid", search.PROPOSED}
+    assert set(res["methods"]) == {search.OURS, search.TPE, "random", "coarse grid"}
     for m in res["methods"].values():
         assert m["ratio"] >= 1.0 - 1e-9 and 0 <= m["within"] <= 1
     search.report(res, 2, 10, 12)

@@ -26,6 +26,7 @@ def test_study_runs_resumes_and_exports_only_tuned_keys(project_root, capsys):
     assert diff <= {"model_config.prefill_batch_size", "model_config.decode_batch_size",
                     "pa_config.num_blocks", "pa_config.block_size"}
     assert set(base) == set(best)
+    assert "# Not finalized: `tune finalize`" in out.read_text()
 
 
 def test_config_error_exits_2_with_the_key(project_root, capsys):

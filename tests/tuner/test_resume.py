@@ -116,4 +116,4 @@ def test_interrupted_trial_is_failed_and_measured_again_next_time(project_root, 
     first, again = study.trials
     assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["fail_class"] == "interrupted"
     assert again.state == optuna.trial.TrialState.COMPLETE and again.user_attrs["retry_of"] == 0
-    assert calls[0] == calls[1] == first.params
+    assert calls[0] == calls[1] == first.user_attrs["config"]

@@ -49,8 +49,8 @@ def run_study(root, space, extra=4):
     run = StudyRun(space, root, f"sqlite:///{root / 'trials' / 'c.db'}")
     study = run.open_study()
     for dbs in (64, 32, 2, 8, 4):
-        study.enqueue_trial({DBS: dbs, "pa_config.num_blocks": 512, "pa_config.block_size": 16,
-                             "model_config.prefill_batch_size": 2})
+        study.enqueue_trial(space.stored_params({DBS: dbs, "pa_config.num_blocks": 512, "pa_config.block_size": 16,
+                                                 "model_config.prefill_batch_size": 2}))
     return run.run(5 + extra)
 
 
@@ -69,7 +69,7 @@ def test_slo_values_and_missing_metrics():
 def test_infeasible_trials_inform_the_sampler_and_never_win(project_root, fake_trials, single):
     space = slo_space(project_root, single)
     study = run_study(project_root, space)
-    t = {t.params[DBS]: t for t in study.trials[:5]}
+    t = {t.user_attrs["config"][DBS]: t for t in study.trials[:5]}
     oom, slo, port = t[64], t[32], t[2]
     # failed configuration and broken SLO: COMPLETE (the sampler sees them), infeasible, with the cause
     for bad, because in ((oom, "failed"), (slo, "slo_ttft_p99")):
@@ -93,6 +93,6 @@ def test_infeasible_trials_inform_the_sampler_and_never_win(project_root, fake_t
 def test_dashboard_serializer_sees_feasibility(project_root, fake_trials):
     from optuna_dashboard._serializer import serialize_frozen_trial
     study = run_study(project_root, slo_space(project_root), extra=0)
-    slo = next(t for t in study.trials if t.params[DBS] == 32)
+    slo = next(t for t in study.trials if t.user_attrs["config"][DBS] == 32)
     ser = serialize_frozen_trial(study._study_id, slo, {})
     assert ser["constraints"] == [0.0, 1.5]

@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from tuner.compose import load_space
+from tuner.export import export_best
 from tuner.finalists import current_verdict, describe, finalize
 from tuner.stats import compare, mann_whitney_less, spread
 from tuner.storage import open_storage
@@ -46,17 +47,18 @@ def space_for(root, *overrides):
     return load_space("pa_batching", root, ["sampler=random", "seed=0", "load.duration=0.5", *overrides])
 
 
-def enqueue(study, *dbs_values):
+def enqueue(run, *dbs_values):
+    study = run.open_study()
     for dbs in dbs_values:
-        study.enqueue_trial({DBS: dbs, "pa_config.num_blocks": 512, "pa_config.block_size": 16,
-                             "model_config.prefill_batch_size": 2})
+        study.enqueue_trial(run.space.stored_params({DBS: dbs, "pa_config.num_blocks": 512, "pa_config.block_size": 16,
+                             "model_config.prefill_batch_size": 2}))
 
 
 def test_repeats_give_the_median_and_keep_the_spread(project_root, monkeypatch):
     fake = Noisy(lambda p: 10.0 / p[DBS])
     monkeypatch.setattr("tuner.measure.run_trial", fake)
     run = StudyRun(space_for(project_root, "repeats=3"), project_root, f"sqlite:///{project_root}/trials/n.db")
-    enqueue(run.open_study(), 8)
+    enqueue(run, 8)
     [t] = run.run(1).trials
     samples = t.user_attrs["total_time_repeats"]
     assert samples == pytest.approx([1.25 * f for f in (1.00, 1.04, 0.97)])
@@ -74,7 +76,7 @@ def test_finalize_declares_a_winner_only_with_confidence(project_root, monkeypat
     monkeypatch.setattr("tuner.measure.run_trial", fake)
     run = StudyRun(space_for(project_root, "finalists.repeats=5"), project_root,
                    f"sqlite:///{project_root}/trials/f.db")
-    enqueue(run.open_study(), 4, 8, 2)
+    enqueue(run, 4, 8, 2)
     study = run.run(3)
     before = len(fake.calls)
     v = finalize(run, study)
@@ -89,14 +91,16 @@ def test_finalize_declares_a_winner_only_with_confidence(project_root, monkeypat
     study = optuna.load_study(study_name="pa_batching", storage=open_storage(run.storage))
     assert current_verdict(study) and best_trial(study).number == first
     assert (run.trials_dir / "finalists.json").exists()
+    text = export_best(study, run.space, project_root, project_root / "best.yaml").read_text()
+    assert f"trial {first} (" in text and ("# winner: trial 1" if declared else "# tied: trials") in text
 
 
 def test_a_stale_verdict_is_ignored(project_root, monkeypatch):
     fake = Noisy(lambda p: {8: 1.0, 4: 1.5, 2: 0.5}[p[DBS]])
     monkeypatch.setattr("tuner.measure.run_trial", fake)
     run = StudyRun(space_for(project_root), project_root, f"sqlite:///{project_root}/trials/s.db")
-    enqueue(run.open_study(), 4, 8, 2)
+    enqueue(run, 4, 8, 2)
     study = run.run(2)
     finalize(run, study, repeats=2)
     study = run.run(1)  # a better configuration completes after the verdict
-    assert current_verdict(study) is None and best_trial(study).params[DBS] == 2
+    assert current_verdict(study) is None and best_trial(study).user_attrs["config"][DBS] == 2

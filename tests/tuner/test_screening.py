@@ -4,20 +4,25 @@ import pytest
 
 from serving.config.errors import ConfigError
 from tuner.compose import load_space
+from tuner.progress import PlainProgress
 from tuner.study import StudyRun
 
 SMALL = ["load.qps=20", "load.duration=1", "seed=3"]
 
 
-def test_sim_gate_prunes_without_launching(project_root):
+def test_sim_gate_prunes_without_launching(project_root, capsys):
     space = load_space("pa_batching", project_root, SMALL + ["backend=sim", "+prescreen={top_fraction: 0.2, warmup: 2}"])
-    study = StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/ps.db")).run(10)
+    progress = PlainProgress(["total_time", "utilisation"])
+    study = StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/ps.db"), progress=progress).run(10)
     states = [t.state for t in study.trials]
     assert all("prescreen_value" in t.user_attrs for t in study.trials)
     assert optuna.trial.TrialState.PRUNED in states
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert all(not t.user_attrs["prescreen_promising"] for t in pruned)
     assert not any((project_root / "trials/pa_batching" / str(t.number)).exists() for t in pruned)
+    lines = capsys.readouterr().out.splitlines()   # every trial ends with a line, pruned ones too
+    assert sorted(int(x.split()[1].rstrip(":")) for x in lines) == [t.number for t in study.trials]
+    assert sum("pruned: pre-screen" in x for x in lines) == len(pruned)
 
 
 def test_real_probe_then_full_run(project_root):
@@ -29,6 +34,9 @@ def test_real_probe_then_full_run(project_root):
     n = done[0].number
     assert (project_root / f"trials/pa_batching/{n}/probe/requests.csv").exists()
     assert (project_root / f"trials/pa_batching/{n}/requests.csv").exists()
+    # both stacks were tagged for resume and their process groups noted, as measure() does
+    for d in (f"trials/pa_batching/{n}/probe", f"trials/pa_batching/{n}"):
+        assert int((project_root / d / "stack.pgid").read_text().split()[0]) > 1
     assert done[0].user_attrs["requests"] == 20
 
 

@@ -44,3 +44,55 @@ def test_param_rules():
     trial = optuna.create_study().ask()
     assert 16 <= space.suggest(trial)["pa_config.num_blocks"] <= 128
     assert space.param_specs()["pa_config.num_blocks"].grid() == [16, 32, 64, 128]
+
+
+BASE = {"study": "s", "base_config": "b", "trace": "t", "load": {"qps": 1, "duration": 1},
+        "objectives": [{"name": "total_time", "direction": "minimize"}]}
+
+
+def test_increasing_numeric_choices_are_sampled_by_position():
+    space = parse_space(BASE | {"params": {"m": {"dbs": {"type": "categorical", "choices": [1, 2, 4, 64]},
+                                                 "mode": {"type": "categorical", "choices": ["a", "b"]},
+                                                 "odd": {"type": "categorical", "choices": [8, 2, 4]}}}})
+    specs = space.param_specs()
+    assert specs["m.dbs"].is_ordered and not specs["m.mode"].is_ordered and not specs["m.odd"].is_ordered
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(12):
+        trial = study.ask()
+        config = space.suggest(trial)
+        assert config == trial.user_attrs["config"] == space.config_of(trial.params)
+        assert trial.params["m.dbs.index"] == [1, 2, 4, 64].index(config["m.dbs"])
+        assert "m.dbs" not in trial.params and trial.params["m.mode"] == config["m.mode"]
+        study.tell(trial, 1.0)
+    assert {t.user_attrs["config"]["m.dbs"] for t in study.trials} == {1, 2, 4, 64}
+    # a known configuration goes back in through the stored names (resume, retries)
+    study.enqueue_trial(space.stored_params({"m.dbs": 64, "m.mode": "b", "m.odd": 2}))
+    assert space.suggest(study.ask()) == {"m.dbs": 64, "m.mode": "b", "m.odd": 2}
+
+
+def test_ordered_flag_rules():
+    forced = parse_space(BASE | {"params": {"q": {"type": "categorical", "choices": ["low", "mid", "high"],
+                                                  "ordered": True}}})
+    assert forced.param_specs()["q"].stored_name("q") == "q.index"
+    off = parse_space(BASE | {"params": {"b": {"type": "categorical", "choices": [8, 16], "ordered": False}}})
+    assert off.param_specs()["b"].stored_name("b") == "b"
+    with pytest.raises(ConfigError, match="categorical params only"):
+        parse_space(BASE | {"params": {"n": {"type": "int", "low": 1, "high": 4, "ordered": True}}})
+    with pytest.raises(ConfigError, match="distinct"):
+        parse_space(BASE | {"params": {"b": {"type": "categorical", "choices": [8, 8, 16]}}})
+    with pytest.raises(ValueError, match="not one of the choices"):
+        forced.stored_params({"q": "max"})
+
+
+def test_default_sampler_is_gp_bo_with_one_random_start(project_root):
+    from tuner.study import StudyRun
+    space = load_space("pa_batching", project_root, ["seed=0"])
+    sampler = StudyRun(space, project_root, "").make_sampler()
+    assert isinstance(sampler, optuna.samplers.GPSampler) and sampler._n_startup_trials == 1
+    tpe = StudyRun(load_space("pa_batching", project_root, ["sampler=tpe", "startup_trials=3"]), project_root, "")
+    assert isinstance(tpe.make_sampler(), optuna.samplers.TPESampler) and tpe.make_sampler()._n_startup_trials == 3
+
+
+def test_a_relative_root_loads(project_root, monkeypatch):
+    monkeypatch.chdir(project_root.parent)
+    assert load_space("pa_batching", type(project_root)(project_root.name)).study == "pa_batching"

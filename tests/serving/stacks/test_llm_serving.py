@@ -63,12 +63,12 @@ def test_tune_runs_trials_and_records_aicore_usage(project_root, standin):
         assert "Uvicorn running on http://127.0.0.1:" in (run / "server.log").read_text()
         cfg = load_serving_yaml(run / "llm_serving.yaml")
         assert cfg.serving_config.server_port != 8835 and cfg.serving_config.agent_ports != [16002]
-        assert cfg.model.decode_batch_size == [t.params["model_config.decode_batch_size"]]
+        assert cfg.model.decode_batch_size == [t.user_attrs["config"]["model_config.decode_batch_size"]]
         # the device-side pool follows pa_config: a trial copy of the mindformers yaml
         assert Path(cfg.model.model_cfg_path) == run / "model_config.yaml"
         mc = yaml.safe_load((run / "model_config.yaml").read_text())["model"]["model_config"]
         assert (mc["num_blocks"], mc["block_size"], mc["seq_length"]) == (
-            t.params["pa_config.num_blocks"], t.params["pa_config.block_size"], 1024)
+            t.user_attrs["config"]["pa_config.num_blocks"], t.user_attrs["config"]["pa_config.block_size"], 1024)
         assert "# KV pages on the device" in (run / "model_config.yaml").read_text()  # comments kept
         assert_cleaned_up(t)
     assert "num_blocks: 1024" in standin.model_yaml.read_text()  # the checkout itself is untouched
