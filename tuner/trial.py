@@ -76,7 +76,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
                          request_timeout=space.load.request_timeout)
     try:
         if hasattr(running, "simulate"):  # the simulator replays on its virtual clock
-            records, usage = running.simulate(plan, on_request)
+            records, usage = running.simulate(plan, on_request, deadline=space.timeouts.replay)
         else:
             replayer = Replayer(running.url, opts, on_request)
             if replayer_hook:

@@ -26,6 +26,21 @@ def default_profile(cfg: ServingYaml) -> str:
     return "embedded" if cfg.engine_config is not None else "ascend910b_llama2_7b"
 
 
+def cut_at_deadline(records: list[RequestRecord], deadline: float) -> None:
+    """What the real replay keeps when it stops at ``deadline`` seconds (timeouts.replay): requests
+    unfinished by then end with its timeout error, and tokens after it were never read."""
+    for rec in records:
+        if rec.done is None or rec.done <= deadline:
+            continue
+        if rec.sent is not None and rec.sent > deadline:
+            rec.sent = None                              # never sent
+        rec.token_times = [t for t in rec.token_times if t <= deadline]
+        rec.n_tokens = len(rec.token_times)
+        if rec.first_token is not None and rec.first_token > deadline:
+            rec.first_token = None
+        rec.done, rec.finish_reason, rec.error = None, None, "timeout: replay deadline"
+
+
 class SimRunning(RunningStack):
     url = "sim://"
 
@@ -33,8 +48,11 @@ class SimRunning(RunningStack):
         self.settings, self.latency, self.busy_window = settings, latency, busy_window
 
     def simulate(self, plan: list[tuple[float, TraceRequest]],
-                 on_request: Callable[[RequestRecord], None] | None = None) -> tuple[list[RequestRecord], dict]:
+                 on_request: Callable[[RequestRecord], None] | None = None,
+                 deadline: float | None = None) -> tuple[list[RequestRecord], dict]:
         result = simulate(self.settings, self.latency, plan, on_request)
+        if deadline is not None:
+            cut_at_deadline(result.records, deadline)
         return result.records, result.usage(self.busy_window)
 
     def alive(self) -> bool:

@@ -62,3 +62,17 @@ def test_bad_options_are_config_rejected(tmp_path, options, word):
     with pytest.raises(LaunchError) as err:
         SimStack().launch(LaunchSpec(TINY, tmp_path, options=options))
     assert err.value.fail_class == "config_rejected" and word in err.value.detail
+
+
+def test_sim_replay_stops_at_the_replay_deadline_like_the_real_one(project_root):
+    # the 1,500-request trace at X=5 takes ~700 s on the 910B profile: a 60 s deadline cuts it
+    over = ["backend=sim", "load.qps=5", "load.duration=300", "timeouts.replay=60",
+            "base_config=configs/llama/llama_7b_kbk_pa_dyn.yaml"]
+    space = load_space("pa_batching", project_root, over)
+    plan = StudyRun(space, project_root, "").plan()
+    out = run_trial(space, project_root, PARAMS | {"model_config.decode_batch_size": 64}, project_root / "trials/d", plan)
+    assert not out.ok and out.fail_class == "hang", (out.fail_class, out.fail_detail)  # as a real replay
+    cut = [r for r in out.records if not r.ok]
+    assert cut and all(r.error == "timeout: replay deadline" for r in cut)
+    assert all(t <= 60 for r in out.records for t in r.token_times)
+    assert all(r.done <= 60 for r in out.records if r.ok)
