@@ -124,8 +124,8 @@ async def closed_loop(url: str, cell: Cell, rounds: int, options: ReplayOptions)
             for k in range(rounds):
                 rec = RequestRecord(w * rounds + k, req.prompt_len, req.output_len, 0.0)
                 records.append(rec)
-                # Replayer._one sends at once (scheduled 0 is past) and records every outcome
-                await replayer._one(session, rec, req)
+                # Replayer.send sends at once (scheduled 0 is past) and records every outcome
+                await replayer.send(session, rec, req)
 
         replayer.t0 = start = time.monotonic()
         await asyncio.gather(*(worker(w) for w in range(cell.concurrency)))

@@ -74,7 +74,7 @@ class Replayer:
                     delay = rec.scheduled - self.now()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(self._one(session, rec, req)))
+                    tasks.append(asyncio.create_task(self.send(session, rec, req)))
                 await asyncio.gather(*tasks, return_exceptions=True)
 
             main, waiter = asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())
@@ -90,7 +90,8 @@ class Replayer:
                         rec.error = reason
         return self.records
 
-    async def _one(self, session: aiohttp.ClientSession, rec: RequestRecord, req: TraceRequest) -> None:
+    async def send(self, session: aiohttp.ClientSession, rec: RequestRecord, req: TraceRequest) -> None:
+        """Send ``req`` at ``rec.scheduled`` (at once if that is past) and record every outcome in ``rec``."""
         delay = rec.scheduled - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
