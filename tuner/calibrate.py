@@ -28,7 +28,8 @@ from tuner.replay import replay
 from tuner.trace import TraceRequest
 
 RUNS = ((1, 1), (2, 2), (4, 4), (8, 8), (16, 1), (32, 2), (64, 4))   # (decode, prefill): pa_batching's buckets
-PROMPT_LENS = (4, 8, 16, 32, 64, 128)           # words; one burst each (the trace: mean 20, max 161)
+PROMPT_LENS = (4, 8, 16, 32, 64, 128, 256)      # words; one burst each (the trace: mean 20, max 161;
+                                                # 256 covers recompute prefills of preempted requests, prompt + output)
 LONE = 6
 QUEUE = 64                                      # one burst of short requests: decode steps under a long queue
 _WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "tired", "owls", "watch"]
@@ -130,8 +131,12 @@ def fit_terms(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], trim: float 
     return Fit({n: float(c) for n, c in zip(names, coef)}, int(keep.sum()), r2, float(np.sqrt(np.mean(res ** 2))))
 
 
-def _onehot(buckets: np.ndarray, keys: list[int]) -> np.ndarray:
-    return (buckets[:, None] == np.array(keys)[None, :]).astype(float)
+def _steps_up(buckets: np.ndarray, keys: list[int]) -> np.ndarray:
+    """Column j is 1 where the bucket is >= keys[j]: with coefficients >= 0 (NNLS), the base cost
+    per bucket (their cumulative sum) can only grow with the bucket, as more padded rows are
+    computed. One-hot columns let each bucket absorb its own run's noise (a slower minute of a
+    shared CPU), which gave bucket 4 a lower cost than bucket 2."""
+    return (buckets[:, None] >= np.array(keys)[None, :]).astype(float)
 
 
 def _trimmed_mean(y: np.ndarray, trim: float = 6.0) -> float:
@@ -161,19 +166,20 @@ def fit_prefill(steps: list[dict]) -> tuple[Fit, dict[int, dict[int, float]]]:
 
 
 def fit_decode(steps: list[dict]) -> tuple[Fit, dict[int, float]]:
-    """A base per bucket (one-hot columns) plus per live row, per context token and per queued
-    request. ``context`` is recorded after the new token was appended: one token per row comes off."""
+    """A base per bucket (non-decreasing in the bucket) plus per live row, per context token and
+    per queued request. ``context`` is recorded after the new token was appended: one token per
+    row comes off."""
     ss = [s for s in steps if s["kind"] == "decode"]
     if not ss:
         return Fit(dict.fromkeys(DECODE_COMPUTE, 0.0), 0, float("nan"), float("nan")), {}
     bucket = np.array([s["bucket"] for s in ss])
     rows = np.array([s["rows"] for s in ss], float)
     keys = sorted(set(bucket.tolist()))
-    X = np.column_stack([_onehot(bucket, keys), rows, np.array([s["context"] for s in ss]) - rows,
+    X = np.column_stack([_steps_up(bucket, keys), rows, np.array([s["context"] for s in ss]) - rows,
                          [s.get("waiting", 0) for s in ss]])
     f = fit_terms(X, np.array([s["duration"] for s in ss]),
                   tuple(f"b{k}" for k in keys) + ("per_live_row", "per_context_token", "per_waiting"))
-    table = {k: f.coef[f"b{k}"] for k in keys}
+    table = dict(zip(keys, np.cumsum([f.coef[f"b{k}"] for k in keys]).tolist()))
     f.coef = {n: f.coef.get(n, 0.0) for n in DECODE_COMPUTE}
     return f, table
 
@@ -239,8 +245,21 @@ def profile_text(model: LatencyModel, fits: dict[str, Fit], source: str, n_delay
 
 
 def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int = 0,
-              ready_timeout: float = 60.0, log=print) -> LatencyModel:
-    steps, delays = collect(base_config, run_dir, runs, seed=seed, ready_timeout=ready_timeout, log=log)
+              ready_timeout: float = 60.0, log=print, passes: int = 1) -> LatencyModel:
+    """Measure, fit and write the profile. ``passes`` > 1 repeats the runs, every other pass in
+    reverse order, and fits all steps at once: a shared CPU's speed drifts over minutes, and one
+    pass lets each run's minute set its buckets' costs."""
+    if passes < 1:
+        raise ValueError(f"passes >= 1 must hold, got {passes}")
+    steps, delays = [], []
+    for i in range(passes):
+        order = runs if i % 2 == 0 else tuple(reversed(runs))
+        got, lone = collect(base_config, run_dir / f"pass{i}", order, seed=seed + i,
+                            ready_timeout=ready_timeout, log=log)
+        for st in got:
+            st["run"] = f"pass{i}/{st['run']}"       # host gaps pair steps of one run only
+        steps += got
+        delays += lone
     model, fits = fit(steps, delays)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(profile_text(model, fits, str(base_config), len(delays), runs))
@@ -258,6 +277,8 @@ def add_parser(sub, common) -> None:
     p.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
     p.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in RUNS),
                    help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
+    p.add_argument("--passes", type=int, default=1,
+                   help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
     p.set_defaults(func=cmd_calibrate)
 
 
@@ -268,5 +289,5 @@ def cmd_calibrate(args) -> int:
     space = load_space(args.study, root, args.overrides)
     runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
     calibrate(root / space.base_config, args.out or PROFILES / "embedded.yaml",
-              root / "trials" / "_calibrate", runs, ready_timeout=space.timeouts.ready)
+              root / "trials" / "_calibrate", runs, ready_timeout=space.timeouts.ready, passes=args.passes)
     return 0
