@@ -184,6 +184,8 @@ class StudySpace(_Strict):
             name = spec.stored_name(key)
             if name in params:
                 out[key] = spec.value_of(params[name])
+            elif key in params:     # a trial stored before the choice was ordered: the value itself
+                out[key] = params[key]
         return out
 
     def stored_params(self, config: dict[str, Any]) -> dict[str, Any]:

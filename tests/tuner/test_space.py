@@ -68,6 +68,8 @@ def test_increasing_numeric_choices_are_sampled_by_position():
     # a known configuration goes back in through the stored names (resume, retries)
     study.enqueue_trial(space.stored_params({"m.dbs": 64, "m.mode": "b", "m.odd": 2}))
     assert space.suggest(study.ask()) == {"m.dbs": 64, "m.mode": "b", "m.odd": 2}
+    # trials of a study begun when the choices were plain labels still map to their values
+    assert space.config_of({"m.dbs": 4, "m.mode": "a", "m.odd": 8}) == {"m.dbs": 4, "m.mode": "a", "m.odd": 8}
 
 
 def test_ordered_flag_rules():
