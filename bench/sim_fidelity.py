@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="real trials per config (the noise floor)")
     ap.add_argument("--passes", type=int, default=2, help="calibration passes (tune calibrate --passes)")
     ap.add_argument("--profile", help="latency profile for (b): 'bundled' or a YAML path (default: calibrate now)")
+    ap.add_argument("--keep-profile", type=Path, default=ROOT / "trials" / "fidelity_profile.yaml",
+                    help="where the profile calibrated for (b) is kept, to re-check or diagnose it later")
     args = ap.parse_args()
     if args.part in ("a", "both"):
         part_a()
@@ -119,12 +121,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="fidelity_") as tmp:
             profile = None if args.profile == "bundled" else args.profile
             if args.profile is None:
-                profile = Path(tmp) / "embedded.yaml"
+                profile = args.keep_profile
                 t = time.monotonic()
                 calibrate(ROOT / "configs/llama/tiny_llama_pa.yaml", profile, Path(tmp) / "runs", log=lambda _: None,
                           passes=args.passes)
                 print(f"calibrated the embedded profile on this machine in {time.monotonic() - t:.0f} s "
-                      f"({args.passes} passes)")
+                      f"({args.passes} passes), kept in {profile}")
             part_b(args.qps, args.duration, args.configs, args.repeats, profile)
 
 
