@@ -7,13 +7,10 @@ from serving.engine.model import ModelDims
 
 
 def engine_settings(cfg: ServingYaml) -> EngineSettings:
-    m, pa = cfg.model, cfg.pa_config
+    m = cfg.model
     e = cfg.engine_config or EngineSection()
     dims = ModelDims(vocab_size=m.vocab_size, hidden_size=e.hidden_size, num_layers=e.num_layers,
                      num_heads=e.num_heads, num_kv_heads=e.num_kv_heads,
                      intermediate_size=e.intermediate_size, seed=e.seed)
-    return EngineSettings(
-        num_blocks=pa.num_blocks, block_size=pa.block_size,
-        prefill_batch_size=tuple(m.prefill_batch_size), decode_batch_size=tuple(m.decode_batch_size),
-        seq_length=tuple(m.seq_length), seq_type=m.seq_type, max_generate_length=m.max_generate_length,
-        end_token=m.end_token, dims=dims, backend=e.backend, stub=e.stub, ignore_eos=e.ignore_eos)
+    return EngineSettings.from_config(cfg, seq_type=m.seq_type, dims=dims, backend=e.backend, stub=e.stub,
+                                      ignore_eos=e.ignore_eos)

@@ -7,10 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from serving.engine.block_manager import BlockManager
 from serving.engine.model import ModelDims
 from serving.engine.sampler import sample
-from serving.engine.scheduler import Scheduler, StepKind, StepPlan, bucket_for
+from serving.engine.scheduler import SchedulerSettings, StepKind, StepPlan, bucket_for
 from serving.engine.sequence import SamplingParams, Sequence
 from serving.engine.tokenizer import WordTokenizer
 
@@ -20,15 +19,8 @@ STUB_TOKEN = 3
 
 
 @dataclass(frozen=True)
-class EngineSettings:
-    num_blocks: int = 256
-    block_size: int = 16
-    prefill_batch_size: tuple[int, ...] = (1,)
-    decode_batch_size: tuple[int, ...] = (8,)
-    seq_length: tuple[int, ...] = (512,)
+class EngineSettings(SchedulerSettings):
     seq_type: str = "dynamic"          # "static" pads every prefill to a seq_length bucket
-    max_generate_length: int = 512
-    end_token: int = 2
     dims: ModelDims = field(default_factory=ModelDims)
     backend: str = "numpy"             # or "mindspore"
     stub: str | None = None            # None = real model; "http" / "scheduler" stop early
@@ -64,10 +56,7 @@ class LLMEngine:
             raise ValueError(f"stub must be one of None, {STUBS}, got {settings.stub!r}")
         self.settings = settings
         self.tokenizer = WordTokenizer(settings.dims.vocab_size)
-        self.blocks = BlockManager(settings.num_blocks, settings.block_size)
-        self.scheduler = Scheduler(self.blocks, list(settings.prefill_batch_size),
-                                   list(settings.decode_batch_size), settings.end_token,
-                                   settings.max_generate_length)
+        self.blocks, self.scheduler = settings.build()
         self.model = None if settings.stub else build_model(settings)
         self._rngs: dict[int, np.random.Generator] = {}
         self.steps: deque[StepRecord] = deque(maxlen=history)

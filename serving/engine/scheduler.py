@@ -14,8 +14,41 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING, Any
+
 from serving.engine.block_manager import AllocStatus, BlockManager
 from serving.engine.sequence import Sequence, SeqStatus
+
+if TYPE_CHECKING:
+    from serving.config.schema import ServingYaml
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """What the Scheduler and BlockManager are built from: the KV pool, the batch buckets and the
+    length limits. The engine's settings add the model to these; the simulator uses them alone."""
+    num_blocks: int = 256
+    block_size: int = 16
+    prefill_batch_size: tuple[int, ...] = (1,)
+    decode_batch_size: tuple[int, ...] = (8,)
+    seq_length: tuple[int, ...] = (512,)
+    max_generate_length: int = 512
+    end_token: int = 2
+
+    @classmethod
+    def from_config(cls, cfg: ServingYaml, **extra: Any):
+        """The serving YAML's scheduling keys, plus ``extra`` fields of a subclass."""
+        m, pa = cfg.model, cfg.pa_config
+        return cls(num_blocks=pa.num_blocks, block_size=pa.block_size,
+                   prefill_batch_size=tuple(m.prefill_batch_size), decode_batch_size=tuple(m.decode_batch_size),
+                   seq_length=tuple(m.seq_length), max_generate_length=m.max_generate_length,
+                   end_token=m.end_token, **extra)
+
+    def build(self) -> tuple[BlockManager, Scheduler]:
+        """The KV pool and the scheduler over it."""
+        blocks = BlockManager(self.num_blocks, self.block_size)
+        return blocks, Scheduler(blocks, list(self.prefill_batch_size), list(self.decode_batch_size),
+                                 self.end_token, self.max_generate_length)
 
 
 class StepKind(enum.Enum):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from serving.config.schema import ServingYaml
-from serving.engine.block_manager import AllocStatus, BlockManager
-from serving.engine.scheduler import Scheduler, StepKind, StepPlan
+from serving.engine.block_manager import AllocStatus
+from serving.engine.scheduler import SchedulerSettings, StepKind, StepPlan
 from serving.engine.sequence import SamplingParams, Sequence
 from serving.sim.latency import LatencyModel
 from tuner.records import RequestRecord
@@ -24,21 +23,8 @@ from tuner.trace import TraceRequest
 ARRIVE, STEP_END, STEP_START = 0, 1, 2   # tie order at one instant: drain arrivals first
 
 
-@dataclass(frozen=True)
-class SimSettings:
-    num_blocks: int = 1024
-    block_size: int = 16
-    prefill_batch_size: tuple[int, ...] = (1,)
-    decode_batch_size: tuple[int, ...] = (1,)
-    seq_length: tuple[int, ...] = (4096,)
-    max_generate_length: int = 4096
-    end_token: int = 2
-
-    @classmethod
-    def from_config(cls, cfg: ServingYaml) -> SimSettings:
-        m, pa = cfg.model, cfg.pa_config
-        return cls(pa.num_blocks, pa.block_size, tuple(m.prefill_batch_size), tuple(m.decode_batch_size),
-                   tuple(m.seq_length), m.max_generate_length, m.end_token)
+# The simulator is configured exactly as the engine's scheduler is, without the model.
+SimSettings = SchedulerSettings
 
 
 @dataclass
@@ -78,10 +64,9 @@ class SimResult:
 class Simulator:
     def __init__(self, settings: SimSettings, latency: LatencyModel):
         self.settings, self.latency = settings, latency
-        prefill = (1,) if latency.single_prefill else settings.prefill_batch_size
-        self.blocks = BlockManager(settings.num_blocks, settings.block_size)
-        self.scheduler = Scheduler(self.blocks, list(prefill), list(settings.decode_batch_size),
-                                   settings.end_token, settings.max_generate_length)
+        # llm-serving's PA path prefills one prompt per step, whatever prefill_batch_size says
+        built = replace(settings, prefill_batch_size=(1,)) if latency.single_prefill else settings
+        self.blocks, self.scheduler = built.build()
         self.token = 3 if settings.end_token != 3 else 4   # any token but EOS: lengths come from the trace
         self.now = 0.0
         self._heap: list = []
