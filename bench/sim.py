@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT, table
@@ -57,7 +58,7 @@ def main() -> None:
     rows = []
     for profile, base, prefill, decode, x in CASES:
         b = SimSettings.from_config(load_serving_yaml(ROOT / "configs/llama" / base))
-        s = SimSettings(b.num_blocks, b.block_size, (prefill,), (decode,), b.seq_length, b.max_generate_length)
+        s = replace(b, prefill_batch_size=(prefill,), decode_batch_size=(decode,))
         plan = schedule(trace, x, 1500 / x)
         model = load_profile(profile)
         res, wall = best_of(args.repeats, simulate, s, model, plan)

@@ -18,6 +18,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
@@ -56,8 +57,7 @@ def part_a() -> None:
     trace = load_trace(ROOT / "traces/alpaca_like_1500.jsonl")
     rows = []
     for decode, x, pub, who in PUBLISHED:
-        s = SimSettings(base.num_blocks, base.block_size, (1,), (decode,), base.seq_length,
-                        base.max_generate_length, base.end_token)
+        s = replace(base, prefill_batch_size=(1,), decode_batch_size=(decode,))
         res = simulate(s, profile, schedule(trace, x, 1500 / x))
         m, u = score(res.records), res.usage(1.0)
         rows.append([who, decode, x, f"{pub:.2f}", f"{m['total_time']:.1f}", f"{100 * (m['total_time'] / pub - 1):+.1f}%",

@@ -1,4 +1,6 @@
 """The bundled profiles: loading, the table arithmetic, and the 910B reproduction goals."""
+from dataclasses import replace
+
 import pytest
 
 from serving.config.errors import ConfigError
@@ -35,7 +37,7 @@ def test_profile_errors_name_the_key(tmp_path):
 
 def _published_run(decode: int, qps: float, limit: int | None = None) -> float:
     base = SimSettings.from_config(load_serving_yaml(ROOT / "configs/llama/llama_7b_kbk_pa_dyn.yaml"))
-    s = SimSettings(base.num_blocks, base.block_size, (1,), (decode,), base.seq_length, base.max_generate_length)
+    s = replace(base, prefill_batch_size=(1,), decode_batch_size=(decode,))
     plan = schedule(load_trace(ROOT / "traces/alpaca_like_1500.jsonl"), qps, 1500 / qps, limit=limit)
     return score(simulate(s, load_profile("ascend910b_llama2_7b"), plan).records)["total_time"]
 
