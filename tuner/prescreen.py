@@ -137,11 +137,13 @@ class ProbeResult:
 def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan: Plan,
                     best: float | None, probe_fraction: float = 0.2, promote_within: float = 0.1,
                     min_probe: int = 8, device_id: int | None = None,
-                    on_request: Callable[[RequestRecord], None] | None = None, tag: str | None = None) -> ProbeResult:
+                    on_request: Callable[[RequestRecord], None] | None = None, tag: str | None = None,
+                    sim_full: float | None = None) -> ProbeResult:
     """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``.
 
     ``tag`` (the study's trial tag) marks the stacks it launches, as tuner.measure does, so a
-    resume after a crash finds and ends them."""
+    resume after a crash finds and ends them. ``sim_full`` is the full plan's simulated first
+    objective when the caller has it already (the study's sim gate), else it is simulated here."""
     metric, sign = space.objectives[0].name, _sign(space)
     n = min(len(plan), max(min_probe, int(len(plan) * probe_fraction)))
 
@@ -154,8 +156,9 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
 
     probe = run(run_dir / "probe", plan[:n])
     sim_probe = simulate_params(space, root, params, plan[:n])
-    sim_full = simulate_params(space, root, params, plan)
-    real_v, sim_v, full_v = _value(space, probe), _value(space, sim_probe), _value(space, sim_full)
+    if sim_full is None:
+        sim_full = _value(space, simulate_params(space, root, params, plan))
+    real_v, sim_v, full_v = _value(space, probe), _value(space, sim_probe), sim_full
     factor = real_v / sim_v if sim_v and not math.isnan(sim_v) else math.nan
     predicted = factor * full_v if not math.isnan(factor) else math.nan
     probe.metrics[f"predicted_{metric}"] = predicted

@@ -16,7 +16,7 @@ import optuna
 from serving.config.errors import ConfigError
 from tuner.early_stop import best_known
 from tuner.measure import Measurement
-from tuner.prescreen import PrescreenSpec, PreScreener, probe_then_full
+from tuner.prescreen import PrescreenSpec, PreScreener, Screened, probe_then_full
 from tuner.space import StudySpace
 
 
@@ -31,22 +31,24 @@ class StudyScreen:
         self.space, self.root, self.plan = space, root, plan
         self.screener = PreScreener(space, root, plan, self.spec)
 
-    def gate(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        """Raises TrialPruned when the simulator says the candidate is not promising."""
+    def gate(self, trial: optuna.Trial, params: dict[str, Any]) -> Screened:
+        """The simulated candidate; raises TrialPruned when the simulator says it is not promising."""
         s = self.screener.check(params)
         for k, v in s.attrs().items():
             trial.set_user_attr(k, v)
         if not s.promising:
             raise optuna.TrialPruned(f"pre-screen: {s.reason}")
+        return s
 
-    def probe(self, trial: optuna.Trial, params: dict[str, Any], run_dir: Path, device_id, on_request,
+    def probe(self, trial: optuna.Trial, screened: Screened, run_dir: Path, device_id, on_request,
               tag: str | None = None) -> tuple[Measurement, bool] | None:
-        """(measurement, promoted) from a probe run, or None when probes are off."""
+        """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off."""
         if not self.spec.probe_fraction:
             return None
-        r = probe_then_full(self.space, self.root, params, run_dir, self.plan,
+        r = probe_then_full(self.space, self.root, screened.params, run_dir, self.plan,
                             best_known(trial.study, self.space), self.spec.probe_fraction,
-                            self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag)
+                            self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag,
+                            sim_full=screened.value)
         trial.set_user_attr("probe_promoted", r.promoted)
         trial.set_user_attr("probe_factor", r.factor)
         return Measurement(r.outcome, [r.outcome]), r.promoted

@@ -99,14 +99,14 @@ class StudyRun:
         screen = self._screen()
         if screen:
             try:
-                screen.gate(trial, params)
+                screened = screen.gate(trial, params)
             except optuna.TrialPruned as pruned:
                 if self.progress:
                     self.progress.trial_pruned(trial.number, str(pruned))
                 raise
         on_request = self.progress.request_done if self.progress else None
         tag = trial_tag(self.space.study, trial.number, owner)
-        probed = screen.probe(trial, params, run_dir, self.device_id, on_request, tag) if screen else None
+        probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
         if probed is not None:
             m, promoted = probed
             if not promoted and m.outcome.ok:

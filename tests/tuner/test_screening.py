@@ -3,6 +3,7 @@ import optuna
 import pytest
 
 from serving.config.errors import ConfigError
+from tuner import prescreen
 from tuner.compose import load_space
 from tuner.progress import PlainProgress
 from tuner.study import StudyRun
@@ -25,10 +26,16 @@ def test_sim_gate_prunes_without_launching(project_root, capsys):
     assert sum("pruned: pre-screen" in x for x in lines) == len(pruned)
 
 
-def test_real_probe_then_full_run(project_root):
+def test_real_probe_then_full_run(project_root, monkeypatch):
     space = load_space("pa_batching", project_root, SMALL + [
         "+prescreen={top_fraction: 1.0, warmup: 5, probe_fraction: 0.5, promote_within: 10.0}"])
+    simulated = []   # plan lengths: the gate's full-plan simulation is reused by the probe, not redone
+    real_simulate = prescreen.simulate_params
+    monkeypatch.setattr(prescreen, "simulate_params",
+                        lambda space, root, params, plan, run_dir=None: simulated.append(len(plan))
+                        or real_simulate(space, root, params, plan, run_dir))
     study = StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/pp.db")).run(2)
+    assert simulated == [20, 10, 20, 10]  # per trial: the full plan at the gate, the probe's half
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done and all(t.user_attrs["probe_promoted"] for t in done)
     n = done[0].number
