@@ -37,6 +37,9 @@ class StepRecord:
     context: int      # total context tokens attended (decode) or prompt tokens (prefill)
     start: float
     duration: float
+    waiting: int = 0  # requests still queued once the step was planned
+    arrivals: int = 0  # requests queued since the previous step began (arrived during it or the gap)
+    after_idle: bool = False  # the engine waited for work before this step: the gap is not host time
 
 
 def build_model(settings: EngineSettings):
@@ -64,14 +67,25 @@ class LLMEngine:
         self.busy_s = 0.0
         self.tokens_generated = 0
         self.started = time.monotonic()
+        self._arrivals = 0
+        self._idled = False
 
     def add_request(self, prompt_ids: list[int], sampling: SamplingParams) -> Sequence:
         seq = Sequence(prompt_ids, sampling, arrival_time=time.monotonic())
-        self.scheduler.add(seq)
+        self.admit(seq)
         return seq
+
+    def admit(self, seq: Sequence) -> None:
+        """Queue ``seq`` (counted for the next step record); one that can never fit is finished."""
+        self._arrivals += 1
+        self.scheduler.add(seq)
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
+
+    def note_idle(self) -> None:
+        """The caller is about to wait for requests; the next step record says so."""
+        self._idled = True
 
     def step(self) -> tuple[StepPlan | None, list[tuple[Sequence, int]]]:
         """Run one step; returns the plan and the (sequence, new token) pairs it produced."""
@@ -89,7 +103,8 @@ class LLMEngine:
         self.tokens_generated += len(tokens)
         context = sum(s.num_tokens for s in plan.seqs)
         self.steps.append(StepRecord(plan.kind.value, len(plan.seqs), plan.bucket, plan.num_tokens,
-                                     context, t0 - self.started, dt))
+                                     context, t0 - self.started, dt, len(self.scheduler.waiting), self._arrivals, self._idled))
+        self._arrivals, self._idled = 0, False
         return plan, produced
 
     def _run(self, plan: StepPlan) -> list[int]:

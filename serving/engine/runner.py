@@ -56,7 +56,7 @@ class EngineRunner:
         while True:
             kind, seq = item
             if kind == "add":
-                self.engine.scheduler.add(seq)
+                self.engine.admit(seq)
                 if seq.is_finished:  # rejected: can never fit the KV pool
                     self._emit([(seq, TokenEvent(None, seq.finish_reason))])
             elif kind == "abort" and not seq.is_finished:
@@ -70,7 +70,10 @@ class EngineRunner:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._drain(block=not self.engine.has_work())
+                idle = not self.engine.has_work()
+                if idle:
+                    self.engine.note_idle()
+                self._drain(block=idle)
                 if not self.engine.has_work():
                     continue
                 _, produced = self.engine.step()
