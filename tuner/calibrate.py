@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ RUNS = ((1, 1), (2, 2), (4, 4), (8, 8), (16, 1), (32, 2), (64, 4))   # (decode, 
 PROMPT_LENS = (4, 8, 16, 32, 64, 128, 256)      # words; one burst each (the trace: mean 20, max 161;
                                                 # 256 covers recompute prefills of preempted requests, prompt + output)
 LONE = 6
-QUEUE = 64                                      # one burst of short requests: decode steps under a long queue
+TRICKLE = (64, 40.0)                            # short requests at a steady rate: decode steps that run while
+                                                # requests arrive (request.arrival_cost)
+STEPS_FILE = "steps.json"
 _WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "tired", "owls", "watch"]
 
 
@@ -67,11 +70,12 @@ def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS
         render(base_config, {"model_config.decode_batch_size": decode, "model_config.prefill_batch_size": prefill,
                              "pa_config.num_blocks": blocks}, cfg)
         running = EmbeddedStack().launch(LaunchSpec(cfg, d, ready_timeout))
-        sizes = [max(2 * decode, 3 * prefill, 8)] * len(prompt_lens) + [QUEUE] + [1] * LONE
+        n_lone = len(delays)
         try:
             for plen in prompt_lens:
-                replay(running.url, burst(plen, sizes[0], rng))
-            replay(running.url, burst(8, QUEUE, rng, (4, 16)))
+                replay(running.url, burst(plen, max(2 * decode, 3 * prefill, 8), rng))
+            n, rate = TRICKLE
+            replay(running.url, [(i / rate, r) for i, (_, r) in enumerate(burst(8, n, rng, (8, 64)))])
             for _ in range(LONE):
                 [rec] = replay(running.url, burst(8, 1, rng, (4, 4)))
                 got = fetch_json(running.url + "/metrics/steps")["steps"]
@@ -81,25 +85,37 @@ def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS
             run_steps = fetch_json(running.url + "/metrics/steps")["steps"]
         finally:
             running.stop()
-        for s in mark_waiting(run_steps, sizes):
+        # kept beside the run's config and log, so `tune calibrate --from` can refit without measuring
+        (d / STEPS_FILE).write_text(json.dumps({"steps": run_steps, "delays": delays[n_lone:]}))
+        for s in run_steps:
             s["run"] = f"d{decode}_p{prefill}"
         steps += run_steps
         log(f"calibrate: decode {decode} prefill {prefill}: {len(run_steps)} steps")
     return steps, delays
 
 
-def mark_waiting(steps: list[dict], sizes: list[int]) -> list[dict]:
-    """Add each step's queue length. Bursts of ``sizes`` requests ran one after another, each
-    fully queued at once, so the queue is the burst size less the prompts prefilled so far."""
-    k, admitted = 0, 0
-    for s in steps:
-        if s["kind"] == "prefill":
-            if admitted >= sizes[min(k, len(sizes) - 1)]:   # the previous burst is all in: a new one
-                k, admitted = k + 1, 0
-            admitted += s["rows"]
-            s["waiting"] = max(sizes[min(k, len(sizes) - 1)] - admitted, 0)
-        else:
-            s["waiting"] = max(sizes[min(k, len(sizes) - 1)] - admitted, 0)
+def load_runs(run_dir: Path) -> tuple[list[dict], list[float]]:
+    """The step records and lone-request delays that earlier calibration runs kept under ``run_dir``."""
+    files = sorted(run_dir.rglob(STEPS_FILE))
+    if not files:
+        raise FileNotFoundError(f"no {STEPS_FILE} under {run_dir}: run `tune calibrate` there first")
+    steps, delays = [], []
+    for f in files:
+        data = json.loads(f.read_text())
+        run = str(f.parent.relative_to(run_dir))
+        steps += [dict(s, run=run) for s in data["steps"]]
+        delays += data["delays"]
+    return steps, delays
+
+
+def mark_arrivals(steps: list[dict]) -> list[dict]:
+    """Add ``arrived_during``: requests the server took in while each step ran. The engine counts
+    them on the step that queued them, the next one; their HTTP parsing and tokenising shared the
+    GIL with the step in flight."""
+    for a, b in itertools.pairwise(steps):
+        a["arrived_during"] = b.get("arrivals", 0) if a.get("run") == b.get("run") else 0
+    if steps:
+        steps[-1]["arrived_during"] = 0
     return steps
 
 
@@ -167,29 +183,30 @@ def fit_prefill(steps: list[dict]) -> tuple[Fit, dict[int, dict[int, float]]]:
 
 def fit_decode(steps: list[dict]) -> tuple[Fit, dict[int, float]]:
     """A base per bucket (non-decreasing in the bucket) plus per live row, per context token and
-    per queued request. ``context`` is recorded after the new token was appended: one token per
-    row comes off."""
-    ss = [s for s in steps if s["kind"] == "decode"]
+    per request that arrived while the step ran (``arrival_cost``; see :func:`mark_arrivals`).
+    ``context`` is recorded after the new token was appended: one token per row comes off."""
+    ss = [s for s in mark_arrivals(steps) if s["kind"] == "decode"]
     if not ss:
-        return Fit(dict.fromkeys(DECODE_COMPUTE, 0.0), 0, float("nan"), float("nan")), {}
+        return Fit(dict.fromkeys((*DECODE_COMPUTE, "arrival_cost"), 0.0), 0, float("nan"), float("nan")), {}
     bucket = np.array([s["bucket"] for s in ss])
     rows = np.array([s["rows"] for s in ss], float)
     keys = sorted(set(bucket.tolist()))
     X = np.column_stack([_steps_up(bucket, keys), rows, np.array([s["context"] for s in ss]) - rows,
-                         [s.get("waiting", 0) for s in ss]])
+                         [s["arrived_during"] for s in ss]])
     f = fit_terms(X, np.array([s["duration"] for s in ss]),
-                  tuple(f"b{k}" for k in keys) + ("per_live_row", "per_context_token", "per_waiting"))
+                  tuple(f"b{k}" for k in keys) + ("per_live_row", "per_context_token", "arrival_cost"))
     table = dict(zip(keys, np.cumsum([f.coef[f"b{k}"] for k in keys]).tolist()))
-    f.coef = {n: f.coef.get(n, 0.0) for n in DECODE_COMPUTE}
+    f.coef = {n: f.coef.get(n, 0.0) for n in (*DECODE_COMPUTE, "arrival_cost")}
     return f, table
 
 
 def _gaps(steps: list[dict], kind: str, max_gap: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Host time after each ``kind`` step that was followed at once by another in the same run."""
+    """Host time after each ``kind`` step that was followed at once by another in the same run
+    (not after the engine ran dry and waited for the client's next burst)."""
     X, y = [], []
     for a, b in itertools.pairwise(steps):
         gap = b["start"] - a["start"] - a["duration"]
-        if a["kind"] == kind and a.get("run") == b.get("run") and 0 <= gap < max_gap:
+        if a["kind"] == kind and a.get("run") == b.get("run") and not b.get("after_idle") and 0 <= gap < max_gap:
             X.append([1.0, a["rows"]])
             y.append(gap)
     return np.array(X).reshape(-1, 2), np.array(y)
@@ -201,10 +218,11 @@ def fit(steps: list[dict], delays: list[float] = ()) -> tuple[LatencyModel, dict
             "prefill.host": fit_terms(*_gaps(steps, "prefill"), HOST),
             "decode.host": fit_terms(*_gaps(steps, "decode"), HOST)}
     half = max(float(np.median(delays)), 0.0) / 2 if len(delays) else 0.0
+    decode = {n: v for n, v in fd.coef.items() if n in DECODE_COMPUTE}
     model = LatencyModel(prefill_compute=fp.coef, prefill_host=fits["prefill.host"].coef,
-                         decode_compute=fd.coef, decode_host=fits["decode.host"].coef,
-                         prefill_table=tp, decode_by_bucket=td,
-                         arrival_delay=half, delivery_delay=half, single_prefill=False, name="embedded")
+                         decode_compute=decode, decode_host=fits["decode.host"].coef,
+                         prefill_table=tp, decode_by_bucket=td, arrival_delay=half, delivery_delay=half,
+                         arrival_cost=fd.coef["arrival_cost"], single_prefill=False, name="embedded")
     return model, fits
 
 
@@ -229,8 +247,8 @@ def profile_text(model: LatencyModel, fits: dict[str, Fit], source: str, n_delay
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (f"# Latency profile of the embedded engine, written by `tune calibrate` on {when}.\n"
             f"# Base config: {source}. Runs (decode batch, prefill batch): {list(runs)};\n"
-            f"# one burst per prompt length {list(PROMPT_LENS)} words, outputs 8-128 tokens, then {QUEUE} short\n"
-            f"# requests at once (decode steps under a long queue) and {LONE} lone ones.\n"
+            f"# one burst per prompt length {list(PROMPT_LENS)} words, outputs 8-128 tokens, then {TRICKLE[0]} short\n"
+            f"# requests at {TRICKLE[1]:g}/s (decode steps while requests arrive) and {LONE} lone ones.\n"
             "# Machine-specific (CPU, BLAS, load): re-run `tune calibrate` where the embedded stack runs.\n"
             "# compute = the engine's own step duration (/metrics/steps `duration`, what its busy % counts);\n"
             "# host = the gap to the next back-to-back step (token delivery, queue draining, GIL share of HTTP).\n"
@@ -240,8 +258,23 @@ def profile_text(model: LatencyModel, fits: dict[str, Fit], source: str, n_delay
             "single_prefill: false         # the embedded engine batches prompts up to prefill_batch_size\n"
             f"prefill:\n{block('prefill', 'compute')}{block('prefill', 'host')}"
             f"decode:\n{block('decode', 'compute')}{block('decode', 'host')}"
-            f"# request delays: half each of the median (client TTFT - prefill step) of {n_delays} lone requests\n"
-            f"request: {{arrival_delay: {model.arrival_delay:.4g}, delivery_delay: {model.delivery_delay:.4g}}}\n")
+            f"# request delays: half each of the median (client TTFT - prefill step) of {n_delays} lone requests;\n"
+            "# arrival_cost: step time added per request the server takes in while a step runs (HTTP\n"
+            "# parsing and tokenising share the GIL with the engine thread), fitted on decode steps\n"
+            f"request: {{arrival_delay: {model.arrival_delay:.4g}, delivery_delay: {model.delivery_delay:.4g}, "
+            f"arrival_cost: {model.arrival_cost:.4g}}}\n")
+
+
+def write_profile(steps: list[dict], delays: list[float], out: Path, source: str, runs, log=print) -> LatencyModel:
+    """Fit ``steps`` and write the profile YAML to ``out``."""
+    model, fits = fit(steps, delays)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profile_text(model, fits, source, len(delays), runs))
+    for k, f in fits.items():
+        log(f"calibrate: {k}: " + ", ".join(f"{n}={v:.3g}" for n, v in f.coef.items())
+            + (f" (R^2 {f.r2:.3f}, {f.n} steps)" if not math.isnan(f.r2) else ""))
+    log(f"calibrate: wrote {out}")
+    return model
 
 
 def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int = 0,
@@ -260,14 +293,7 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
             st["run"] = f"pass{i}/{st['run']}"       # host gaps pair steps of one run only
         steps += got
         delays += lone
-    model, fits = fit(steps, delays)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(profile_text(model, fits, str(base_config), len(delays), runs))
-    for k, f in fits.items():
-        log(f"calibrate: {k}: " + ", ".join(f"{n}={v:.3g}" for n, v in f.coef.items())
-            + (f" (R^2 {f.r2:.3f}, {f.n} steps)" if not math.isnan(f.r2) else ""))
-    log(f"calibrate: wrote {out}")
-    return model
+    return write_profile(steps, delays, out, str(base_config), runs, log)
 
 
 # -- CLI wiring (tuner/cli.py adds the subcommand) ---------------------------------------------
@@ -279,6 +305,8 @@ def add_parser(sub, common) -> None:
                    help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     p.add_argument("--passes", type=int, default=1,
                    help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
+    p.add_argument("--from", dest="refit", type=Path, metavar="DIR",
+                   help=f"refit from the {STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
     p.set_defaults(func=cmd_calibrate)
 
 
@@ -288,6 +316,11 @@ def cmd_calibrate(args) -> int:
     root = find_root(args.root)
     space = load_space(args.study, root, args.overrides)
     runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
-    calibrate(root / space.base_config, args.out or PROFILES / "embedded.yaml",
+    out = args.out or PROFILES / "embedded.yaml"
+    if args.refit:
+        steps, delays = load_runs(args.refit)
+        write_profile(steps, delays, out, f"{args.refit} (refit)", runs)
+        return 0
+    calibrate(root / space.base_config, out,
               root / "trials" / "_calibrate", runs, ready_timeout=space.timeouts.ready, passes=args.passes)
     return 0

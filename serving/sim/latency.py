@@ -8,15 +8,16 @@ unit of their feature:
 
   prefill compute: base, per_row (bucket), per_padded_token (bucket * longest prompt),
                    per_padded_token_sq (bucket * longest prompt ** 2, attention)
-  decode compute:  base, per_row (bucket), per_live_row, per_context_token (context of live rows),
-                   per_waiting (queued requests: the embedded server's open streams cost it a little)
+  decode compute:  base, per_row (bucket), per_live_row, per_context_token (context of live rows)
   host (both):     base, per_live_row
 
 Measured tables may replace the row terms, because a CPU's cost is not linear in
 small batches: ``decode.by_bucket`` {bucket: s} replaces base + per_row * bucket,
 and ``prefill.table`` {bucket: {longest prompt: s}} is added to the prefill terms.
 Both are interpolated linearly between entries and extrapolated from the two
-nearest. Profiles are YAML files (serving/sim/profiles/<name>.yaml) whose
+nearest. ``request.arrival_cost`` is step time added per request that arrives
+while a step runs (the embedded server parses and tokenises it on the GIL the
+engine thread needs). Profiles are YAML files (serving/sim/profiles/<name>.yaml) whose
 comments say where each constant comes from.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from serving.config.errors import ConfigError
 PROFILES = Path(__file__).parent / "profiles"
 
 PREFILL_COMPUTE = ("base", "per_row", "per_padded_token", "per_padded_token_sq")
-DECODE_COMPUTE = ("base", "per_row", "per_live_row", "per_context_token", "per_waiting")
+DECODE_COMPUTE = ("base", "per_row", "per_live_row", "per_context_token")
 HOST = ("base", "per_live_row")
 
 
@@ -82,6 +83,7 @@ class LatencyModel:
     decode_by_bucket: dict[int, float] = field(default_factory=dict)          # bucket -> s
     arrival_delay: float = 0.0     # client send -> request queued in the scheduler
     delivery_delay: float = 0.0    # step end -> client reads the token
+    arrival_cost: float = 0.0      # step time added per request arriving while the step runs
     single_prefill: bool = False   # llm-serving's PA path: one prompt per prefill, prefill_batch_size ignored
     name: str = "custom"
 
@@ -97,12 +99,11 @@ class LatencyModel:
                         else interp({b: interp(t[b], longest) for b in t}, bucket))
         return compute, h["base"] + h["per_live_row"] * rows
 
-    def decode(self, rows: int, bucket: int, context: int, waiting: int = 0) -> tuple[float, float]:
-        """(compute, host) seconds of one decode step of ``rows`` live rows in a ``bucket``
-        while ``waiting`` requests queue."""
+    def decode(self, rows: int, bucket: int, context: int) -> tuple[float, float]:
+        """(compute, host) seconds of one decode step of ``rows`` live rows in a ``bucket``."""
         c, h = self.decode_compute, self.decode_host
         base = interp(self.decode_by_bucket, bucket) if self.decode_by_bucket else c["base"] + c["per_row"] * bucket
-        compute = base + c["per_live_row"] * rows + c["per_context_token"] * context + c["per_waiting"] * waiting
+        compute = base + c["per_live_row"] * rows + c["per_context_token"] * context
         return compute, h["base"] + h["per_live_row"] * rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +114,8 @@ class LatencyModel:
         if self.decode_by_bucket:
             dec["by_bucket"] = dict(self.decode_by_bucket)
         return {"name": self.name, "single_prefill": self.single_prefill, "prefill": pre, "decode": dec,
-                "request": {"arrival_delay": self.arrival_delay, "delivery_delay": self.delivery_delay}}
+                "request": {"arrival_delay": self.arrival_delay, "delivery_delay": self.delivery_delay,
+                            "arrival_cost": self.arrival_cost}}
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path | None = None) -> LatencyModel:
@@ -126,12 +128,12 @@ class LatencyModel:
         pre, dec, req = data.get("prefill") or {}, data.get("decode") or {}, data.get("request") or {}
         for where, sec, keys in (("prefill", pre, {"compute", "host", "table"}),
                                  ("decode", dec, {"compute", "host", "by_bucket"}),
-                                 ("request", req, {"arrival_delay", "delivery_delay"})):
+                                 ("request", req, {"arrival_delay", "delivery_delay", "arrival_cost"})):
             if not isinstance(sec, dict) or set(sec) - keys:
                 raise ConfigError(f"{where} takes only {sorted(keys)}, found {sec!r}", path)
-        delays = {k: float(req.get(k, 0.0)) for k in ("arrival_delay", "delivery_delay")}
+        delays = {k: float(req.get(k, 0.0)) for k in ("arrival_delay", "delivery_delay", "arrival_cost")}
         if any(v < 0 for v in delays.values()):
-            raise ConfigError(f"request delays >= 0 must hold, got {delays}", path)
+            raise ConfigError(f"request delays and costs >= 0 must hold, got {delays}", path)
         table = pre.get("table") or {}
         if not isinstance(table, dict):
             raise ConfigError(f"prefill.table must map buckets to {{longest: seconds}}, found {table!r}", path)

@@ -78,6 +78,7 @@ class Simulator:
         self._compute: list[float] = []
         self._on_done: Callable[[RequestRecord], None] | None = None
         self._delivery = latency.delivery_delay
+        self._arrived = 0           # requests taken in since the step in flight began
 
     def push(self, t: float, kind: int, payload=None) -> None:
         # Steps mostly follow one another with no arrival in between, so the newest event
@@ -116,6 +117,8 @@ class Simulator:
 
     # -- events -------------------------------------------------------------
     def on_arrival(self, rec: RequestRecord) -> None:
+        if self._busy:
+            self._arrived += 1                          # the step in flight shares the host with it
         n_ids = rec.prompt_len + 1                      # the tokenizer adds BOS
         reason = None
         if n_ids <= 1:
@@ -138,7 +141,7 @@ class Simulator:
     def on_step_start(self, _=None) -> None:
         plan = self.scheduler.schedule()
         if plan is None:
-            self._busy = False                          # idle until the next arrival
+            self._busy, self._arrived = False, 0        # idle until the next arrival
             return
         if not plan.seqs:                               # only swapped requests out; schedule again at once
             self.push(self.now, STEP_START)
@@ -148,12 +151,18 @@ class Simulator:
         if plan.kind is StepKind.PREFILL:
             compute, host = self.latency.prefill(len(seqs), plan.bucket, max(sizes))
         else:
-            compute, host = self.latency.decode(len(seqs), plan.bucket, sum(sizes), len(self.scheduler.waiting))
+            compute, host = self.latency.decode(len(seqs), plan.bucket, sum(sizes))
         self._starts.append(self.now)
         self._compute.append(compute)
         self.push(self.now + compute, STEP_END, (plan, host))
 
     def on_step_end(self, payload: tuple[StepPlan, float]) -> None:
+        if self._arrived:                               # requests arrived meanwhile: the step ends later
+            extra, self._arrived = self._arrived * self.latency.arrival_cost, 0
+            if extra > 0:
+                self._compute[-1] += extra
+                self.push(self.now + extra, STEP_END, payload)
+                return
         plan, host = payload
         seqs = plan.seqs
         self.scheduler.postprocess(plan, [self.token] * len(seqs))

@@ -56,6 +56,16 @@ def test_fit_with_noise_stays_close():
     assert 0.8 < fits["decode.compute"].r2 < 1
 
 
+def test_a_wait_for_the_next_burst_is_not_host_time():
+    steps = synthetic_steps()
+    for i in range(100, len(steps), 30):    # the engine ran dry and waited 5 ms for the client's next burst
+        for s in steps[i:]:
+            s["start"] += 0.005
+        steps[i]["after_idle"] = True
+    model, _ = fit(steps)
+    assert model.decode_host["base"] == pytest.approx(HOST, rel=1e-6)
+
+
 def test_nnls_never_goes_negative():
     X = np.column_stack([np.ones(50), np.arange(50.0)])
     y = 5.0 - 0.1 * np.arange(50.0)                  # a falling line: the slope must clamp to 0
@@ -78,23 +88,44 @@ def test_burst_prompts_have_one_length():
     assert {r.prompt_len for _, r in plan} == {7} and len(plan) == 5 and all(o == 0 for o, _ in plan)
 
 
-def test_waiting_is_rebuilt_from_the_bursts():
-    kinds = ["prefill", "prefill", "decode", "prefill", "decode", "decode", "prefill", "decode"]
-    rows = [1, 2, 3, 1, 4, 4, 1, 1]
-    steps = [{"kind": k, "rows": r} for k, r in zip(kinds, rows)]
-    from tuner.calibrate import mark_waiting
-    assert [s["waiting"] for s in mark_waiting(steps, [4, 1])] == [3, 1, 1, 0, 0, 0, 0, 0]
+def test_arrivals_are_charged_to_the_step_they_ran_beside():
+    """The engine counts a request on the step that queued it; its cost fell on the step before."""
+    steps = [{"run": "a", "arrivals": n} for n in (0, 3, 0, 2)] + [{"run": "b", "arrivals": 5}]
+    from tuner.calibrate import mark_arrivals
+    assert [s["arrived_during"] for s in mark_arrivals(steps)] == [3, 0, 2, 0, 0]   # never across runs
 
 
-def test_fit_finds_a_per_waiting_cost():
+def test_fit_finds_a_per_arrival_cost_and_no_queue_cost():
     steps = synthetic_steps()
     rng = np.random.default_rng(1)
-    for s in steps:
-        s["waiting"] = int(rng.integers(0, 100)) if s["kind"] == "decode" else 0
-        if s["kind"] == "decode":
-            s["duration"] += 5e-6 * s["waiting"]
+    for a, b in zip(steps, steps[1:]):
+        b["arrivals"] = int(rng.integers(0, 4)) if rng.random() < 0.2 else 0
+        b["waiting"] = int(rng.integers(0, 100))       # the queue itself costs nothing: not a term
+        if a["kind"] == "decode" and a["run"] == b["run"]:
+            a["duration"] += 4e-4 * b["arrivals"]
     model, _ = fit(steps)
-    assert model.decode_compute["per_waiting"] == pytest.approx(5e-6, rel=1e-6)
+    assert model.arrival_cost == pytest.approx(4e-4, rel=1e-6)
+    assert model.decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-6)
+
+
+def test_refit_reads_the_steps_a_calibration_kept(tmp_path):
+    import json
+
+    from tuner.calibrate import STEPS_FILE, load_runs, write_profile
+    by_run = {}
+    for s in synthetic_steps():
+        by_run.setdefault(s["run"], []).append(s)
+    for k, (run, steps) in enumerate(by_run.items()):
+        d = tmp_path / "pass0" / f"d{run}_p1"
+        d.mkdir(parents=True)
+        (d / STEPS_FILE).write_text(json.dumps({"steps": steps, "delays": [0.002 + 0.001 * k]}))
+    steps, delays = load_runs(tmp_path)
+    assert {s["run"] for s in steps} == {f"pass0/d{r}_p1" for r in by_run} and sorted(delays) == [0.002, 0.003, 0.004]
+    model = write_profile(steps, delays, tmp_path / "p.yaml", "test", ((1, 1),), log=lambda _: None)
+    assert model.decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-6)
+    assert load_profile(tmp_path / "p.yaml").decode_host["base"] == pytest.approx(HOST, rel=1e-3)
+    with pytest.raises(FileNotFoundError, match="steps.json"):
+        load_runs(tmp_path / "nothing")
 
 
 def test_decode_base_never_falls_with_a_larger_bucket():

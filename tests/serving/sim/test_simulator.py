@@ -53,6 +53,19 @@ def test_request_delays_shift_queueing_and_reading():
     assert rec.first_token == pytest.approx(0.105) and rec.done == pytest.approx(0.105)
 
 
+def test_a_request_arriving_mid_step_lengthens_that_step():
+    model = flat_model(prefill=0.1, decode=0.01)
+    model = type(model)(**{**model.__dict__, "arrival_cost": 0.004})
+    plan = [(0.0, req(0, output_len=3)), (0.05, req(1, output_len=1))]   # arrives during the first prefill
+    res = simulate(SMALL, model, plan)
+    first, second = res.records
+    assert first.first_token == pytest.approx(0.104)           # the prefill ran 4 ms longer
+    assert second.first_token == pytest.approx(0.204)          # queued behind it, not charged again
+    assert res.step_compute[0] == pytest.approx(0.104)         # the busy counter sees the longer step
+    alone = simulate(SMALL, model, plan[:1]).records[0]
+    assert alone.first_token == pytest.approx(0.1)             # arriving to an idle engine costs no step time
+
+
 def test_uses_the_engine_scheduler_and_preempts_in_a_tiny_pool():
     sim = Simulator(SimSettings(num_blocks=9, block_size=4, decode_batch_size=(8,), seq_length=(256,)),
                     flat_model())
