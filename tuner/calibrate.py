@@ -4,9 +4,12 @@ For each (decode batch, prefill batch) pair the embedded stack is launched with 
 study's base config, and bursts of requests are replayed, one prompt length per
 burst, so every prefill step's longest prompt is known from its token count. The
 engine's step records (/metrics/steps: kind, rows, bucket, tokens, context, start,
-duration) are then fitted by non-negative least squares: step durations give the
-compute terms, the gaps between back-to-back steps the host terms. A few lone
-requests at the end give the HTTP delays (client TTFT minus the prefill step).
+duration, arrivals, after_idle) are then fitted by non-negative least squares: step
+durations give the compute terms, the gaps between back-to-back steps the host terms
+(not a wait for the client's next burst). A trickle of requests at a steady rate gives
+decode steps that run while requests arrive (the arrival cost), and a few lone requests
+at the end the HTTP delays (client TTFT minus the prefill step). Each run's records are
+kept in its folder, so ``tune calibrate --from DIR`` can refit them without measuring.
 """
 from __future__ import annotations
 
@@ -277,6 +280,17 @@ def write_profile(steps: list[dict], delays: list[float], out: Path, source: str
     return model
 
 
+def collect_pass(base_config: Path, run_dir: Path, i: int, runs=RUNS, seed: int = 0,
+                 ready_timeout: float = 60.0, log=print) -> tuple[list[dict], list[float]]:
+    """Pass ``i`` of the runs, in reverse order when ``i`` is odd, kept under ``run_dir/pass<i>``."""
+    order = runs if i % 2 == 0 else tuple(reversed(runs))
+    steps, delays = collect(base_config, run_dir / f"pass{i}", order, seed=seed + i,
+                            ready_timeout=ready_timeout, log=log)
+    for st in steps:
+        st["run"] = f"pass{i}/{st['run']}"       # host gaps pair steps of one run only
+    return steps, delays
+
+
 def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int = 0,
               ready_timeout: float = 60.0, log=print, passes: int = 1) -> LatencyModel:
     """Measure, fit and write the profile. ``passes`` > 1 repeats the runs, every other pass in
@@ -286,11 +300,7 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
         raise ValueError(f"passes >= 1 must hold, got {passes}")
     steps, delays = [], []
     for i in range(passes):
-        order = runs if i % 2 == 0 else tuple(reversed(runs))
-        got, lone = collect(base_config, run_dir / f"pass{i}", order, seed=seed + i,
-                            ready_timeout=ready_timeout, log=log)
-        for st in got:
-            st["run"] = f"pass{i}/{st['run']}"       # host gaps pair steps of one run only
+        got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log)
         steps += got
         delays += lone
     return write_profile(steps, delays, out, str(base_config), runs, log)
