@@ -6,15 +6,19 @@
 
 (a) replays the 1,500-request trace at each published (decode batch, X) with T = 1500 / X,
 seq 4096, num_blocks 1024, block_size 16; goals: baseline (3,552 s) and decode 128 (~670 s)
-within 10 %. (b) first runs `tune calibrate` on this machine (the embedded profile is machine-specific: the
-same CPU drifts by several per cent over hours), then runs each pa_batching config ``--repeats``
-times through tuner.trial.run_trial on the embedded stack (HTTP, real engine) and once on
-backend=sim, side by side in one run; goal: total time within 5 % of the real median.
+within 10 %. (b) calibrates the embedded profile on this machine (`tune calibrate --passes 3`;
+the profile is machine-specific, and the same CPU drifts by several per cent over minutes) and
+runs each pa_batching config ``--repeats`` times through tuner.trial.run_trial on the embedded
+stack (HTTP, real engine): calibration passes alternate with rounds of real runs, and each
+round goes round the configs, so calibration and measurement sample the same minutes and a
+slow minute hits one run of several configs. Then each config runs once on backend=sim, with
+the profile fitted to all passes; goal: total time within 5 % of the real median.
 ``--profile bundled`` skips the calibration and uses serving/sim/profiles/embedded.yaml as shipped.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -26,7 +30,7 @@ from _common import ROOT, table
 
 from serving.config.schema import load_serving_yaml
 from serving.sim import SimSettings, load_profile, simulate
-from tuner.calibrate import calibrate
+from tuner.calibrate import RUNS, collect_pass, write_profile
 from tuner.compose import load_space
 from tuner.metrics import score
 from tuner.trace import load_trace, schedule
@@ -46,6 +50,7 @@ PUBLISHED = [
     (50, 3, 800.02, "汪汪队"),
 ]
 
+BASE = ROOT / "configs/llama/tiny_llama_pa.yaml"
 # (prefill, decode, num_blocks, block_size): small to large batches, one pool tight enough to preempt
 CONFIGS = [(1, 1, 224, 16), (2, 8, 256, 16), (4, 32, 1024, 16), (8, 64, 512, 32), (1, 16, 48, 16),
            (4, 4, 64, 32), (2, 64, 96, 16), (8, 16, 1024, 64)]
@@ -66,28 +71,50 @@ def part_a() -> None:
     table(["run", "decode", "X", "published s", "sim s", "error", "busy %"], rows)
 
 
-def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: str | None = None) -> list[float]:
+def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: str | Path | None = None,
+           passes: int = 0) -> list[float]:
+    """With ``passes`` > 0, ``profile`` is where the profile calibrated here goes; calibration
+    passes alternate with the rounds of real runs, so both sample the same minutes of a CPU whose
+    speed drifts (the same decode-1 runs took 0.88 and 0.99 ms a step 5 minutes apart)."""
     errors, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         over = [f"load.qps={qps}", f"load.duration={duration}"]
         real_space = load_space("pa_batching", ROOT, over + ["backend=embedded"])
+        plan = schedule(load_trace(ROOT / real_space.trace), qps, duration, real_space.load.seed)
+        configs = CONFIGS[:n_configs]
+        params = [{"model_config.prefill_batch_size": p, "model_config.decode_batch_size": d,
+                   "pa_config.num_blocks": nb, "pa_config.block_size": bs} for p, d, nb, bs in configs]
+        # repeats go round the configs, so a slow minute of the shared CPU touches one run of several
+        # configs instead of all runs of one
+        reals = [[] for _ in configs]
+        steps, delays, t_cal = [], [], 0.0
+        runs = Path(profile).parent / f"{Path(profile).stem}_runs" if passes else None
+        for old in runs.glob("pass*") if runs else ():   # an earlier calibration's: --from must not mix them in
+            shutil.rmtree(old)
+        for k in range(max(repeats, passes)):
+            if k < passes:
+                t = time.monotonic()
+                got, lone = collect_pass(BASE, runs, k, log=lambda _: None)
+                steps, delays, t_cal = steps + got, delays + lone, t_cal + time.monotonic() - t
+            for i, par in enumerate(params if k < repeats else ()):
+                reals[i].append(run_trial(real_space, ROOT, par, Path(tmp) / f"real{i}_{k}", plan))
+        if passes:
+            write_profile(steps, delays, Path(profile), str(BASE.relative_to(ROOT)), RUNS, log=lambda _: None)
+            print(f"calibrated the embedded profile on this machine in {t_cal:.0f} s ({passes} passes, between "
+                  f"the rounds of real runs), kept in {profile}, its steps under {runs}/ (tune calibrate --from)")
         pick = [f"++sim.profile={profile}"] if profile else []
         sim_space = load_space("pa_batching", ROOT, over + ["backend=sim", *pick])
-        plan = schedule(load_trace(ROOT / real_space.trace), qps, duration, real_space.load.seed)
-        for i, (p, d, nb, bs) in enumerate(CONFIGS[:n_configs]):
-            params = {"model_config.prefill_batch_size": p, "model_config.decode_batch_size": d,
-                      "pa_config.num_blocks": nb, "pa_config.block_size": bs}
+        for i, ((p, d, nb, bs), par) in enumerate(zip(configs, params)):
             name = f"{p}/{d}/{nb}/{bs}"
-            reals = [run_trial(real_space, ROOT, params, Path(tmp) / f"real{i}_{k}", plan) for k in range(repeats)]
-            sim = run_trial(sim_space, ROOT, params, Path(tmp) / f"sim{i}", plan)
-            bad = [o for o in [*reals, sim] if not o.ok]
+            sim = run_trial(sim_space, ROOT, par, Path(tmp) / f"sim{i}", plan)
+            bad = [o for o in [*reals[i], sim] if not o.ok]
             if bad:
                 rows.append([name, "failed", bad[0].fail_class, bad[0].fail_detail[:40], "", "", "", ""])
                 continue
-            times = sorted(o.metrics["total_time"] for o in reals)
+            times = sorted(o.metrics["total_time"] for o in reals[i])
             rt, st = statistics.median(times), sim.metrics["total_time"]
             errors.append(100 * (st / rt - 1))
-            real = reals[len(reals) // 2]
+            real = sorted(reals[i], key=lambda o: o.metrics["total_time"])[repeats // 2]
             rows.append([name, " ".join(f"{t:.2f}" for t in times), round(st, 2), f"{errors[-1]:+.1f}%",
                          f"{100 * (times[-1] - times[0]) / rt:.0f}%",
                          f"{real.metrics['ttft_p50']:.3f}/{sim.metrics['ttft_p50']:.3f}",
@@ -110,25 +137,20 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--configs", type=int, default=len(CONFIGS))
     ap.add_argument("--repeats", type=int, default=3, help="real trials per config (the noise floor)")
-    ap.add_argument("--passes", type=int, default=2, help="calibration passes (tune calibrate --passes)")
+    ap.add_argument("--passes", type=int, default=3, help="calibration passes (tune calibrate --passes)")
     ap.add_argument("--profile", help="latency profile for (b): 'bundled' or a YAML path (default: calibrate now)")
     ap.add_argument("--keep-profile", type=Path, default=ROOT / "trials" / "fidelity_profile.yaml",
-                    help="where the profile calibrated for (b) is kept, to re-check or diagnose it later")
+                    help="where the profile calibrated for (b) is kept (its runs' steps beside it, in "
+                         "<name>_runs/), to re-check, refit or diagnose it later")
     args = ap.parse_args()
     if args.part in ("a", "both"):
         part_a()
     if args.part in ("b", "both"):
-        with tempfile.TemporaryDirectory(prefix="fidelity_") as tmp:
-            profile = None if args.profile == "bundled" else args.profile
-            if args.profile is None:
-                profile = args.keep_profile
-                t = time.monotonic()
-                calibrate(ROOT / "configs/llama/tiny_llama_pa.yaml", profile, Path(tmp) / "runs", log=lambda _: None,
-                          passes=args.passes)
-                print(f"calibrated the embedded profile on this machine in {time.monotonic() - t:.0f} s "
-                      f"({args.passes} passes), kept in {profile}")
-            part_b(args.qps, args.duration, args.configs, args.repeats, profile)
-
+        if args.profile is None:
+            part_b(args.qps, args.duration, args.configs, args.repeats, args.keep_profile, args.passes)
+        else:
+            part_b(args.qps, args.duration, args.configs, args.repeats,
+                   None if args.profile == "bundled" else args.profile)
 
 if __name__ == "__main__":
     main()
