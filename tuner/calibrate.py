@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.config.errors import ConfigError
 from serving.config.render import render
 from serving.config.schema import load_serving_yaml
 from serving.probes.engine import fetch_json
@@ -101,13 +102,17 @@ def load_runs(run_dir: Path) -> tuple[list[dict], list[float]]:
     """The step records and lone-request delays that earlier calibration runs kept under ``run_dir``."""
     files = sorted(run_dir.rglob(STEPS_FILE))
     if not files:
-        raise FileNotFoundError(f"no {STEPS_FILE} under {run_dir}: run `tune calibrate` there first")
+        raise ConfigError(f"no {STEPS_FILE} under this folder: `tune calibrate` keeps one per run there", run_dir)
     steps, delays = [], []
     for f in files:
-        data = json.loads(f.read_text())
-        run = str(f.parent.relative_to(run_dir))
-        steps += [dict(s, run=run) for s in data["steps"]]
-        delays += data["delays"]
+        try:
+            data = json.loads(f.read_text())
+            run = str(f.parent.relative_to(run_dir))
+            steps += [dict(s, run=run) for s in data["steps"]]
+            delays += [float(x) for x in data["delays"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"not a calibration run's step records ({{steps: [...], delays: [...]}}): {err!r}",
+                              f) from None
     return steps, delays
 
 

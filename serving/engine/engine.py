@@ -102,8 +102,8 @@ class LLMEngine:
         self.step_count += 1
         self.tokens_generated += len(tokens)
         context = sum(s.num_tokens for s in plan.seqs)
-        self.steps.append(StepRecord(plan.kind.value, len(plan.seqs), plan.bucket, plan.num_tokens,
-                                     context, t0 - self.started, dt, len(self.scheduler.waiting), self._arrivals, self._idled))
+        self.steps.append(StepRecord(plan.kind.value, len(plan.seqs), plan.bucket, plan.num_tokens, context,
+                                     t0 - self.started, dt, len(self.scheduler.waiting), self._arrivals, self._idled))
         self._arrivals, self._idled = 0, False
         return plan, produced
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from serving.config.errors import ConfigError
 from serving.sim.latency import load_profile
 from tuner.calibrate import burst, fit, nnls, profile_text
 
@@ -124,8 +125,14 @@ def test_refit_reads_the_steps_a_calibration_kept(tmp_path):
     model = write_profile(steps, delays, tmp_path / "p.yaml", "test", ((1, 1),), log=lambda _: None)
     assert model.decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-6)
     assert load_profile(tmp_path / "p.yaml").decode_host["base"] == pytest.approx(HOST, rel=1e-3)
-    with pytest.raises(FileNotFoundError, match="steps.json"):
+    with pytest.raises(ConfigError, match="no steps.json"):
         load_runs(tmp_path / "nothing")
+    bad = tmp_path / "broken" / "pass0" / "d1_p1"
+    bad.mkdir(parents=True)
+    (bad / STEPS_FILE).write_text('{"steps": []}')
+    with pytest.raises(ConfigError, match="not a calibration run") as err:
+        load_runs(tmp_path / "broken")
+    assert str(bad / STEPS_FILE) in str(err.value)
 
 
 def test_decode_base_never_falls_with_a_larger_bucket():
