@@ -17,6 +17,7 @@ import datetime
 import itertools
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,6 +286,12 @@ def write_profile(steps: list[dict], delays: list[float], out: Path, source: str
     return model
 
 
+def clear_passes(run_dir: Path) -> None:
+    """Remove an earlier calibration's pass folders, so ``--from`` never mixes two calibrations."""
+    for old in run_dir.glob("pass*"):
+        shutil.rmtree(old)
+
+
 def collect_pass(base_config: Path, run_dir: Path, i: int, runs=RUNS, seed: int = 0,
                  ready_timeout: float = 60.0, log=print) -> tuple[list[dict], list[float]]:
     """Pass ``i`` of the runs, in reverse order when ``i`` is odd, kept under ``run_dir/pass<i>``."""
@@ -303,6 +310,7 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
     pass lets each run's minute set its buckets' costs."""
     if passes < 1:
         raise ValueError(f"passes >= 1 must hold, got {passes}")
+    clear_passes(run_dir)
     steps, delays = [], []
     for i in range(passes):
         got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log)

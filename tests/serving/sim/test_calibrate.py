@@ -157,9 +157,11 @@ def test_passes_repeat_the_runs_in_alternating_order(tmp_path, monkeypatch):
         return [dict(s, run=f"d{s['run']}") for s in synthetic_steps(seed=seed)], [0.003]
 
     monkeypatch.setattr(cal, "collect", fake_collect)
+    (tmp_path / "pass7" / "d1_p1").mkdir(parents=True)           # an earlier, longer calibration's
     model = cal.calibrate(tmp_path / "base.yaml", tmp_path / "p.yaml", tmp_path, runs=((1, 1), (4, 2)), passes=3,
                           log=lambda _: None)
     assert orders == [("pass0", [(1, 1), (4, 2)]), ("pass1", [(4, 2), (1, 1)]), ("pass2", [(1, 1), (4, 2)])]
+    assert not (tmp_path / "pass7").exists()
     assert model.decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-6)
     assert load_profile(tmp_path / "p.yaml").decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-3)
     with pytest.raises(ValueError, match="passes >= 1"):
