@@ -1,7 +1,7 @@
 """Simulator fidelity: (a) the 910B profile against the published contest figures,
 (b) the embedded profile against real embedded trials with the same plan.
 
-  python bench/sim_fidelity.py [--part a|b|both] [--qps 25] [--duration 4] [--configs N] [--repeats 3]
+  python bench/sim_fidelity.py [--part a|b|both] [--qps 25] [--duration 4] [--configs N] [--repeats 5] [--passes 3]
                                [--profile bundled|PATH]
 
 (a) replays the 1,500-request trace at each published (decode batch, X) with T = 1500 / X,
@@ -9,8 +9,8 @@ seq 4096, num_blocks 1024, block_size 16; goals: baseline (3,552 s) and decode 1
 within 10 %. (b) calibrates the embedded profile on this machine (`tune calibrate --passes 3`;
 the profile is machine-specific, and the same CPU drifts by several per cent over minutes) and
 runs each pa_batching config ``--repeats`` times through tuner.trial.run_trial on the embedded
-stack (HTTP, real engine): calibration passes alternate with rounds of real runs, and each
-round goes round the configs, so calibration and measurement sample the same minutes and a
+stack (HTTP, real engine): calibration passes are spread among the rounds of real runs, and
+each round goes round the configs, so calibration and measurement sample the same minutes and a
 slow minute hits one run of several configs. Then each config runs once on backend=sim, with
 the profile fitted to all passes; goal: total time within 5 % of the real median.
 ``--profile bundled`` skips the calibration and uses serving/sim/profiles/embedded.yaml as shipped.
@@ -18,7 +18,6 @@ the profile fitted to all passes; goal: total time within 5 % of the real median
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import tempfile
 import time
@@ -30,7 +29,7 @@ from _common import ROOT, table
 
 from serving.config.schema import load_serving_yaml
 from serving.sim import SimSettings, load_profile, simulate
-from tuner.calibrate import RUNS, collect_pass, write_profile
+from tuner.calibrate import RUNS, clear_passes, collect_pass, write_profile
 from tuner.compose import load_space
 from tuner.metrics import score
 from tuner.trace import load_trace, schedule
@@ -71,10 +70,19 @@ def part_a() -> None:
     table(["run", "decode", "X", "published s", "sim s", "error", "busy %"], rows)
 
 
+def interleave(passes: int, rounds: int) -> list[tuple[str, int]]:
+    """Calibration passes spread evenly among the rounds of real runs: pass i goes before round
+    i * rounds // passes (3 passes, 5 rounds: P R P R R P R R)."""
+    order: list[tuple[str, int]] = []
+    for r in range(rounds):
+        order += [("pass", i) for i in range(passes) if i * rounds // passes == r] + [("round", r)]
+    return order + [("pass", i) for i in range(passes) if rounds == 0]
+
+
 def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: str | Path | None = None,
            passes: int = 0) -> list[float]:
     """With ``passes`` > 0, ``profile`` is where the profile calibrated here goes; calibration
-    passes alternate with the rounds of real runs, so both sample the same minutes of a CPU whose
+    passes are spread among the rounds of real runs, so both sample the same minutes of a CPU whose
     speed drifts (the same decode-1 runs took 0.88 and 0.99 ms a step 5 minutes apart)."""
     errors, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,14 +97,15 @@ def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: s
         reals = [[] for _ in configs]
         steps, delays, t_cal = [], [], 0.0
         runs = Path(profile).parent / f"{Path(profile).stem}_runs" if passes else None
-        for old in runs.glob("pass*") if runs else ():   # an earlier calibration's: --from must not mix them in
-            shutil.rmtree(old)
-        for k in range(max(repeats, passes)):
-            if k < passes:
+        if runs:
+            clear_passes(runs)
+        for kind, k in interleave(passes, repeats):
+            if kind == "pass":
                 t = time.monotonic()
                 got, lone = collect_pass(BASE, runs, k, log=lambda _: None)
                 steps, delays, t_cal = steps + got, delays + lone, t_cal + time.monotonic() - t
-            for i, par in enumerate(params if k < repeats else ()):
+                continue
+            for i, par in enumerate(params):
                 reals[i].append(run_trial(real_space, ROOT, par, Path(tmp) / f"real{i}_{k}", plan))
         if passes:
             write_profile(steps, delays, Path(profile), str(BASE.relative_to(ROOT)), RUNS, log=lambda _: None)
@@ -136,7 +145,7 @@ def main() -> None:
     ap.add_argument("--qps", type=float, default=25.0)
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--configs", type=int, default=len(CONFIGS))
-    ap.add_argument("--repeats", type=int, default=3, help="real trials per config (the noise floor)")
+    ap.add_argument("--repeats", type=int, default=5, help="real trials per config (the noise floor)")
     ap.add_argument("--passes", type=int, default=3, help="calibration passes (tune calibrate --passes)")
     ap.add_argument("--profile", help="latency profile for (b): 'bundled' or a YAML path (default: calibrate now)")
     ap.add_argument("--keep-profile", type=Path, default=ROOT / "trials" / "fidelity_profile.yaml",

@@ -56,3 +56,12 @@ def test_replay_bench_quick_run_prints_both_figures():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "goal < 1 ms" in out.stdout and "highest sustained rate" in out.stdout
+
+
+def test_fidelity_spreads_calibration_passes_among_the_real_rounds():
+    import sim_fidelity
+    order = sim_fidelity.interleave(3, 5)
+    assert order == [("pass", 0), ("round", 0), ("pass", 1), ("round", 1), ("round", 2), ("pass", 2),
+                     ("round", 3), ("round", 4)]
+    assert sim_fidelity.interleave(0, 2) == [("round", 0), ("round", 1)]
+    assert [k for k, _ in sim_fidelity.interleave(2, 0)] == ["pass", "pass"]   # calibrate only: nothing lost
