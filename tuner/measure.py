@@ -39,6 +39,15 @@ def _hook(run_dir: Path, tag: str, stop: EarlyStop | None) -> Callable[[Replayer
     return hook
 
 
+def run_tagged(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
+               device_id: int | None = None, on_request=None, stop: EarlyStop | None = None) -> TrialOutcome:
+    """One trial whose stacks carry ``tag`` and whose process groups are noted in ``run_dir`` once
+    up, so a resume after a crash finds and ends them."""
+    with tagged(tag):
+        return run_trial(space, root, params, run_dir, plan, device_id, on_request=on_request,
+                         replayer_hook=_hook(run_dir, tag, stop))
+
+
 def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
             device_id: int | None = None, on_request=None,
             early_stop: Callable[[], EarlyStop | None] = lambda: None,
@@ -50,9 +59,7 @@ def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path
         if on_repeat:
             on_repeat(i, n)
         stop = early_stop()
-        with tagged(tag):
-            out = run_trial(space, root, params, rdir, plan, device_id, on_request=on_request,
-                            replayer_hook=_hook(rdir, tag, stop))
+        out = run_tagged(space, root, params, rdir, plan, tag, device_id, on_request, stop)
         outcomes.append(out)
         if stop is not None and stop.fired:
             return Measurement(out, outcomes, stop)

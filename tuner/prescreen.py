@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuner.measure import run_tagged
 from tuner.records import RequestRecord
-from tuner.resume import record_pgids, tagged
 from tuner.space import StudySpace
 from tuner.trace import TraceRequest
 from tuner.trial import TrialOutcome, run_trial
@@ -141,7 +141,7 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
                     sim_full: float | None = None) -> ProbeResult:
     """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``.
 
-    ``tag`` (the study's trial tag) marks the stacks it launches, as tuner.measure does, so a
+    ``tag`` (the study's trial tag) marks the stacks it launches (tuner.measure.run_tagged), so a
     resume after a crash finds and ends them. ``sim_full`` is the full plan's simulated first
     objective when the caller has it already (the study's sim gate), else it is simulated here."""
     metric, sign = space.objectives[0].name, _sign(space)
@@ -150,9 +150,7 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
     def run(rdir: Path, part: Plan) -> TrialOutcome:
         if tag is None:
             return run_trial(space, root, params, rdir, part, device_id, on_request)
-        with tagged(tag):
-            return run_trial(space, root, params, rdir, part, device_id, on_request,
-                             replayer_hook=lambda _: record_pgids(rdir, tag))
+        return run_tagged(space, root, params, rdir, part, tag, device_id, on_request)
 
     probe = run(run_dir / "probe", plan[:n])
     sim_probe = simulate_params(space, root, params, plan[:n])
