@@ -8,7 +8,7 @@ import optuna
 from serving.config.render import render
 from tuner.finalists import current_verdict, describe
 from tuner.space import StudySpace
-from tuner.study import best_trial, trial_params
+from tuner.study import best_trial
 
 
 def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None) -> Path:
@@ -23,5 +23,5 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
-    render(base, trial_params(space, trial), out, header)
+    render(base, space.config_of(trial.params), out, header)
     return out

@@ -118,7 +118,7 @@ class StudyRun:
             return self._conclude(trial, m, run_dir)
         try:
             m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
-                        on_request=self.progress.request_done if self.progress else None,
+                        on_request=on_request,
                         early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
                         on_repeat=self.progress.repeat_started if self.progress else None)
         except KeyboardInterrupt:  # Ctrl-C/SIGTERM: the stack is already stopped; measure it again next time
@@ -225,6 +225,3 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     front = [t for t in study.best_trials if constraints.is_feasible(t)] or feasible
     return min(front, key=lambda t: sign * t.values[0])
 
-
-def trial_params(space: StudySpace, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    return space.config_of(trial.params)
