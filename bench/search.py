@@ -9,8 +9,9 @@ GP BO, with batch sizes and block sizes as ordered choices), tpe = the previous 
 (multivariate TPE, 5 startup trials, choices as unordered labels), random = optuna's
 RandomSampler, coarse = a few evenly spread values per parameter in nested-loop order as vLLM's
 benchmarks/auto_tune.sh sweeps its lists (deterministic, so every seed gives it the same result).
-Every configuration is simulated once and cached, so methods share results. Trials-to-2% is counted up to ``--horizon`` trials (past the budget) so a method
-that needs more than the budget still gets a number; random's is also given as the median its
+Every configuration is simulated once and cached, so methods share results. Trials-to-2% is
+counted up to ``--horizon`` trials (past the budget) so a method that needs more than the
+budget still gets a number; random's is also given as the median its
 pooled hit rate implies, steadier than a median over 10 seeds. In-memory optuna storage throughout.
 Goals: ours within 2% of the optimum at 30 trials; ours needs <= 0.6x the trials of random.
 """

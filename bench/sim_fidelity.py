@@ -120,10 +120,11 @@ def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: s
             if bad:
                 rows.append([name, "failed", bad[0].fail_class, bad[0].fail_detail[:40], "", "", "", ""])
                 continue
-            times = sorted(o.metrics["total_time"] for o in reals[i])
+            ranked = sorted(reals[i], key=lambda o: o.metrics["total_time"])
+            times = [o.metrics["total_time"] for o in ranked]
             rt, st = statistics.median(times), sim.metrics["total_time"]
             errors.append(100 * (st / rt - 1))
-            real = sorted(reals[i], key=lambda o: o.metrics["total_time"])[repeats // 2]
+            real = ranked[len(ranked) // 2]
             rows.append([name, " ".join(f"{t:.2f}" for t in times), round(st, 2), f"{errors[-1]:+.1f}%",
                          f"{100 * (times[-1] - times[0]) / rt:.0f}%",
                          f"{real.metrics['ttft_p50']:.3f}/{sim.metrics['ttft_p50']:.3f}",
