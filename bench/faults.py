@@ -20,7 +20,7 @@ from _common import ROOT, table
 
 import optuna
 
-from serving.stacks import base
+from serving.stacks import register_stack
 from tests.tuner.faulty_stack import EXPECTED
 from tuner.compose import load_space
 from tuner.constraints import is_feasible
@@ -28,7 +28,7 @@ from tuner.resume import tagged_groups
 from tuner.study import StudyRun
 
 STUDY = "pa_faults"
-FAST = ["load.qps=20", "load.duration=0.5", "load.request_timeout=2", "timeouts.ready=20", "timeouts.replay=10",
+FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_timeout=2", "timeouts.ready=20", "timeouts.replay=10",
         "sampler=random", "seed=0", f"study={STUDY}", "params.pa_config.num_blocks.low=256",
         "params.model_config.decode_batch_size.choices=[8,16]", "params.model_config.prefill_batch_size.choices=[2,4]"]
 
@@ -38,7 +38,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    base._STACKS["embedded"] = "tests.tuner.faulty_stack:FaultyStack"
+    register_stack("faulty", "tests.tuner.faulty_stack:FaultyStack")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name in ("search_spaces", "configs", "traces"):

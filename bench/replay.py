@@ -1,4 +1,4 @@
-"""Replay-client bench: tuner.replay.Replayer against a null server, beside a bare aiohttp client.
+"""Replay-client bench: serving.replay.Replayer against a null server, beside a bare aiohttp client.
 
   python bench/replay.py [--tokens 16] [--quick]
 
@@ -27,8 +27,8 @@ import numpy as np
 from aiohttp import web
 
 from serving.engine import api
-from tuner.replay import ReplayOptions, Replayer
-from tuner.trace import TraceRequest
+from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
+from serving.workload import TraceRequest
 
 RATES = (250, 500, 750, 1000, 1500, 2000, 3000, 4000)
 LAG_GOAL = 5e-3
@@ -84,7 +84,7 @@ def make_plan(offsets, tokens: int) -> list[tuple[float, TraceRequest]]:
 
 
 async def run_replayer(url: str, plan, deadline: float):
-    rp = Replayer(url, ReplayOptions(request_timeout=deadline))
+    rp = Replayer(url, LLMServingProtocol(), ReplayOptions(request_timeout=deadline))
     recs = await rp.run(plan, deadline=deadline)
     rows = [(r.index, r.scheduled, r.sent, r.done if r.ok else None) for r in recs]
     return rp.t0, rows

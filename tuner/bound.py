@@ -10,13 +10,11 @@ embedded stack. tuner.metrics.score turns the result into arrival_bound and effi
 """
 from __future__ import annotations
 
-import asyncio
 import math
-from typing import Any
 
-from tuner.records import RequestRecord
-from tuner.replay import ReplayOptions, Replayer
-from tuner.trace import TraceRequest
+from serving.replay import ReplayOptions
+from serving.stacks import RunningStack
+from serving.workload import RequestRecord, TraceRequest
 
 
 def last_arrival(records: list[RequestRecord]) -> int | None:
@@ -30,18 +28,18 @@ def service_time(rec: RequestRecord) -> float:
     return rec.done - rec.sent if rec.ok and rec.sent is not None else math.nan
 
 
-async def alone(url: str, req: TraceRequest, options: ReplayOptions, repeats: int = 1) -> float:
+def alone(running: RunningStack, req: TraceRequest, options: ReplayOptions, repeats: int = 1) -> float:
     """Unloaded service time of ``req``: the fastest of ``repeats`` lone replays (noise only adds)."""
     best = math.nan
     for _ in range(repeats):
-        [rec] = await Replayer(url, options).run([(0.0, req)], deadline=options.request_timeout)
+        [rec] = running.replay([(0.0, req)], options, deadline=options.request_timeout).records
         t = service_time(rec)
         if not math.isnan(t):
             best = t if math.isnan(best) else min(best, t)
     return best
 
 
-def unloaded_service_times(running: Any, plan: list[tuple[float, TraceRequest]], records: list[RequestRecord],
+def unloaded_service_times(running: RunningStack, plan: list[tuple[float, TraceRequest]], records: list[RequestRecord],
                            options: ReplayOptions, repeats: int = 1) -> dict[int, float]:
     """{index: seconds} for the last-sent request, for tuner.metrics.score.
 
@@ -55,9 +53,6 @@ def unloaded_service_times(running: Any, plan: list[tuple[float, TraceRequest]],
     if not running.alive():
         return {req.index: math.nan}
     try:
-        if hasattr(running, "simulate"):  # the simulator serves it alone on its virtual clock
-            recs, _ = running.simulate([(0.0, req)], None)
-            return {req.index: service_time(recs[0])}
-        return {req.index: asyncio.run(alone(running.url, req, options, repeats))}
+        return {req.index: alone(running, req, options, repeats)}
     except Exception:  # a bound we cannot measure must not fail the trial
         return {req.index: math.nan}

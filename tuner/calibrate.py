@@ -30,8 +30,8 @@ from serving.probes.engine import fetch_json
 from serving.sim.latency import DECODE_COMPUTE, HOST, PREFILL_COMPUTE, LatencyModel
 from serving.stacks.base import LaunchSpec
 from serving.stacks.embedded import EmbeddedStack
-from tuner.replay import replay
-from tuner.trace import TraceRequest
+from serving.replay import ReplayOptions
+from serving.workload import TraceRequest
 
 RUNS = ((1, 1), (2, 2), (4, 4), (8, 8), (16, 1), (32, 2), (64, 4))   # (decode, prefill): pa_batching's buckets
 PROMPT_LENS = (4, 8, 16, 32, 64, 128, 256)      # words; one burst each (the trace: mean 20, max 161;
@@ -78,11 +78,11 @@ def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS
         n_lone = len(delays)
         try:
             for plen in prompt_lens:
-                replay(running.url, burst(plen, max(2 * decode, 3 * prefill, 8), rng))
+                running.replay(burst(plen, max(2 * decode, 3 * prefill, 8), rng), ReplayOptions())
             n, rate = TRICKLE
-            replay(running.url, [(i / rate, r) for i, (_, r) in enumerate(burst(8, n, rng, (8, 64)))])
+            running.replay([(i / rate, r) for i, (_, r) in enumerate(burst(8, n, rng, (8, 64)))], ReplayOptions())
             for _ in range(LONE):
-                [rec] = replay(running.url, burst(8, 1, rng, (4, 4)))
+                [rec] = running.replay(burst(8, 1, rng, (4, 4)), ReplayOptions()).records
                 got = fetch_json(running.url + "/metrics/steps")["steps"]
                 pre = [s for s in got if s["kind"] == "prefill"]
                 if rec.ok and pre:

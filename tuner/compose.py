@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from serving.config.errors import ConfigError
+from serving.stacks import stack_names
 from tuner.space import StudySpace, parse_space
 
 
@@ -24,6 +25,15 @@ def find_root(start: Path | None = None) -> Path:
                       "or pass --root")
 
 
+def _stack_override(item: str) -> str:
+    """``llm_serving.python=...`` sets a stack option whether or not the study file names that key:
+    a stack's options are declared by its options model, which checks them after composing."""
+    key = item.split("=", 1)[0]
+    if "=" in item and key[:1] not in "+~" and key.split(".", 1)[0] in stack_names() and "." in key:
+        return "++" + item
+    return item
+
+
 def load_space(study: str, root: Path, overrides: list[str] = ()) -> StudySpace:
     spaces = Path(root).resolve() / "search_spaces"   # hydra's compose wants an absolute folder
     path = spaces / f"{study}.yaml"
@@ -32,7 +42,7 @@ def load_space(study: str, root: Path, overrides: list[str] = ()) -> StudySpace:
         raise ConfigError(f"study file not found; known studies: {', '.join(known) or 'none'}", path)
     try:
         with initialize_config_dir(config_dir=str(spaces), version_base=None):
-            cfg = compose(config_name=study, overrides=list(overrides))
+            cfg = compose(config_name=study, overrides=[_stack_override(o) for o in overrides])
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"override failed: {err}", path) from None
     return parse_space(OmegaConf.to_container(cfg, resolve=True), path)

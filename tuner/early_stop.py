@@ -2,18 +2,17 @@
 
 Exec time only grows while a replay runs, so once the elapsed time passes
 ``best * (1 + margin) + grace`` the trial cannot come close to the best on that metric;
-the rest of the replay is wasted machine time. The watch runs as a task on the replay's
-own event loop (Replayer.abort sets an asyncio.Event, which is not thread-safe).
+the rest of the replay is wasted machine time. It is a stop condition the replayer polls
+(serving.replay.StopCondition).
 """
 from __future__ import annotations
 
-import asyncio
 import math
 
 import optuna
 
 from tuner.constraints import is_feasible
-from tuner.replay import Replayer
+from serving.workload import RequestRecord
 from tuner.space import StudySpace
 
 
@@ -31,7 +30,7 @@ def best_known(study: optuna.Study, space: StudySpace) -> float | None:
 
 
 class EarlyStop:
-    """A replayer hook; ``fired`` tells afterwards whether it aborted the replay."""
+    """A replay stop condition; ``fired`` tells afterwards whether it ended the replay."""
 
     def __init__(self, limit: float, poll: float = 0.05):
         self.limit, self.poll = limit, poll
@@ -45,24 +44,8 @@ class EarlyStop:
             return None
         return cls(best * (1 + space.early_stop.margin) + space.early_stop.grace)
 
-    def __call__(self, replayer: Replayer) -> None:
-        run = replayer.run
-
-        async def watched(plan, deadline=None):
-            watch = asyncio.create_task(self._watch(replayer))
-            try:
-                return await run(plan, deadline)
-            finally:
-                watch.cancel()
-
-        replayer.run = watched  # this replayer only
-
-    async def _watch(self, replayer: Replayer) -> None:
-        while True:
-            await asyncio.sleep(self.poll)
-            sent = [r.sent for r in replayer.records if r.sent is not None]
-            if sent and replayer.now() - min(sent) > self.limit:
-                self.elapsed = replayer.now() - min(sent)
-                self.fired = True
-                replayer.abort()
-                return
+    def check(self, elapsed: float, records: list[RequestRecord]) -> bool:
+        if elapsed > self.limit:
+            self.elapsed = elapsed
+            return True
+        return False

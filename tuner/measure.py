@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuner.early_stop import EarlyStop
-from tuner.replay import Replayer
-from tuner.resume import record_pgids, tagged
+from tuner.resume import TAG_ENV, write_pgids
 from tuner.space import StudySpace
 from tuner.stats import spread
 from tuner.trial import TrialOutcome, run_trial
@@ -31,21 +30,12 @@ class Measurement:
         return self.stopped is not None
 
 
-def _hook(run_dir: Path, tag: str, stop: EarlyStop | None) -> Callable[[Replayer], None]:
-    def hook(replayer: Replayer) -> None:
-        record_pgids(run_dir, tag)  # the stack is up: note its process group for a later resume
-        if stop:
-            stop(replayer)
-    return hook
-
-
 def run_tagged(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
                device_id: int | None = None, on_request=None, stop: EarlyStop | None = None) -> TrialOutcome:
     """One trial whose stacks carry ``tag`` and whose process groups are noted in ``run_dir`` once
     up, so a resume after a crash finds and ends them."""
-    with tagged(tag):
-        return run_trial(space, root, params, run_dir, plan, device_id, on_request=on_request,
-                         replayer_hook=_hook(run_dir, tag, stop))
+    return run_trial(space, root, params, run_dir, plan, device_id, on_request=on_request, stop=stop,
+                     env={TAG_ENV: tag}, on_launch=lambda pgids: write_pgids(run_dir, pgids))
 
 
 def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,

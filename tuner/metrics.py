@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from tuner.records import RequestRecord
+from serving.workload import RequestRecord
 
 PCTS = (50, 90, 99)
 

@@ -21,9 +21,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuner.measure import run_tagged
-from tuner.records import RequestRecord
+from serving.workload import RequestRecord
 from tuner.space import StudySpace
-from tuner.trace import TraceRequest
+from serving.workload import TraceRequest
 from tuner.trial import TrialOutcome, run_trial
 
 Plan = list[tuple[float, TraceRequest]]

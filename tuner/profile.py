@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import math
-import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +22,14 @@ import aiohttp
 import numpy as np
 
 from serving.config.errors import ConfigError
-from serving.config.render import render
-from serving.config.schema import load_serving_yaml
 from serving.probes.base import ProbeSampler
-from serving.stacks.base import LaunchSpec, get_stack
-from tuner.records import RequestRecord
-from tuner.replay import ReplayOptions, Replayer
+from serving.probes.memory import GroupMemoryProbe
+from serving.replay import ReplayOptions, Replayer
+from serving.stacks import LaunchSpec, RunningStack, get_stack
+from serving.workload import RequestRecord, TraceRequest
 from tuner.space import StudySpace
-from tuner.trace import TraceRequest
 
 PCTS = (50, 75, 95, 99)
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -61,60 +56,11 @@ def synth_prompt(n_words: int) -> str:
     return " ".join(words[i % len(words)] for i in range(n_words))
 
 
-class GroupMemory:
-    """Peak summed RSS (bytes) of every process in the given process groups, polled on a thread."""
-
-    def __init__(self, pgids: list[int], interval: float = 0.1):
-        self.pgids, self.interval, self.peak = set(pgids), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
-
-    def rss(self) -> int:
-        total = 0
-        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read()
-                if int(stat[stat.rindex(")") + 2:].split()[2]) not in self.pgids:  # field 5: pgrp
-                    continue
-                with open(f"/proc/{pid}/statm") as f:
-                    total += int(f.read().split()[1]) * _PAGE
-            except (OSError, ValueError, IndexError):  # the process ended meanwhile
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self.rss())
-
-    def __enter__(self) -> "GroupMemory":
-        self.peak = self.rss() if self.pgids else 0
-        if self.pgids:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-        if self.pgids:
-            self.peak = max(self.peak, self.rss())
-
-
-def stack_pgids(running: Any) -> list[int]:
-    """Process groups of a running stack: ``pgids()`` (a list or {name: pgid}), else its ManagedProcess(es)."""
-    if hasattr(running, "pgids"):
-        ids = running.pgids()
-        return list(ids.values() if isinstance(ids, dict) else ids)
-    procs = getattr(running, "procs", None) or [getattr(running, "proc", None)]
-    procs = procs.values() if isinstance(procs, dict) else procs
-    return [p.pgid for p in procs if getattr(p, "pgid", None)]
-
-
-async def closed_loop(url: str, cell: Cell, rounds: int, options: ReplayOptions) -> tuple[list[RequestRecord], float]:
+async def closed_loop(running: RunningStack, cell: Cell, rounds: int,
+                      options: ReplayOptions) -> tuple[list[RequestRecord], float]:
     """``concurrency`` workers x ``rounds`` back-to-back requests; returns the records and the wall time."""
     req = TraceRequest(0, synth_prompt(cell.prompt_tokens), cell.completion_tokens, cell.prompt_tokens)
-    replayer = Replayer(url, options)
+    replayer = Replayer(running.url, running.protocol, options)
     records: list[RequestRecord] = []
     conn = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=options.request_timeout, sock_read=options.request_timeout)
@@ -165,10 +111,12 @@ def profile(space: StudySpace, root: Path, cells: list[Cell], rounds: int, run_d
         raise ConfigError(f"rounds >= 1 must hold, got {rounds}")
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"
-    render(Path(config) if config else root / space.base_config, {}, config_path)
     stack, options = get_stack(space.backend), space.backend_options()
+    if not stack.serves_http:
+        raise ConfigError(f"backend {space.backend!r} serves no HTTP endpoint; profile needs a live stack")
+    stack.config_format.render(Path(config) if config else root / space.base_config, {}, config_path)
     longest = max(c.prompt_tokens + 1 + c.completion_tokens for c in cells)
-    broken = stack.check(load_serving_yaml(config_path), longest, options)
+    broken = stack.check(stack.config_format.load(config_path), longest, options)
     if broken:
         raise ConfigError("; ".join(broken), config_path)
     opts = ReplayOptions(stream=True, parameters=dict(space.load.parameters),
@@ -176,19 +124,18 @@ def profile(space: StudySpace, root: Path, cells: list[Cell], rounds: int, run_d
     running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
     rows = []
     try:
-        if hasattr(running, "simulate") or not hasattr(running, "url"):  # sim replays open-loop plans only
-            raise ConfigError(f"backend {space.backend!r} serves no HTTP endpoint; profile needs a live stack "
-                              "(embedded or llm_serving)")
-        pgids = stack_pgids(running)
+        pgids = running.pgids
         mem_probes = [p for p in running.probes() if "mem" in p.name or "hbm" in p.name]
+        mem_probes.append(GroupMemoryProbe(pgids))
         for cell in cells:
             if warmup_rounds:  # first requests pay allocation and compile costs; LMDeploy warms up too
-                asyncio.run(closed_loop(running.url, cell, warmup_rounds, opts))
-            with GroupMemory(pgids) as mem, ProbeSampler(mem_probes) as probes:
-                records, elapsed = asyncio.run(closed_loop(running.url, cell, rounds, opts))
+                asyncio.run(closed_loop(running, cell, warmup_rounds, opts))
+            with ProbeSampler(mem_probes, interval=0.1) as probes:
+                records, elapsed = asyncio.run(closed_loop(running, cell, rounds, opts))
             row = cell_row(cell, rounds, records, elapsed)
-            row["peak_rss_mb"] = mem.peak / 2**20 if pgids else math.nan
-            row |= {k: v for k, v in probes.summary().items() if k.endswith("_peak")}
+            peaks = {k: v for k, v in probes.summary().items() if k.endswith("_peak")}
+            row["peak_rss_mb"] = peaks.pop("host_rss_mb_peak", math.nan)
+            row |= peaks
             rows.append(row)
             if on_row:
                 on_row(row)

@@ -85,12 +85,10 @@ def tagged_groups(study: str) -> dict[int, str]:
     return out
 
 
-def record_pgids(run_dir: Path, tag: str) -> list[int]:
-    """Write the process groups carrying ``tag`` (the trial's stack) to run_dir/stack.pgid."""
-    pgids = sorted(p for p, t in tagged_groups(tag.split("/", 1)[0]).items() if t == tag)
+def write_pgids(run_dir: Path, pgids: list[int]) -> None:
+    """Note the process groups a trial's stack reported at launch in run_dir/stack.pgid."""
     if pgids:
-        (Path(run_dir) / "stack.pgid").write_text("".join(f"{p}\n" for p in pgids))
-    return pgids
+        (Path(run_dir) / "stack.pgid").write_text("".join(f"{p}\n" for p in sorted(pgids)))
 
 
 def end_group(pgid: int, grace: float = 3.0) -> None:
@@ -155,20 +153,3 @@ def recover(study: optuna.Study) -> tuple[list[int], list[int]]:
     """At a tune start: (trial numbers failed, process groups ended)."""
     return fail_dead_trials(study), end_orphans(study.study_name)
 
-
-class tagged:
-    """Context: stacks launched inside inherit ``TUNER_TRIAL=tag`` (os.environ is restored after)."""
-
-    def __init__(self, tag: str):
-        self.tag = tag
-
-    def __enter__(self) -> str:
-        self._old = os.environ.get(TAG_ENV)
-        os.environ[TAG_ENV] = self.tag
-        return self.tag
-
-    def __exit__(self, *exc) -> None:
-        if self._old is None:
-            os.environ.pop(TAG_ENV, None)
-        else:
-            os.environ[TAG_ENV] = self._old

@@ -21,6 +21,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.config.errors import ConfigError, from_validation_error
+from serving.stacks import get_stack, stack_names
 from tuner.rigour_spec import EarlyStopSpec, FinalistSpec
 
 
@@ -137,7 +138,7 @@ class Timeouts(_Strict):
 class StudySpace(_Strict):
     study: str
     description: str = ""
-    backend: Literal["embedded", "llm_serving", "sim"] = "embedded"
+    backend: str = "embedded"
     base_config: str
     trace: str
     load: LoadSpec
@@ -155,12 +156,34 @@ class StudySpace(_Strict):
     seed: int | None = None
     max_failed_fraction: float = Field(0.0, ge=0, le=1)
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    embedded: dict[str, Any] = Field(default_factory=dict)
-    llm_serving: dict[str, Any] = Field(default_factory=dict)
-    sim: dict[str, Any] = Field(default_factory=dict)
+    #: each stack's section (``embedded:``, ``llm_serving:``, ...), keyed by backend name
+    stack_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        """Top-level keys named after a registered stack are that stack's options section."""
+        if isinstance(data, dict):
+            names = set(stack_names())
+            data = dict(data)
+            sections = {k: data.pop(k) for k in list(data) if k in names}
+            for k, v in sections.items():
+                if v is not None and not isinstance(v, dict):
+                    raise ValueError(f"{k}: a mapping of the {k} stack's options must hold, got {v!r}")
+            data.setdefault("stack_options", {k: dict(v or {}) for k, v in sections.items()})
+        return data
 
     @model_validator(mode="after")
     def _check(self):
+        if self.backend not in stack_names():
+            raise ValueError(f"backend must be one of {stack_names()}, got {self.backend!r}")
+        try:
+            opts = get_stack(self.backend).parse_options(self.stack_options.get(self.backend, {}))
+        except ValidationError as err:
+            e = err.errors()[0]
+            where = ".".join(str(x) for x in (self.backend, *e["loc"]))
+            raise ValueError(f"{where}: {e['msg']}, found {e.get('input')!r}") from None
+        self.stack_options[self.backend] = opts.model_dump()
         if not self.objectives:
             raise ValueError("at least one objective is needed")
         flat = flatten_params(self.params)
@@ -194,7 +217,8 @@ class StudySpace(_Strict):
         return {specs[k].stored_name(k): specs[k].stored_of(v) for k, v in config.items() if k in specs}
 
     def backend_options(self) -> dict[str, Any]:
-        return dict(getattr(self, self.backend))
+        """The chosen stack's options, validated by its options model (defaults filled in)."""
+        return dict(self.stack_options.get(self.backend, {}))
 
 
 def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, ParamSpec]:

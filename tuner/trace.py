@@ -9,24 +9,12 @@ turn with exponential (Poisson) gaps of mean round(1 / X, 2) seconds.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from serving.config.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class TraceRequest:
-    index: int
-    prompt: str
-    output_len: int
-    prompt_len: int       # words; the tokenizer adds BOS
-
-    @property
-    def total_len(self) -> int:
-        return self.prompt_len + 1 + self.output_len
+from serving.workload import TraceRequest
 
 
 def _record(i: int, obj: dict, path: Path) -> TraceRequest:

@@ -5,24 +5,18 @@ the log tail; nothing here raises for a bad configuration or a crashing stack.
 """
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from serving.config.errors import ConfigError
-from serving.config.render import render
-from serving.config.schema import load_serving_yaml
-from serving.probes.base import ProbeSampler
-from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, get_stack
+from serving.replay import ReplayOptions, StopCondition
+from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
+from serving.workload import RequestRecord, TraceRequest
 from tuner.bound import unloaded_service_times
 from tuner.metrics import records_frame, score
-from tuner.records import RequestRecord
-from tuner.replay import ReplayOptions, Replayer
 from tuner.space import StudySpace
-from tuner.trace import TraceRequest
 
 
 @dataclass
@@ -51,17 +45,28 @@ def _classify_replay(records: list[RequestRecord], alive: bool, tail: str) -> tu
     return failures.BAD_RESPONSE, f"{len(errors)} requests failed; first: {errors[0]}"
 
 
+def replay_options(space: StudySpace) -> ReplayOptions:
+    return ReplayOptions(stream=space.load.stream, parameters=dict(space.load.parameters),
+                         request_timeout=space.load.request_timeout)
+
+
 def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path,
               plan: list[tuple[float, TraceRequest]], device_id: int | None = None,
               on_request: Callable[[RequestRecord], None] | None = None,
-              replayer_hook: Callable[[Replayer], None] | None = None) -> TrialOutcome:
+              stop: StopCondition | None = None, env: dict[str, str] | None = None,
+              on_launch: Callable[[list[int]], None] | None = None) -> TrialOutcome:
+    """suggested params -> render -> check -> launch -> replay -> score; the stack is always stopped.
+
+    ``env`` goes to every process the stack starts (the trial tag); ``on_launch`` gets the stack's
+    process groups once it is up; ``stop`` may end the replay early (early stopping)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_path = run_dir / "config.yaml"
     stack = get_stack(space.backend)
+    fmt = stack.config_format
+    config_path = run_dir / "config.yaml"
     options = space.backend_options()
     try:
-        render(root / space.base_config, params, config_path)
-        cfg = load_serving_yaml(config_path)
+        fmt.render(root / space.base_config, params, config_path)
+        cfg = fmt.load(config_path)
     except ConfigError as err:
         return _fail(failures.CONFIG_REJECTED, str(err))
     max_len = max(r.total_len for _, r in plan)
@@ -69,30 +74,25 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     if broken:
         return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
     try:
-        running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
+        running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
+                                          dict(env or {})))
     except LaunchError as err:
         return _fail(err.fail_class, err.detail, err.log_tail)
-    opts = ReplayOptions(stream=space.load.stream, parameters=dict(space.load.parameters),
-                         request_timeout=space.load.request_timeout)
+    opts = replay_options(space)
     try:
-        if hasattr(running, "simulate"):  # the simulator replays on its virtual clock
-            records, usage = running.simulate(plan, on_request, deadline=space.timeouts.replay)
-        else:
-            replayer = Replayer(running.url, opts, on_request)
-            if replayer_hook:
-                replayer_hook(replayer)
-            with ProbeSampler(running.probes()) as sampler:
-                records = asyncio.run(replayer.run(plan, deadline=space.timeouts.replay))
-            usage = sampler.summary()
+        if on_launch:
+            on_launch(running.pgids)
+        result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
+        records = result.records
         alive = running.alive()
         tail = running.log_tail()
         service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
     finally:
         running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
-    metrics = score(records, service) | usage
-    primary = next((k for k in usage if k.endswith("_mean")), None)
-    metrics["utilisation"] = usage[primary] if primary else float("nan")
+    metrics = score(records, service) | result.usage
+    key = f"{running.utilisation}_mean" if running.utilisation else None
+    metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
     if failed > space.max_failed_fraction or not alive or math.isnan(metrics["total_time"]):
         cls, detail = _classify_replay(records, alive, tail)

@@ -17,8 +17,7 @@ from serving.engine.block_manager import AllocStatus
 from serving.engine.scheduler import SchedulerSettings, StepKind, StepPlan
 from serving.engine.sequence import SamplingParams, Sequence
 from serving.sim.latency import LatencyModel
-from tuner.records import RequestRecord
-from tuner.trace import TraceRequest
+from serving.workload import RequestRecord, TraceRequest
 
 ARRIVE, STEP_END, STEP_START = 0, 1, 2   # tie order at one instant: drain arrivals first
 

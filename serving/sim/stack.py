@@ -15,11 +15,18 @@ from serving.probes.base import Probe
 from serving.sim.latency import LatencyModel, load_profile
 from serving.sim.simulator import SimSettings, simulate
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack
-from tuner.records import RequestRecord
-from tuner.trace import TraceRequest
+from pydantic import Field
 
-OPTIONS = {"profile", "busy_window"}
+from serving.replay.protocol import ReplayOptions
+from serving.stacks.base import (LaunchError, LaunchSpec, Plan, ReplayResult, RunningStack, Stack,
+                                 StackOptions)
+from serving.workload import RequestRecord
+
+
+class SimOptions(StackOptions):
+    """The space's ``sim:`` section."""
+    profile: str | None = None                    # bundled profile name or YAML path
+    busy_window: float = Field(0.25, gt=0)        # seconds per busy-% sample
 
 
 def default_profile(cfg: ServingYaml) -> str:
@@ -43,17 +50,20 @@ def cut_at_deadline(records: list[RequestRecord], deadline: float) -> None:
 
 class SimRunning(RunningStack):
     url = "sim://"
+    utilisation = "sim_busy"
+    pgids: list[int] = []   # nothing runs
 
     def __init__(self, settings: SimSettings, latency: LatencyModel, busy_window: float = 0.25):
         self.settings, self.latency, self.busy_window = settings, latency, busy_window
 
-    def simulate(self, plan: list[tuple[float, TraceRequest]],
-                 on_request: Callable[[RequestRecord], None] | None = None,
-                 deadline: float | None = None) -> tuple[list[RequestRecord], dict]:
+    def replay(self, plan: Plan, options: ReplayOptions | None = None,
+               on_request: Callable[[RequestRecord], None] | None = None,
+               deadline: float | None = None, stop=None) -> ReplayResult:
+        """The plan on the virtual clock; ``options`` and ``stop`` do not apply to a simulated server."""
         result = simulate(self.settings, self.latency, plan, on_request)
         if deadline is not None:
             cut_at_deadline(result.records, deadline)
-        return result.records, result.usage(self.busy_window)
+        return ReplayResult(result.records, result.usage(self.busy_window))
 
     def alive(self) -> bool:
         return True
@@ -70,18 +80,14 @@ class SimRunning(RunningStack):
 
 class SimStack(Stack):
     name = "sim"
+    options_model = SimOptions
+    serves_http = False
 
     def launch(self, spec: LaunchSpec) -> SimRunning:
-        opts = dict(spec.options or {})
-        unknown = sorted(set(opts) - OPTIONS)
-        if unknown:
-            raise LaunchError(failures.CONFIG_REJECTED, f"sim options are {sorted(OPTIONS)}, found {unknown}")
+        opts = SimOptions.model_validate(spec.options or {})
         try:
             cfg = load_serving_yaml(spec.config_path)
-            latency = load_profile(opts.get("profile") or default_profile(cfg))
+            latency = load_profile(opts.profile or default_profile(cfg))
         except ConfigError as err:
             raise LaunchError(failures.CONFIG_REJECTED, str(err)) from None
-        window = float(opts.get("busy_window", 0.25))
-        if window <= 0:
-            raise LaunchError(failures.CONFIG_REJECTED, f"sim.busy_window > 0 must hold, got {window}")
-        return SimRunning(SimSettings.from_config(cfg), latency, window)
+        return SimRunning(SimSettings.from_config(cfg), latency, opts.busy_window)

@@ -1,23 +1,47 @@
-"""What every stack offers the tuner: pre-launch checks, launch, probes, stop."""
+"""What every stack offers the tuner, and all the tuner may ask of it.
+
+A stack is a plug-in: one module under ``serving/stacks/`` (or anywhere importable) with a
+``Stack`` subclass, named in the registry (serving.stacks.registry.register_stack). It owns
+its options (the space's ``<backend>:`` section, a pydantic model), its config format
+(render, load, pre-launch checks), its launch and stop, the process groups it started,
+its usage probes and which one is the utilisation, and how a planned workload is replayed
+against it (its wire protocol). The tuner never asks what kind of stack it holds.
+"""
 from __future__ import annotations
 
 import abc
-import importlib
+import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from serving.config.schema import ServingYaml
-from serving.probes.base import Probe
+from pydantic import BaseModel, ConfigDict
+
+from serving.config.format import ConfigFormat, ServingYamlFormat
+from serving.probes.base import Probe, ProbeSampler
+from serving.replay.client import Replayer, StopCondition
+from serving.replay.llm_serving import LLMServingProtocol
+from serving.replay.protocol import ReplayOptions, WireProtocol
+from serving.workload import RequestRecord, TraceRequest
+
+__all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
+
+Plan = list[tuple[float, TraceRequest]]
 
 
 @dataclass
 class LaunchSpec:
-    config_path: Path          # the trial's rendered serving YAML
-    run_dir: Path              # logs and artifacts go here
+    config_path: Path          # the trial's rendered config
+    run_dir: Path              # logs and artifacts go here; also the stack's working directory
     ready_timeout: float = 120.0
     device_id: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)   # the space's per-backend section
+    options: dict[str, Any] = field(default_factory=dict)   # the space's section, validated by options_model
+    env: dict[str, str] = field(default_factory=dict)       # added to every process the stack starts (trial tag)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        """The environment for a process the stack starts: ours, the spec's, then ``extra``."""
+        return {**os.environ, **self.env, **extra}
 
 
 class LaunchError(RuntimeError):
@@ -28,20 +52,49 @@ class LaunchError(RuntimeError):
         self.fail_class, self.detail, self.log_tail = fail_class, detail, log_tail
 
 
+@dataclass
+class ReplayResult:
+    records: list[RequestRecord]
+    usage: dict[str, float]      # probe summaries: <probe>_mean, _peak, _samples
+
+
+class StackOptions(BaseModel):
+    """Base of a stack's options model: unknown keys are rejected when the space is loaded."""
+    model_config = ConfigDict(extra="forbid")
+
+
 class RunningStack(abc.ABC):
-    url: str
+    url: str = ""
+    #: how requests are sent and answers read (llm-serving's API unless the stack says otherwise)
+    protocol: WireProtocol = LLMServingProtocol()
+    #: the probe whose mean is the trial's ``utilisation`` (None: the stack has no usage figure)
+    utilisation: str | None = None
+
+    @property
+    @abc.abstractmethod
+    def pgids(self) -> list[int]:
+        """Process groups this stack started (for resume after a crash, and memory sampling)."""
 
     @abc.abstractmethod
     def alive(self) -> bool: ...
 
-    @abc.abstractmethod
-    def probes(self) -> list[Probe]: ...
+    def probes(self) -> list[Probe]:
+        return []
 
     @abc.abstractmethod
     def log_tail(self, max_chars: int = 4000) -> str: ...
 
     @abc.abstractmethod
     def stop(self) -> None: ...
+
+    def replay(self, plan: Plan, options: ReplayOptions,
+               on_request: Callable[[RequestRecord], None] | None = None,
+               deadline: float | None = None, stop: StopCondition | None = None) -> ReplayResult:
+        """Replay ``plan`` (send offset, request) and return one record per request and the usage."""
+        replayer = Replayer(self.url, self.protocol, options, on_request)
+        with ProbeSampler(self.probes()) as sampler:
+            records = asyncio.run(replayer.run(plan, deadline, stop))
+        return ReplayResult(records, sampler.summary())
 
     def __enter__(self) -> "RunningStack":
         return self
@@ -52,23 +105,27 @@ class RunningStack(abc.ABC):
 
 class Stack(abc.ABC):
     name: str
+    options_model: type[StackOptions] = StackOptions
+    serves_http: bool = True     # False for a stack that only replays in-process (the simulator)
+    config_format: ConfigFormat = ServingYamlFormat()
 
-    def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
+    def parse_options(self, section: dict[str, Any]) -> StackOptions:
+        """The space's section for this stack, typed (pydantic ValidationError when bad)."""
+        return self.options_model.model_validate(section or {})
+
+    def check(self, cfg: Any, max_request_len: int, options: dict[str, Any]) -> list[str]:
         """Rules a config breaks before anything is launched (empty = launchable)."""
-        from serving.config.checks import common_checks
-        return common_checks(cfg, max_request_len, options)
+        return self.config_format.check(cfg, max_request_len, options)
+
+    def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
+        """Counts tokens of a text as the served model's tokenizer does (prompt and output lengths of
+        a trace); None when the stack has no tokenizer of its own (the trace's word count is used)."""
+        return None
+
+    def preflight(self, options: dict[str, Any]) -> list[str]:
+        """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):
+        checked once when a study starts, before the first trial."""
+        return []
 
     @abc.abstractmethod
     def launch(self, spec: LaunchSpec) -> RunningStack: ...
-
-
-_STACKS = {"embedded": "serving.stacks.embedded:EmbeddedStack",
-           "llm_serving": "serving.stacks.llm_serving:LLMServingStack",
-           "sim": "serving.sim.stack:SimStack"}
-
-
-def get_stack(name: str) -> Stack:
-    if name not in _STACKS:
-        raise ValueError(f"backend must be one of {sorted(_STACKS)}, got {name!r}")
-    module, cls = _STACKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()

@@ -1,22 +1,26 @@
 """The default stack: our embedded engine as one server process on a free loopback port."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from serving.config.schema import load_serving_yaml
-
 from serving.probes.base import Probe
 from serving.probes.engine import EngineBusyProbe
-from serving.stacks.base import LaunchSpec, RunningStack, Stack
+from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.process import ManagedProcess
 from serving.stacks.readiness import http_ok, wait_until
 
 
 class EmbeddedRunning(RunningStack):
+    utilisation = "engine_busy"
+
     def __init__(self, proc: ManagedProcess, url: str):
         self.proc, self.url = proc, url
+
+    @property
+    def pgids(self) -> list[int]:
+        return [self.proc.pgid]
 
     def alive(self) -> bool:
         return self.proc.alive()
@@ -31,8 +35,14 @@ class EmbeddedRunning(RunningStack):
         self.proc.stop()
 
 
+class EmbeddedOptions(StackOptions):
+    """The space's ``embedded:`` section."""
+    host: str = "127.0.0.1"
+
+
 class EmbeddedStack(Stack):
     name = "embedded"
+    options_model = EmbeddedOptions
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
         host = spec.options.get("host", "127.0.0.1")
@@ -43,14 +53,14 @@ class EmbeddedStack(Stack):
         engine = load_serving_yaml(spec.config_path).engine_config
         threads = str(engine.threads if engine else 1)
         # BLAS reads its thread count at import, so it is set in the child's environment
-        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        env = spec.environ(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         return start_server(args, spec, host, port_file, env)
 
 
 def start_server(args: list[str], spec: LaunchSpec, host: str, port_file: Path,
                  env: dict | None = None) -> EmbeddedRunning:
     """Start an engine server process; ready once it wrote its port and /health answers."""
-    proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log", env=env)
+    proc = ManagedProcess(args, Path(spec.run_dir) / "engine.log", env=env if env is not None else spec.environ())
     state: dict[str, str] = {}
 
     def ready() -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
@@ -31,7 +31,7 @@ from serving.config.render import render_text
 from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack
+from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.process import ManagedProcess, tail
 
 AGENT_READY = "all agents started"
@@ -39,9 +39,8 @@ SERVER_READY = "Uvicorn running on"
 GIB = 2**30
 
 
-class LLMServingOptions(BaseModel):
+class LLMServingOptions(StackOptions):
     """The space's ``llm_serving:`` section. Model dims default to LLaMA-2-7B in fp16."""
-    model_config = ConfigDict(extra="forbid")
     root: str | None = None               # the llm-serving checkout (holds examples/start_agent.py)
     mindformers_root: str | None = None   # put on PYTHONPATH (a mindformers checkout)
     python: str | None = None             # interpreter that has MindSpore; default: the tuner's own
@@ -156,8 +155,12 @@ class LLMServingRunning(RunningStack):
         self.watches: dict[str, LogWatch] = {}
 
     @property
-    def pgids(self) -> dict[str, int]:
-        return {name: p.pgid for name, p in self.procs.items()}
+    def pgids(self) -> list[int]:
+        return [p.pgid for p in self.procs.values()]
+
+    @property
+    def utilisation(self) -> str | None:
+        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator)
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.alive() for p in self.procs.values())
@@ -191,8 +194,8 @@ def make_probes(opts: LLMServingOptions, device: int) -> list[Probe]:
     return []
 
 
-def _env(opts: LLMServingOptions, root: Path) -> dict[str, str]:
-    env = dict(os.environ)  # RUN_LEVEL and the CANN variables (set_env.sh) pass through
+def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str]:
+    env = spec.environ()  # RUN_LEVEL and the CANN variables (set_env.sh) pass through
     paths = [str(root)] + ([opts.mindformers_root] if opts.mindformers_root else [])
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(GRAPH_OP_RUN="1", MS_ENABLE_INTERNAL_KERNELS="on", PYTHONUNBUFFERED="1")  # unbuffered: ready lines
@@ -204,6 +207,7 @@ def _env(opts: LLMServingOptions, root: Path) -> dict[str, str]:
 
 class LLMServingStack(Stack):
     name = "llm_serving"
+    options_model = LLMServingOptions
 
     def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
         o = parse_options(options)
@@ -230,7 +234,7 @@ class LLMServingStack(Stack):
         run_dir.mkdir(parents=True, exist_ok=True)
         config, cfg = write_trial_yaml(spec, root, device)
         deadline = time.monotonic() + spec.ready_timeout
-        env = _env(opts, root)
+        env = _env(opts, root, spec)
         running = LLMServingRunning({}, f"http://127.0.0.1:{cfg.serving_config.server_port}", opts, device,
                                     run_dir, root, time.time())
         try:
@@ -240,7 +244,7 @@ class LLMServingStack(Stack):
                 running.watches[name] = LogWatch(log, line)
                 args = [python, str(root / "examples" / script), "--config", str(config)]
                 running.procs[name] = ManagedProcess(args, log, cwd=root, env=env)
-                (run_dir / "pids.json").write_text(json.dumps(running.pgids))  # for whoever checks the cleanup
+                (run_dir / "pids.json").write_text(json.dumps({n: p.pgid for n, p in running.procs.items()}))  # for whoever checks the cleanup
                 self._wait_line(running, name, deadline, spec.ready_timeout)
             self._warm_up(running, deadline, spec.ready_timeout)
         except BaseException:

@@ -1,7 +1,7 @@
 """Test-only Stack: the embedded stack with a fault chosen by trial number.
 
-Registered for a test through ``monkeypatch.setitem(serving.stacks.base._STACKS, "embedded",
-"tests.tuner.faulty_stack:FaultyStack")``. Trial n gets FAULTS[n % len(FAULTS)]; every
+Registered for a test with ``register_stack("faulty", "tests.tuner.faulty_stack:FaultyStack")``
+and chosen with ``backend=faulty``. Trial n gets FAULTS[n % len(FAULTS)]; every
 fault is a real process misbehaving, so the tuner's own classification is what is tested.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def fault_for(run_dir: Path) -> str:
 
 
 class FaultyStack(EmbeddedStack):
-    name = "embedded"
+    name = "faulty"
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
         kind = fault_for(spec.run_dir)

@@ -7,10 +7,11 @@ from aiohttp import web
 from tuner.bound import alone, last_arrival, service_time, unloaded_service_times
 from tuner.compose import load_space
 from tuner.metrics import score
-from tuner.records import RequestRecord
-from tuner.replay import ReplayOptions
+from serving.workload import RequestRecord
+from serving.replay import ReplayOptions
+from serving.stacks import ReplayResult, RunningStack
 from tuner.study import StudyRun
-from tuner.trace import TraceRequest
+from serving.workload import TraceRequest
 from tuner.trial import run_trial
 
 
@@ -29,17 +30,35 @@ def test_service_time_is_nan_for_a_failed_request():
     assert math.isnan(service_time(rec(0, 1.0, 1.5, error="timeout: x")))
 
 
-class FakeSim:
+class FakeSim(RunningStack):
+    """A RunningStack (the real interface) serving each request in 0.25 s per output token."""
+    pgids = []
+
     def __init__(self, alive=True):
         self._alive, self.plans = alive, []
 
     def alive(self):
         return self._alive
 
-    def simulate(self, plan, on_request):
+    def log_tail(self, max_chars=4000):
+        return ""
+
+    def stop(self):
+        pass
+
+    def replay(self, plan, options, on_request=None, deadline=None, stop=None):
         self.plans.append(plan)
         (_, req), = plan
-        return [rec(req.index, 0.0, 0.25 * req.output_len, n=req.output_len)], {}
+        return ReplayResult([rec(req.index, 0.0, 0.25 * req.output_len, n=req.output_len)], {})
+
+
+class UrlStack(FakeSim):
+    """The default HTTP replay of RunningStack against ``url``."""
+    replay = RunningStack.replay
+
+    def __init__(self, url):
+        super().__init__()
+        self.url = url
 
 
 def test_the_last_sent_request_is_served_alone_and_scored():
@@ -77,7 +96,8 @@ async def _alone_against_slow_server(delay):
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     try:
-        return await alone(f"http://127.0.0.1:{port}", TraceRequest(0, "x", 1, 1), ReplayOptions(), repeats=2)
+        running = UrlStack(f"http://127.0.0.1:{port}")
+        return await asyncio.to_thread(alone, running, TraceRequest(0, "x", 1, 1), ReplayOptions(), 2)
     finally:
         await runner.cleanup()
 

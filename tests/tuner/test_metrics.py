@@ -3,7 +3,7 @@ import math
 import pytest
 
 from tuner.metrics import score
-from tuner.records import RequestRecord
+from serving.workload import RequestRecord
 
 
 def rec(i, sent, first, done, n, error=None):

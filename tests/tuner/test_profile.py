@@ -6,9 +6,10 @@ import os
 import pytest
 
 from serving.config.errors import ConfigError
+from serving.probes.memory import GroupMemoryProbe
 from tuner.cli import main
-from tuner.profile import Cell, GroupMemory, cell_row, make_cells, stack_pgids, synth_prompt
-from tuner.records import RequestRecord
+from tuner.profile import Cell, cell_row, make_cells, synth_prompt
+from serving.workload import RequestRecord
 
 
 def test_cells_pair_prompt_and_completion_for_each_concurrency():
@@ -40,29 +41,27 @@ def test_row_follows_lmdeploy_definitions():
     assert row["error"].startswith("1 failed")
 
 
-def test_group_memory_sums_rss_of_a_process_group():
-    with GroupMemory([os.getpgid(0)], interval=0.01) as mem:
-        _ = bytearray(8 * 2**20)
-    assert mem.peak > 8 * 2**20
-    with GroupMemory([]) as none:
-        pass
-    assert none.peak == 0
+def test_group_memory_probe_sums_rss_of_a_process_group():
+    probe = GroupMemoryProbe([os.getpgid(0)])
+    before = probe.sample()
+    blob = bytearray(64 * 2**20)
+    blob[::4096] = b"x" * len(blob[::4096])  # touch every page so it is resident
+    assert probe.sample() > before + 32
+    assert GroupMemoryProbe([]).sample() is None
 
 
-def test_pgids_come_from_the_stack_or_its_process():
-    class P:
-        pgid = 123
-
-    class Running:
-        proc = P()
-
-    assert stack_pgids(Running()) == [123]
-
-    class LLMServing:  # agents and server, each its own group
-        def pgids(self):
-            return {"agents": 7, "server": 9}
-
-    assert stack_pgids(LLMServing()) == [7, 9]
+def test_llm_serving_running_reports_a_list_of_process_groups(tmp_path):
+    """The real class (not a fake): tune profile and resume read ``pgids`` as a list property."""
+    from serving.stacks.llm_serving import LLMServingOptions, LLMServingRunning
+    from serving.stacks.process import ManagedProcess
+    procs = {n: ManagedProcess(["sleep", "30"], tmp_path / f"{n}.log") for n in ("agent", "server")}
+    running = LLMServingRunning(procs, "http://127.0.0.1:9", LLMServingOptions(accelerator="none"), 0,
+                                tmp_path, tmp_path, 0.0)
+    try:
+        assert running.pgids == [procs["agent"].pgid, procs["server"].pgid]
+        assert running.utilisation is None
+    finally:
+        running.stop()
 
 
 def test_profile_on_the_embedded_stack_writes_csv(project_root, tiny_config, capsys):

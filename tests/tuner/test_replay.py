@@ -4,8 +4,8 @@ import json
 
 from aiohttp import web
 
-from tuner.replay import ReplayOptions, Replayer
-from tuner.trace import TraceRequest
+from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
+from serving.workload import TraceRequest
 
 
 def line(tok, reason=None):
@@ -30,6 +30,11 @@ async def stream_handler(request):
         await asyncio.sleep(0.001)
     if mode == "sse":
         await resp.write(b"data: " + line(None, "length"))
+    if mode == "summary":  # llm-serving with return_full_text: the whole token list, not one more token
+        data = [{"generated_text": "all", "tokens": [{"id": 10 + i} for i in range(n)], "finish_reason": "length"}]
+        await resp.write((json.dumps({"event": "message", "data": data}) + "\n").encode())
+    if mode == "slow":
+        await asyncio.sleep(10)
     return resp
 
 
@@ -48,7 +53,7 @@ async def run_against(modes, timeout=5.0, stream=True):
     port = site._server.sockets[0].getsockname()[1]
     plan = [(0.01 * i, TraceRequest(i, m, 3, 1)) for i, m in enumerate(modes)]
     try:
-        return await Replayer(f"http://127.0.0.1:{port}", ReplayOptions(stream=stream, request_timeout=timeout)).run(
+        return await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), ReplayOptions(stream=stream, request_timeout=timeout)).run(
             plan, deadline=timeout + 2)
     finally:
         await runner.cleanup()
@@ -65,7 +70,7 @@ def test_every_failure_is_a_record_with_its_cause():
     errors = {r.index: r.error for r in recs}
     assert recs[0].ok
     assert errors[1].startswith("bad_response")
-    assert "finish_reason" in errors[2]
+    assert errors[2] is None and recs[2].n_tokens == 3  # no finish_reason: the closed stream ends it
     assert errors[3].startswith("http 500")
     assert errors[4].startswith("timeout")
     assert len(recs) == 5
@@ -83,7 +88,33 @@ def test_non_stream_mode():
 
 def test_connection_refused_is_recorded():
     async def go():
-        return await Replayer("http://127.0.0.1:9", ReplayOptions(request_timeout=2)).run(
+        return await Replayer("http://127.0.0.1:9", LLMServingProtocol(), ReplayOptions(request_timeout=2)).run(
             [(0.0, TraceRequest(0, "x", 2, 1))], deadline=5)
     (r,) = asyncio.run(go())
     assert r.error.startswith("connection")
+
+
+def test_final_summary_line_is_not_counted_as_a_token():
+    (r,) = asyncio.run(run_against(["summary"]))
+    assert r.ok and r.n_tokens == 3 and len(r.token_times) == 3 and r.finish_reason == "length"
+
+
+def test_stream_cut_off_by_the_replay_deadline_is_not_a_success():
+    async def go():
+        app = web.Application()
+        app.router.add_post("/models/llama2/generate_stream", stream_handler)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        done = []
+        try:
+            recs = await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), ReplayOptions(request_timeout=30),
+                                  on_done=done.append).run([(0.0, TraceRequest(0, "slow", 3, 1))], deadline=1.0)
+        finally:
+            await runner.cleanup()
+        return recs, done
+    (r,), done = asyncio.run(go())
+    assert not r.ok and r.error.startswith("timeout: replay deadline") and r.done is None
+    assert done == [r]  # reported once, as failed

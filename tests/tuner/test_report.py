@@ -7,13 +7,13 @@ import pandas as pd
 
 from tuner.cli import main
 from tuner.metrics import records_frame
-from tuner.records import RequestRecord
+from serving.workload import RequestRecord
 from tuner.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"
 
 
-def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, replayer_hook=None):
+def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
     """Per-request records as tuner.trial writes them; larger batches finish sooner; 64 runs out of memory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     dbs = params[DBS]

@@ -35,7 +35,7 @@ class Noisy:
     def __init__(self, truth, noise=(1.00, 1.04, 0.97, 1.02, 0.99, 1.03, 0.98)):
         self.truth, self.noise, self.calls = truth, itertools.cycle(noise), []
 
-    def __call__(self, space, root, params, run_dir, plan, device_id=None, on_request=None, replayer_hook=None):
+    def __call__(self, space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
         run_dir.mkdir(parents=True, exist_ok=True)
         t = self.truth(params) * next(self.noise)
         self.calls.append((params[DBS], run_dir))

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from tuner.cli import main
 from tuner.progress import PlainProgress, RichStudyProgress
-from tuner.records import RequestRecord
+from serving.workload import RequestRecord
 from tuner.trial import TrialOutcome
 
 OK = TrialOutcome(metrics={"total_time": 1.5, "utilisation": 40.0})
@@ -41,7 +41,7 @@ def test_plain_progress_lines(capsys):
 
 
 def test_cli_bars_by_default_and_lines_with_no_progress(project_root, monkeypatch, capsys):
-    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, replayer_hook=None):
+    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
         run_dir.mkdir(parents=True, exist_ok=True)
         for _, req in plan:
             on_request(RequestRecord(req.index, 1, 1, 0.0))

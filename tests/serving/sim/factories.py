@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from serving.sim.latency import LatencyModel
-from tuner.trace import TraceRequest
+from serving.workload import TraceRequest
 
 
 def flat_model(prefill: float = 0.1, decode: float = 0.01, host: float = 0.0, single_prefill: bool = False,

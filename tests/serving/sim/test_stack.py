@@ -56,12 +56,18 @@ def test_running_sim_stack_answers_like_a_stack(tmp_path):
     running.stop()
 
 
-@pytest.mark.parametrize("options, word", [({"profile": "nope"}, "bundled profiles"),
-                                           ({"colour": 1}, "sim options"), ({"busy_window": 0}, "busy_window")])
-def test_bad_options_are_config_rejected(tmp_path, options, word):
+def test_unknown_profile_is_config_rejected(tmp_path):
     with pytest.raises(LaunchError) as err:
-        SimStack().launch(LaunchSpec(TINY, tmp_path, options=options))
-    assert err.value.fail_class == "config_rejected" and word in err.value.detail
+        SimStack().launch(LaunchSpec(TINY, tmp_path, options={"profile": "nope"}))
+    assert err.value.fail_class == "config_rejected" and "bundled profiles" in err.value.detail
+
+
+@pytest.mark.parametrize("override, word", [("sim.colour=1", "sim.colour"), ("sim.busy_window=0", "sim.busy_window")])
+def test_bad_options_are_rejected_when_the_space_loads(project_root, override, word):
+    """The stack's options model checks its section at load, before any trial (not at the first launch)."""
+    from serving.config.errors import ConfigError
+    with pytest.raises(ConfigError, match=word.replace(".", r"\.")):
+        load_space("pa_batching", project_root, ["backend=sim", override])
 
 
 def test_sim_replay_stops_at_the_replay_deadline_like_the_real_one(project_root):

@@ -10,7 +10,7 @@ import yaml
 
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
-from serving.stacks.base import get_stack
+from serving.stacks import get_stack
 from serving.stacks.process import live_group_members as live_members
 from tests.serving.stacks.standin import build_standin, write_base_config
 from tuner.cli import main

@@ -1,11 +1,30 @@
-"""One timing record per request: timestamps only, statistics come later (tuner.metrics)."""
+"""Types both layers share: a request of the workload and the timing record of its replay.
+
+They live in ``serving`` because stacks replay requests and return records; ``tuner`` builds
+the requests (tuner.workload) and scores the records (tuner.runtime.metrics).
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+__all__ = ["TraceRequest", "RequestRecord"]
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    index: int
+    prompt: str
+    output_len: int
+    prompt_len: int       # tokens of the prompt as the trace's tokenizer counts them (BOS not included)
+
+    @property
+    def total_len(self) -> int:
+        return self.prompt_len + 1 + self.output_len
+
 
 @dataclass
 class RequestRecord:
+    """One request's timestamps (s from replay start); statistics come later (tuner.runtime.metrics)."""
     index: int
     prompt_len: int
     output_len: int                     # tokens asked for (max_new_tokens)
