@@ -14,8 +14,8 @@ from pathlib import Path
 import optuna
 
 from serving.config.errors import ConfigError
-from tuner.compose import find_root, load_space
-from tuner.study import StudyRun, default_storage
+from tuner.space.compose import find_root, load_space
+from tuner.study.run import StudyRun, default_storage
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,20 +39,20 @@ def cmd_run(args) -> int:
     n_requests = len(run.plan())
     names = [o.name for o in space.objectives]
     if args.no_progress:
-        from tuner.progress import PlainProgress
+        from tuner.study.progress import PlainProgress
         run.progress = PlainProgress(names)
     else:
-        from tuner.progress import RichStudyProgress
+        from tuner.study.progress import RichStudyProgress
         run.progress = RichStudyProgress(n, n_requests, names)
     try:
         study = run.run(n)
     finally:
         run.progress.close()
-    from tuner.study import feasible_trials
+    from tuner.study.run import feasible_trials
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
     print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
     if done:
-        from tuner.study import best_trial
+        from tuner.study.run import best_trial
         best = best_trial(study)
         print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
               + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
@@ -61,9 +61,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tuner.export import export_best
+    from tuner.results.export import export_best
     root, space, storage = _context(args)
-    from tuner.storage import open_storage
+    from tuner.study.storage import open_storage
     study = optuna.load_study(study_name=space.study, storage=open_storage(storage))
     out = export_best(study, space, root, args.to)
     print(f"wrote {out}")
@@ -71,7 +71,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bare_run(args) -> int:
-    from tuner.bare_run import bare_run
+    from tuner.tools.bare_run import bare_run
     root, space, _ = _context(args)
     bare_run(space, root, params=None)
     return 0
@@ -79,7 +79,7 @@ def cmd_bare_run(args) -> int:
 
 def cmd_profile(args) -> int:
     from serving.stacks.base import LaunchError
-    from tuner.profile import make_cells, print_table, profile, write_csv
+    from tuner.tools.profile import make_cells, print_table, profile, write_csv
     root, space, _ = _context(args)
     cells = make_cells(args.concurrency, args.prompt_tokens, args.completion_tokens)
     out = args.csv or root / "trials" / space.study / "profile" / "profile_generation.csv"
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.set_defaults(func=cmd_profile)
     from tuner.cli_rigour import register  # --devices, finalize, dashboard, report
     register(sub, _common, _context)
-    from tuner import calibrate
+    from tuner.tools import calibrate
     calibrate.add_parser(sub, _common)
     return ap
 

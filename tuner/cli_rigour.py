@@ -16,7 +16,7 @@ from typing import Callable
 def _load(storage: str, name: str):
     import optuna
 
-    from tuner.storage import open_storage
+    from tuner.study.storage import open_storage
     return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
@@ -28,9 +28,9 @@ def register(sub, common: Callable[[argparse.ArgumentParser], None], context: Ca
     def cmd_run(args) -> int:
         if not getattr(args, "devices", None):
             return plain_run(args)
-        from tuner.resume import recover
-        from tuner.study import StudyRun
-        from tuner.workers import parse_devices, run_workers
+        from tuner.study.resume import recover
+        from tuner.study.run import StudyRun
+        from tuner.study.workers import parse_devices, run_workers
         root, space, storage = context(args)
         try:
             devices = parse_devices(args.devices)
@@ -64,8 +64,8 @@ def register(sub, common: Callable[[argparse.ArgumentParser], None], context: Ca
 
 
 def cmd_finalize(args, context) -> int:
-    from tuner.finalists import describe, finalize
-    from tuner.study import StudyRun
+    from tuner.study.finalists import describe, finalize
+    from tuner.study.run import StudyRun
     root, space, storage = context(args)
     run = StudyRun(space, root, storage, device_id=args.device)
     study = _load(storage, space.study)
@@ -82,13 +82,13 @@ def cmd_finalize(args, context) -> int:
 
 
 def cmd_dashboard(args, context) -> int:
-    from tuner.dashboard import serve
+    from tuner.results.dashboard import serve
     root, space, storage = context(args)
     return serve(storage, space.study, root / "trials" / space.study / "dashboard.log", args.port)
 
 
 def cmd_report(args, context) -> int:
-    from tuner.report import write_report
+    from tuner.results.report import write_report
     root, space, storage = context(args)
     html, csv = write_report(_load(storage, space.study), args.out or root / "trials" / space.study)
     print(f"wrote {html}\nwrote {csv}")

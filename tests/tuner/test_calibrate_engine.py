@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from serving.sim.latency import load_profile
-from tuner.calibrate import STEPS_FILE, collect, fit
+from tuner.tools.calibrate import STEPS_FILE, collect, fit
 from tuner.cli import main
 
 

@@ -5,12 +5,12 @@ import time
 import optuna
 import pandas as pd
 
-from tuner.compose import load_space
-from tuner.early_stop import EarlyStop, best_known
-from tuner.resume import tagged_groups
-from tuner.rigour_spec import EarlyStopSpec
-from tuner.storage import open_storage
-from tuner.study import StudyRun, best_trial
+from tuner.space.compose import load_space
+from tuner.runtime.early_stop import EarlyStop, best_known
+from tuner.study.resume import tagged_groups
+from tuner.space.rigour import EarlyStopSpec
+from tuner.study.storage import open_storage
+from tuner.study.run import StudyRun, best_trial
 
 STUDY = "pa_early"
 

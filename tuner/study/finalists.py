@@ -16,15 +16,15 @@ from typing import Callable
 
 import optuna
 
-from tuner.resume import owner_id, trial_tag
-from tuner.stats import compare, spread
+from tuner.study.resume import owner_id, trial_tag
+from tuner.runtime.stats import compare, spread
 
 ATTR = "finalists"
 
 
 def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The top_k feasible trials on the first objective, one per distinct configuration."""
-    from tuner.study import feasible_trials
+    from tuner.study.run import feasible_trials
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
     seen, out = set(), []
     for t in sorted(feasible_trials(study), key=lambda t: sign * t.values[0]):
@@ -38,7 +38,7 @@ def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
 def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | None = None,
              confidence: float | None = None, on_sample: Callable[[int, int, float], None] | None = None) -> dict:
     """Re-run the finalists, test best vs runner-up, store and return the verdict."""
-    from tuner.measure import measure
+    from tuner.runtime.measure import measure
     spec = run.space.finalists
     top_k, repeats = top_k or spec.top_k, repeats or spec.repeats
     confidence = confidence or spec.confidence

@@ -21,15 +21,15 @@ from typing import Any
 
 import optuna
 
-from tuner import constraints
-from tuner.early_stop import EarlyStop
-from tuner.measure import Measurement, measure
-from tuner.progress import Progress
-from tuner.resume import owner_id, recover, trial_tag
-from tuner.space import StudySpace
-from tuner.storage import open_storage
-from tuner.trace import load_trace, schedule
-from tuner.trial import TrialOutcome
+from tuner.runtime import constraints
+from tuner.runtime.early_stop import EarlyStop
+from tuner.runtime.measure import Measurement, measure
+from tuner.study.progress import Progress
+from tuner.study.resume import owner_id, recover, trial_tag
+from tuner.space.spec import StudySpace
+from tuner.study.storage import open_storage
+from tuner.workload.trace import load_trace, schedule
+from tuner.runtime.trial import TrialOutcome
 
 
 class TrialFailed(Exception):
@@ -90,7 +90,7 @@ class StudyRun:
         params = self.space.suggest(trial)
         run_dir = self.trials_dir / str(trial.number)
         owner = owner_id()
-        trial.set_user_attr("owner", owner)  # tuner.resume: who to ask whether the trial still runs
+        trial.set_user_attr("owner", owner)  # tuner.study.resume: who to ask whether the trial still runs
         trial.set_user_attr("run_dir", str(run_dir))
         if self.device_id is not None:
             trial.set_user_attr("device", self.device_id)
@@ -131,7 +131,7 @@ class StudyRun:
         if self.space.prescreen is None:
             return None
         if self._screen_cache is None:
-            from tuner.screening import StudyScreen
+            from tuner.screening.gate import StudyScreen
             self._screen_cache = StudyScreen(self.space, self.root, self.plan())
         return self._screen_cache
 
@@ -212,7 +212,7 @@ def feasible_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The winner, feasible trials only: the `tune finalize` verdict when it is current, else
     single objective = the best value; several = the Pareto trial best on the first one."""
-    from tuner.finalists import verdict_choice
+    from tuner.study.finalists import verdict_choice
     chosen = verdict_choice(study)
     if chosen is not None:
         return chosen

@@ -335,7 +335,7 @@ def add_parser(sub, common) -> None:
 
 def cmd_calibrate(args) -> int:
     from serving.sim.latency import PROFILES
-    from tuner.compose import find_root, load_space
+    from tuner.space.compose import find_root, load_space
     root = find_root(args.root)
     space = load_space(args.study, root, args.overrides)
     runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
