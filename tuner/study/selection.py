@@ -5,7 +5,7 @@ import optuna
 
 from tuner.runtime import constraints
 
-__all__ = ["ATTR", "feasible_trials", "best_trial", "current_verdict", "verdict_choice", "n_complete"]
+__all__ = ["ATTR", "feasible_trials", "best_trial", "best_value", "current_verdict", "verdict_choice", "n_complete"]
 
 ATTR = "finalists"   # the study user attr holding the finalists' verdict
 
@@ -32,6 +32,14 @@ def verdict_choice(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 def feasible_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     return [t for t in done if constraints.is_feasible(t)]
+
+
+def best_value(study: optuna.Study) -> float | None:
+    """Best value of the first objective among the feasible completed trials (None before one)."""
+    values = [t.values[0] for t in feasible_trials(study)]
+    if not values:
+        return None
+    return min(values) if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else max(values)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
