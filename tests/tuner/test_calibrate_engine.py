@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from serving.sim.latency import load_profile
-from tuner.tools.calibrate import STEPS_FILE, collect, fit
+from serving.sim.fit import fit
+from tuner.tools.calibrate import STEPS_FILE, collect
 from tuner.cli import main
 
 
