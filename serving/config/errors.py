@@ -17,5 +17,6 @@ def from_validation_error(err, path: str | Path | None) -> ConfigError:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         found = e.get("input")
-        lines.append(f"{key}: {e['msg']} (found {found!r})" if e["type"] != "missing" else f"{key}: required key missing")
+        line = f"{e['msg']} (found {found!r})" if e["type"] != "missing" else "required key missing"
+        lines.append(f"{key}: {line}" if key else line)
     return ConfigError("; ".join(lines), path)
