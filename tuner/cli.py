@@ -15,7 +15,7 @@ import optuna
 
 from serving.config.errors import ConfigError
 from serving.stacks import LaunchError
-from serving.sim.latency import PROFILES
+from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
 from tuner.results.report import write_report
@@ -142,7 +142,7 @@ def cmd_calibrate(args) -> int:
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
         steps, delays = cal.load_runs(args.refit)
-        cal.write_profile(steps, delays, out, f"{args.refit} (refit)", runs)
+        cal.fit_and_write(steps, delays, out, f"{args.refit} (refit)", runs)
         return 0
     cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", runs,
                   ready_timeout=space.timeouts.ready, passes=args.passes)

@@ -17,8 +17,8 @@ and ``prefill.table`` {bucket: {longest prompt: s}} is added to the prefill term
 Both are interpolated linearly between entries and extrapolated from the two
 nearest. ``request.arrival_cost`` is step time added per request that arrives
 while a step runs (the embedded server parses and tokenises it on the GIL the
-engine thread needs). Profiles are YAML files (serving/sim/profiles/<name>.yaml) whose
-comments say where each constant comes from.
+engine thread needs). Profiles are YAML files (serving/sim/profiles/<name>.yaml, read and
+written by serving.sim.profile_io) whose comments say where each constant comes from.
 """
 from __future__ import annotations
 
@@ -27,14 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.sim.profile_schema import DECODE_COMPUTE, HOST, PREFILL_COMPUTE, ProfileFile
-
-PROFILES = Path(__file__).parent / "profiles"
-
 
 def interp(points: dict[int, float], x: float) -> float:
     """Piecewise-linear through ``points``; beyond them, the nearest segment extended (>= 0)."""
@@ -106,23 +102,3 @@ class LatencyModel:
                    prefill_table={b: dict(r) for b, r in p.prefill.table.items()},
                    decode_by_bucket=dict(p.decode.by_bucket), single_prefill=p.single_prefill,
                    name=p.name or (Path(path).stem if path else "custom"), **p.request.model_dump())
-
-
-def profile_path(name_or_path: str | Path) -> Path:
-    """A bundled profile name (``embedded``) or a path to a profile YAML."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
-        return p
-    return PROFILES / f"{name_or_path}.yaml"
-
-
-def load_profile(name_or_path: str | Path) -> LatencyModel:
-    path = profile_path(name_or_path)
-    if not path.exists():
-        known = sorted(q.stem for q in PROFILES.glob("*.yaml"))
-        raise ConfigError(f"latency profile not found; bundled profiles: {', '.join(known) or 'none'}", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", path) from None
-    return LatencyModel.from_dict(data, path)

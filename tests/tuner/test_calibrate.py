@@ -7,7 +7,7 @@ import pytest
 
 import tuner.tools.calibrate as cal
 from serving.config.errors import ConfigError
-from serving.sim.latency import load_profile
+from serving.sim.profile_io import load_profile
 from tests.serving.sim.factories import DECODE_BASE, HOST, synthetic_steps
 
 
@@ -26,7 +26,7 @@ def test_refit_reads_the_steps_a_calibration_kept(tmp_path):
         (d / cal.STEPS_FILE).write_text(json.dumps({"steps": steps, "delays": [0.002 + 0.001 * k]}))
     steps, delays = cal.load_runs(tmp_path)
     assert {s["run"] for s in steps} == {f"pass0/d{r}_p1" for r in by_run} and sorted(delays) == [0.002, 0.003, 0.004]
-    model = cal.write_profile(steps, delays, tmp_path / "p.yaml", "test", ((1, 1),), log=lambda _: None)
+    model = cal.fit_and_write(steps, delays, tmp_path / "p.yaml", "test", ((1, 1),), log=lambda _: None)
     assert model.decode_by_bucket == pytest.approx(DECODE_BASE, rel=1e-6)
     assert load_profile(tmp_path / "p.yaml").decode_host["base"] == pytest.approx(HOST, rel=1e-3)
     with pytest.raises(ConfigError, match="no steps.json"):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from serving.sim.latency import load_profile
+from serving.sim.profile_io import load_profile
 from serving.sim.fit import fit
 from tuner.tools.calibrate import STEPS_FILE, collect
 from tuner.cli import main

@@ -23,8 +23,9 @@ from serving.config.errors import ConfigError
 from serving.config.render import render
 from serving.config.schema import load_serving_yaml
 from serving.probes.engine import fetch_json
-from serving.sim.fit import Fit, fit
+from serving.sim.fit import fit
 from serving.sim.latency import LatencyModel
+from serving.sim.profile_io import write_profile
 from serving.stacks.base import LaunchSpec
 from serving.stacks.embedded import EmbeddedStack
 from serving.replay import ReplayOptions
@@ -106,50 +107,25 @@ def load_runs(run_dir: Path) -> tuple[list[dict], list[float]]:
     return steps, delays
 
 
-def _flow(points: dict[int, float]) -> str:
-    return "{" + ", ".join(f"{k}: {v:.4g}" for k, v in points.items()) + "}"
-
-
-def profile_text(model: LatencyModel, fits: dict[str, Fit], source: str, n_delays: int, runs=RUNS) -> str:
-    """The profile YAML, with comments saying where each number comes from."""
-    def block(kind: str, part: str) -> str:
-        f = fits[f"{kind}.{part}"]
-        terms = ", ".join(f"{k}: {v:.4g}" for k, v in getattr(model, f"{kind}_{part}").items())
-        rows = ""
-        if part == "compute" and kind == "decode" and model.decode_by_bucket:
-            rows = (f"  by_bucket: {_flow(model.decode_by_bucket)}"
-                    "   # base cost of a decode step padded to each bucket\n")
-        if part == "compute" and kind == "prefill" and model.prefill_table:
-            rows = "  table:   # mean step time by bucket, then by longest prompt (tokens)\n" + "".join(
-                f"    {b}: {_flow(r)}\n" for b, r in model.prefill_table.items())
-        return (f"  {part}: {{{terms}}}\n{rows}"
-                f"  # {part} fit: {f.n} steps, R^2 {f.r2:.3f}, rmse {f.rmse * 1e3:.3f} ms\n")
+def header(source: str, runs=RUNS) -> str:
+    """The profile's opening comment: what was measured, and how."""
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f"# Latency profile of the embedded engine, written by `tune calibrate` on {when}.\n"
-            f"# Base config: {source}. Runs (decode batch, prefill batch): {list(runs)};\n"
-            f"# one burst per prompt length {list(PROMPT_LENS)} words, outputs 8-128 tokens, then {TRICKLE[0]} short\n"
-            f"# requests at {TRICKLE[1]:g}/s (decode steps while requests arrive) and {LONE} lone ones.\n"
-            "# Machine-specific (CPU, BLAS, load): re-run `tune calibrate` where the embedded stack runs.\n"
-            "# compute = the engine's own step duration (/metrics/steps `duration`, what its busy % counts);\n"
-            "# host = the gap to the next back-to-back step (token delivery, queue draining, GIL share of HTTP).\n"
-            "# Coefficients are seconds per unit (see serving/sim/latency.py); decode terms are fitted by\n"
-            "# non-negative least squares, the prefill table holds mean step times (6-MAD outliers left out).\n"
-            f"name: embedded\n"
-            "single_prefill: false         # the embedded engine batches prompts up to prefill_batch_size\n"
-            f"prefill:\n{block('prefill', 'compute')}{block('prefill', 'host')}"
-            f"decode:\n{block('decode', 'compute')}{block('decode', 'host')}"
-            f"# request delays: half each of the median (client TTFT - prefill step) of {n_delays} lone requests;\n"
-            "# arrival_cost: step time added per request the server takes in while a step runs (HTTP\n"
-            "# parsing and tokenising share the GIL with the engine thread), fitted on decode steps\n"
-            f"request: {{arrival_delay: {model.arrival_delay:.4g}, delivery_delay: {model.delivery_delay:.4g}, "
-            f"arrival_cost: {model.arrival_cost:.4g}}}\n")
+    return (f"Latency profile of the embedded engine, written by `tune calibrate` on {when}.\n"
+            f"Base config: {source}. Runs (decode batch, prefill batch): {list(runs)};\n"
+            f"one burst per prompt length {list(PROMPT_LENS)} words, outputs 8-128 tokens, then {TRICKLE[0]} short\n"
+            f"requests at {TRICKLE[1]:g}/s (decode steps while requests arrive) and {LONE} lone ones.\n"
+            "Machine-specific (CPU, BLAS, load): re-run `tune calibrate` where the embedded stack runs.\n"
+            "compute = the engine's own step duration (/metrics/steps `duration`, what its busy % counts);\n"
+            "host = the gap to the next back-to-back step (token delivery, queue draining, GIL share of HTTP).\n"
+            "Coefficients are seconds per unit (see serving/sim/latency.py); decode terms are fitted by\n"
+            "non-negative least squares, the prefill table holds mean step times (6-MAD outliers left out).")
 
 
-def write_profile(steps: list[dict], delays: list[float], out: Path, source: str, runs, log=print) -> LatencyModel:
-    """Fit ``steps`` and write the profile YAML to ``out``."""
+def fit_and_write(steps: list[dict], delays: list[float], out: Path, source: str, runs=RUNS,
+                  log=print) -> LatencyModel:
+    """Fit ``steps`` (serving.sim.fit) and write the profile to ``out`` (serving.sim.profile_io)."""
     model, fits = fit(steps, delays)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(profile_text(model, fits, source, len(delays), runs))
+    write_profile(model, out, header(source, runs), fits, len(delays))
     for k, f in fits.items():
         log(f"calibrate: {k}: " + ", ".join(f"{n}={v:.3g}" for n, v in f.coef.items())
             + (f" (R^2 {f.r2:.3f}, {f.n} steps)" if not math.isnan(f.r2) else ""))
@@ -187,4 +163,4 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
         got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log)
         steps += got
         delays += lone
-    return write_profile(steps, delays, out, str(base_config), runs, log)
+    return fit_and_write(steps, delays, out, str(base_config), runs, log)

@@ -5,7 +5,8 @@ import pytest
 
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
-from serving.sim.latency import LatencyModel, interp, load_profile
+from serving.sim.latency import LatencyModel, interp
+from serving.sim.profile_io import load_profile
 from serving.sim.simulator import SimSettings, simulate
 from tests.conftest import ROOT
 from tuner.runtime.metrics import score
