@@ -5,8 +5,9 @@ comment and line kept); read into a pydantic model that types the keys this proj
 checks and lets the others through (vLLM has hundreds of flags and checks them itself at
 start); and checked before a launch for what vLLM refuses or can never serve:
 
-- the KV pool (``num_gpu_blocks_override`` x ``block_size``) must hold the longest request, and
-  ``max_model_len`` (vLLM refuses to start otherwise);
+- the KV pool's usable blocks (``num_gpu_blocks_override`` - 1: vLLM's block pool holds one back
+  as its null block) x ``block_size`` must hold the longest request, and ``max_model_len``
+  (vLLM refuses to start otherwise);
 - the longest request must fit in ``max_model_len`` (vLLM answers 400 otherwise);
 - without chunked prefill, ``max_num_batched_tokens`` >= ``max_model_len`` (vLLM refuses);
   with it, ``max_num_batched_tokens`` >= ``max_num_seqs`` (vLLM refuses that too);
@@ -117,11 +118,12 @@ def check_vllm(cfg: VLLMConfig, max_request_len: int, options: dict[str, Any]) -
                    "(vLLM answers 400 otherwise)")
     if cfg.num_gpu_blocks_override is not None and cfg.block_size is not None:
         pool = cfg.num_gpu_blocks_override * cfg.block_size
+        usable = (cfg.num_gpu_blocks_override - 1) * cfg.block_size
         need = max(max_request_len, max_len or 0)
-        if pool < need:
+        if usable < need:
             what = f"longest request ({max_request_len})" + (f" and max_model_len ({max_len})" if max_len else "")
-            out.append(f"num_gpu_blocks_override x block_size >= {what} must hold, got "
-                       f"{cfg.num_gpu_blocks_override} x {cfg.block_size} = {pool} tokens")
+            out.append(f"(num_gpu_blocks_override - 1) x block_size >= {what} must hold (one block is vLLM's "
+                       f"null block), got ({cfg.num_gpu_blocks_override} - 1) x {cfg.block_size} = {usable} tokens")
         kv_space = options.get("cpu_kvcache_space_gb")
         if options.get("device") == "cpu" and kv_space and None not in (dims["num_layers"], dims["num_kv_heads"],
                                                                           dims["head_dim"], dims["dtype_bytes"]):

@@ -71,7 +71,7 @@ def parse_options(options: dict[str, Any]) -> VLLMOptions:
 class VLLMRunning(RunningStack):
     def __init__(self, proc: ManagedProcess, url: str, model: str, opts: VLLMOptions, device: int | None):
         self.proc, self.url, self.opts, self.device = proc, url, opts, device
-        self.protocol = OpenAIProtocol(model)
+        self.protocol = OpenAIProtocol(model, token_ids=True)   # vLLM coalesces tokens under load
 
     @property
     def pgids(self) -> list[int]:

@@ -73,8 +73,9 @@ def test_base_config_passes(tmp_path, model):
 
 
 @pytest.mark.parametrize("params, rule", [
-    ({"num_gpu_blocks_override": 4, "block_size": 128}, "num_gpu_blocks_override x block_size >= longest request (600) "
-                                                        "and max_model_len (1024) must hold, got 4 x 128 = 512"),
+    ({"num_gpu_blocks_override": 8, "block_size": 128}, "(num_gpu_blocks_override - 1) x block_size >= longest request "
+                                                        "(600) and max_model_len (1024) must hold (one block is "
+                                                        "vLLM's null block), got (8 - 1) x 128 = 896 tokens"),
     ({"max_model_len": 512}, "longest request (600 tokens) <= max_model_len (512)"),
     ({"enable_chunked_prefill": False, "max_num_batched_tokens": 512},
      "max_num_batched_tokens >= max_model_len must hold without chunked prefill, got 512 < 1024"),

@@ -17,9 +17,10 @@ def sse(obj) -> bytes:
     return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
 
 
-def chunk(text, reason=None):
+def chunk(text, reason=None, ids=None):
     return {"id": "cmpl-1", "object": "text_completion", "model": MODEL,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}], "usage": None}
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason, "token_ids": ids}],
+            "usage": None}
 
 
 async def completions(request):
@@ -37,7 +38,8 @@ async def completions(request):
     for i in range(0, n, per_chunk):
         await asyncio.sleep(0.01)
         # a dummy model's tokens often decode to "": still one token each
-        await resp.write(sse(chunk("" if i % 2 else " w", "length" if i + per_chunk >= n else None)))
+        ids = list(range(i, i + per_chunk)) if body.get("return_token_ids") else None
+        await resp.write(sse(chunk("" if i % 2 else " w", "length" if i + per_chunk >= n else None, ids)))
     if mode == "garbage":
         await resp.write(b"data: {not json\n\n")
     usage = {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1}
@@ -47,7 +49,7 @@ async def completions(request):
     return resp
 
 
-async def run_against(prompts, stream=True, parameters=None):
+async def run_against(prompts, stream=True, parameters=None, token_ids=False):
     app = web.Application()
     app[BODIES] = []
     app.router.add_post("/v1/completions", completions)
@@ -60,7 +62,7 @@ async def run_against(prompts, stream=True, parameters=None):
     opts = ReplayOptions(stream=stream, request_timeout=10,
                          parameters=parameters if parameters is not None else {"do_sample": False})
     try:
-        records = await Replayer(f"http://127.0.0.1:{port}", OpenAIProtocol(MODEL), opts).run(plan, deadline=20)
+        records = await Replayer(f"http://127.0.0.1:{port}", OpenAIProtocol(MODEL, token_ids), opts).run(plan, deadline=20)
         return records, app[BODIES]
     finally:
         await runner.cleanup()
@@ -86,6 +88,13 @@ def test_chunks_disagreeing_with_usage_is_an_error_not_hidden():
     assert not rec.ok
     assert rec.error == "bad_response: 3 streamed chunks but usage says 6 completion tokens"
     assert rec.n_tokens == 6
+
+
+def test_chunks_carrying_several_tokens_count_each_when_the_server_names_them():
+    [rec], [body] = asyncio.run(run_against(["batched"], token_ids=True))
+    assert body["return_token_ids"] is True
+    assert rec.ok and rec.n_tokens == 6 and len(rec.token_times) == 6
+    assert rec.token_times[0] == rec.token_times[1] < rec.token_times[2]   # one chunk, one arrival time
 
 
 def test_bad_streams_and_http_errors_are_recorded():

@@ -114,3 +114,22 @@ def test_options_reject_unknown_keys_and_bad_devices():
         stack.parse_options({"pyhton": "x"})
     with pytest.raises(Exception, match="device"):
         stack.parse_options({"device": "tpu"})
+
+
+def test_token_counter_is_none_without_tokenizers_in_our_venv(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)   # `import tokenizers` raises ImportError
+    assert get_stack("vllm").token_counter(BASE, {}) is None
+
+
+def test_token_counter_reads_the_model_folders_tokenizer(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+    cfg = tmp_path / "base.yaml"
+    get_stack("vllm").config_format.render(BASE, {"model": str(folder)}, cfg)
+    count = get_stack("vllm").token_counter(cfg, {})
+    assert count("a dog, a cat") == 5   # a, dog, ",", a, cat
