@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     exp = sub.add_parser("export", help="write the best configuration as YAML")
     _common(exp)
-    exp.add_argument("--to", type=Path, help="output file (default configs/llama/<base>_<study>_best.yaml)")
+    exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     exp.set_defaults(func=cmd_export)
     bare = sub.add_parser("bare-run", help="replay the trace with the engine stopped at each stage")
     _common(bare)
