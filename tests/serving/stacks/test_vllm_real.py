@@ -40,10 +40,10 @@ def test_two_trial_study_end_to_end_and_export(project_root, python, model, caps
     render(base, {"model": str(model)}, base)
     storage = f"sqlite:///{project_root}/trials/study.db"
     common = ["--study", STUDY, "--root", str(project_root), "--storage", storage]
-    # every suggestion launchable (chunked prefill on, a pool >= max_model_len): both trials start vLLM
+    # every suggestion launchable (chunked prefill on, (40 - 1) x 32 >= max_model_len 1024): both trials start vLLM
     argv = [*common, "--n-trials", "2", "--no-progress", f"vllm.python={python}", "seed=0",
             "load.qps=10", "load.duration=2", "params.enable_chunked_prefill.choices=[true]",
-            "params.num_gpu_blocks_override.low=32", "params.num_gpu_blocks_override.high=128"]
+            "params.num_gpu_blocks_override.low=40", "params.num_gpu_blocks_override.high=128"]
     assert main(argv) == 0
     trials = optuna.load_study(study_name=STUDY, storage=storage).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
