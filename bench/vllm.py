@@ -26,9 +26,10 @@ import optuna
 
 from serving.config.render import render
 from tuner.cli import main as tune
-from tuner.compose import load_space
-from tuner.study import StudyRun, best_trial
-from tuner.trial import run_trial
+from tuner.space.compose import load_space
+from tuner.study.run import StudyRun
+from tuner.study.selection import best_trial
+from tuner.runtime.trial import run_trial
 
 STUDY = "vllm_batching"
 BASE = "configs/vllm/tiny_llama.yaml"
@@ -67,7 +68,6 @@ def main() -> int:
         best = space.config_of(best_trial(study).params)
         n_ok = sum(1 for tr in study.trials if "fail_class" not in tr.user_attrs)
         print(f"study: {len(study.trials)} trials ({n_ok} without a failure) in {study_s:.0f} s; best: {best}")
-        default = {k: v for k, v in load_space(STUDY, root, overrides).param_specs().items()}  # keys only
         configs = {"vLLM default": {}, "tuned": best}
         plan = StudyRun(space, root, storage).plan()
         res: dict[str, list[dict]] = {k: [] for k in configs}
@@ -83,7 +83,7 @@ def main() -> int:
             rows.append([name, median(m["total_time"] for m in ms), median(m["ttft_p99"] for m in ms),
                          median(m["requests"] for m in ms)])
         print(f"{len(plan)} requests at {space.load.qps:g} req/s, medians over {args.reps} launches each; "
-              f"default = {root / BASE} (tuned keys {sorted(default)} at vLLM's CPU defaults)")
+              f"default = {BASE} (tuned keys {sorted(space.param_specs())} at vLLM's CPU defaults)")
         table(["config", "total_time s", "ttft_p99 s", "requests"], rows)
         (d_tt, d_p99), (t_tt, t_p99) = [(r[1], r[2]) for r in rows]
         print(f"tuned / default: total time {t_tt / d_tt:.3f}, p99 TTFT {t_p99 / d_p99:.3f}")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(BENCH))
 
 import search  # noqa: E402
 
-from tuner.compose import load_space  # noqa: E402
+from tuner.space.compose import load_space  # noqa: E402
 
 
 def toy(p):

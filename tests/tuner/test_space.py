@@ -2,8 +2,8 @@ import optuna
 import pytest
 
 from serving.config.errors import ConfigError
-from tuner.compose import load_space
-from tuner.space import parse_space
+from tuner.space.compose import load_space
+from tuner.space.spec import parse_space
 
 
 def test_pa_batching_loads_with_four_params(project_root):
@@ -87,7 +87,7 @@ def test_ordered_flag_rules():
 
 
 def test_default_sampler_is_gp_bo_with_one_random_start(project_root):
-    from tuner.study import StudyRun
+    from tuner.study.run import StudyRun
     space = load_space("pa_batching", project_root, ["seed=0"])
     sampler = StudyRun(space, project_root, "").make_sampler()
     assert isinstance(sampler, optuna.samplers.GPSampler) and sampler._n_startup_trials == 1

@@ -7,9 +7,9 @@ from serving.sim.stack import SimStack, default_profile
 from serving.stacks.base import LaunchError, LaunchSpec
 from tests.conftest import ROOT, TINY
 from tuner.cli import main
-from tuner.compose import load_space
-from tuner.study import StudyRun
-from tuner.trial import run_trial
+from tuner.space.compose import load_space
+from tuner.study.run import StudyRun
+from tuner.runtime.trial import run_trial
 
 PARAMS = {"model_config.prefill_batch_size": 2, "model_config.decode_batch_size": 8,
           "pa_config.num_blocks": 256, "pa_config.block_size": 16}

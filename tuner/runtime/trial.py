@@ -14,9 +14,9 @@ from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions, StopCondition
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
 from serving.workload import RequestRecord, TraceRequest
-from tuner.bound import unloaded_service_times
-from tuner.metrics import records_frame, score
-from tuner.space import StudySpace
+from tuner.runtime.bound import unloaded_service_times
+from tuner.runtime.metrics import records_frame, score
+from tuner.space.spec import StudySpace
 
 
 @dataclass

@@ -11,9 +11,9 @@ import math
 
 import optuna
 
-from tuner.constraints import is_feasible
+from tuner.runtime.constraints import is_feasible
 from serving.workload import RequestRecord
-from tuner.space import StudySpace
+from tuner.space.spec import StudySpace
 
 
 def best_known(study: optuna.Study, space: StudySpace) -> float | None:

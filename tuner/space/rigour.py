@@ -1,6 +1,6 @@
 """The study-rigour sections of a search space: noise (finalists) and early stopping.
 
-Kept apart from tuner.space so the space schema only gains three fields:
+Kept apart from tuner.space.spec so the space schema only gains three fields:
   repeats: 3                                            # each configuration measured 3 times
   finalists: {top_k: 2, repeats: 5, confidence: 0.95}   # `tune finalize` re-runs and compares
   early_stop: {metric: total_time, margin: 0.5}         # abort replays 50 % slower than the best

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from serving.config.errors import ConfigError
-from tuner.space import StudySpace
-from tuner.study import StudyRun
-from tuner.trial import run_trial
+from tuner.space.spec import StudySpace
+from tuner.study.run import StudyRun
+from tuner.runtime.trial import run_trial
 
 LEVELS = [(1, "http", "answered by the HTTP handler"),
           (2, "scheduler", "scheduled with KV blocks, no model"),

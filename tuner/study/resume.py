@@ -24,7 +24,7 @@ from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from serving.stacks.process import live_group_members
-from tuner.storage import GRACE_S
+from tuner.study.storage import GRACE_S
 
 TAG_ENV = "TUNER_TRIAL"
 WORKER_DIED = "worker_died"

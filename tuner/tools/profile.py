@@ -27,7 +27,7 @@ from serving.probes.memory import GroupMemoryProbe
 from serving.replay import ReplayOptions, Replayer
 from serving.stacks import LaunchSpec, RunningStack, get_stack
 from serving.workload import RequestRecord, TraceRequest
-from tuner.space import StudySpace
+from tuner.space.spec import StudySpace
 
 PCTS = (50, 75, 95, 99)
 

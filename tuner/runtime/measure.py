@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tuner.early_stop import EarlyStop
-from tuner.resume import TAG_ENV, write_pgids
-from tuner.space import StudySpace
-from tuner.stats import spread
-from tuner.trial import TrialOutcome, run_trial
+from tuner.runtime.early_stop import EarlyStop
+from tuner.study.resume import TAG_ENV, write_pgids
+from tuner.space.spec import StudySpace
+from tuner.runtime.stats import spread
+from tuner.runtime.trial import TrialOutcome, run_trial
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 import optuna
 
 from serving.config.errors import ConfigError
-from tuner.early_stop import best_known
-from tuner.measure import Measurement
-from tuner.prescreen import PrescreenSpec, PreScreener, Screened, probe_then_full
-from tuner.space import StudySpace
+from tuner.runtime.early_stop import best_known
+from tuner.runtime.measure import Measurement
+from tuner.screening.prescreen import PrescreenSpec, PreScreener, Screened, probe_then_full
+from tuner.space.spec import StudySpace
 
 
 class StudyScreen:

@@ -14,9 +14,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from tuner.constraints import is_feasible
-from tuner.finalists import describe
-from tuner.svg import COLORS, Chart
+from tuner.runtime.constraints import is_feasible
+from tuner.study.finalists import describe
+from tuner.results.svg import COLORS, Chart
 
 MAX_ROWS = 60  # latency boxes drawn (the best first); results.csv has every trial
 

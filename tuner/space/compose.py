@@ -10,7 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from serving.config.errors import ConfigError
 from serving.stacks import stack_names
-from tuner.space import StudySpace, parse_space
+from tuner.space.spec import StudySpace, parse_space
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -6,7 +6,7 @@ runs (warm), the last-arriving request is replayed alone and its send-to-done ti
 Estimating it from the trial's own TTFT/TPOT would use latencies taken under load (batched
 decode steps, queueing), which overstate the unloaded time, so the "lower" limit could sit
 above what a better configuration reaches. The cost is one request, about a second on the
-embedded stack. tuner.metrics.score turns the result into arrival_bound and efficiency.
+embedded stack. tuner.runtime.metrics.score turns the result into arrival_bound and efficiency.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def alone(running: RunningStack, req: TraceRequest, options: ReplayOptions, repe
 
 def unloaded_service_times(running: RunningStack, plan: list[tuple[float, TraceRequest]], records: list[RequestRecord],
                            options: ReplayOptions, repeats: int = 1) -> dict[int, float]:
-    """{index: seconds} for the last-sent request, for tuner.metrics.score.
+    """{index: seconds} for the last-sent request, for tuner.runtime.metrics.score.
 
     The value is NaN when it cannot be measured (stack gone, the lone request failed), so a
     trial's metrics still carry arrival_bound and efficiency (as NaN, stored as None).

@@ -2,7 +2,7 @@
 or ``journal:PATH`` for an Optuna journal file (several workers, no database server).
 
 RDB storages get a heartbeat, so a trial whose worker died on another host is failed by the
-next worker after the grace period; on one host tuner.resume notices a dead owner at once.
+next worker after the grace period; on one host tuner.study.resume notices a dead owner at once.
 """
 from __future__ import annotations
 
@@ -38,3 +38,8 @@ def dashboard_args(url: str) -> list[str]:
     if url.startswith(JOURNAL):
         return [str(Path(url[len(JOURNAL):]).expanduser()), "--storage-class", "JournalFileStorage"]
     return [url]
+
+
+def default_storage(root: Path, study: str) -> str:
+    (root / "trials").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'trials' / (study + '.db')}"

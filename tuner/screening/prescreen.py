@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuner.measure import run_tagged
+from tuner.runtime.measure import run_tagged
 from serving.workload import RequestRecord
-from tuner.space import StudySpace
+from tuner.space.spec import StudySpace
 from serving.workload import TraceRequest
-from tuner.trial import TrialOutcome, run_trial
+from tuner.runtime.trial import TrialOutcome, run_trial
 
 Plan = list[tuple[float, TraceRequest]]
 
@@ -141,7 +141,7 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
                     sim_full: float | None = None) -> ProbeResult:
     """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``.
 
-    ``tag`` (the study's trial tag) marks the stacks it launches (tuner.measure.run_tagged), so a
+    ``tag`` (the study's trial tag) marks the stacks it launches (tuner.runtime.measure.run_tagged), so a
     resume after a crash finds and ends them. ``sim_full`` is the full plan's simulated first
     objective when the caller has it already (the study's sim gate), else it is simulated here."""
     metric, sign = space.objectives[0].name, _sign(space)

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from serving.stacks import failures
-from tuner.space import StudySpace
+from tuner.space.spec import StudySpace
 
 CONSTRAINTS_KEY = "constraints"          # the list optuna-dashboard reads
 FAILED = "failed"                        # 1.0 when the trial failed for its configuration

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
-from tuner.rigour_spec import EarlyStopSpec, FinalistSpec
+from tuner.space.rigour import EarlyStopSpec, FinalistSpec
 
 
 INDEX_SUFFIX = ".index"
