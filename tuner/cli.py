@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", help="one worker per device id, e.g. 0,1 (trials split between them)")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
     exp = command("export", cmd_export, "write the best configuration as YAML")
-    exp.add_argument("--to", type=Path, help="output file (default configs/llama/<base>_<study>_best.yaml)")
+    exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
     fin.add_argument("--top-k", type=int, help="finalists (default: the space's finalists.top_k)")
     fin.add_argument("--repeats", type=int, help="fresh runs of each (default: finalists.repeats)")
