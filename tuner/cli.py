@@ -36,7 +36,9 @@ def cmd_run(args) -> int:
     root, space, storage = _context(args)
     n = args.n_trials or space.n_trials
     run = StudyRun(space, root, storage, device_id=args.device)
-    n_requests = len(run.plan())
+    planned = run.planned()
+    n_requests = len(planned.plan)
+    print(planned.summary(space.load), flush=True)
     names = [o.name for o in space.objectives]
     if args.no_progress:
         from tuner.study.progress import PlainProgress
