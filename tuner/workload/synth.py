@@ -27,6 +27,7 @@ _CANDIDATES = ("the of and to in is that for it as was with be by on not he this
                "level office door health person art war history party result change morning reason research "
                "girl guy moment air teacher force education").split()
 MIN_WORDS = 16
+CACHED_BLOCKS = 1024
 
 
 class PromptSynth:
@@ -37,34 +38,38 @@ class PromptSynth:
         if len(self.words) < MIN_WORDS:
             raise ValueError(f"the tokenizer splits common words: only {len(self.words)} of {len(_CANDIDATES)} "
                              f"are one token each, >= {MIN_WORDS} are needed to synthesize prompts")
-        self._blocks: dict[int, list[str]] = {}
+        self._blocks: dict[int, str] = {}
 
     def _draw(self, key: Sequence[int], n: int) -> list[str]:
         return self.words[np.random.default_rng([self.seed, *key]).integers(0, len(self.words), n)].tolist()
 
-    def block(self, hash_id: int) -> list[str]:
-        """The words of block ``hash_id`` (the same for every request that names it)."""
-        words = self._blocks.get(hash_id)
-        if words is None:
-            words = self._blocks[hash_id] = self._draw((1, hash_id & 0xFFFFFFFFFFFFFFFF), self.block_tokens)
-        return words
+    def block(self, hash_id: int) -> str:
+        """The text of block ``hash_id``, the same for every request that names it (drawn from the id,
+        so the cache only saves time; it is bounded, as a long trace names many blocks)."""
+        text = self._blocks.get(hash_id)
+        if text is None:
+            if len(self._blocks) >= CACHED_BLOCKS:
+                self._blocks.pop(next(iter(self._blocks)))
+            text = self._blocks[hash_id] = " ".join(self._draw((1, hash_id & 0xFFFFFFFFFFFFFFFF), self.block_tokens))
+        return text
 
     def prompt(self, n_tokens: int, hash_ids: Sequence[int] = (), key: str = "") -> str:
         """A prompt of exactly ``n_tokens`` tokens: the blocks of ``hash_ids`` first, then words of its own
         (drawn from ``key``, e.g. the record's position, so the same trace gives the same prompts)."""
-        words: list[str] = []
-        for h in hash_ids[: -(-n_tokens // self.block_tokens)]:
-            words += self.block(h)
+        full, part = divmod(n_tokens, self.block_tokens)
+        parts = [self.block(h) for h in hash_ids[:full]]
+        have = len(parts) * self.block_tokens
+        if part and len(hash_ids) > full:
+            parts.append(" ".join(self.block(hash_ids[full]).split(" ", part)[:part]))
+            have += part
         own = (2, zlib.crc32(key.encode()))
-        if len(words) < n_tokens:
-            words += self._draw(own, n_tokens - len(words))
-        words = words[:n_tokens]
-        text = " ".join(words)
+        if have < n_tokens:
+            parts.append(" ".join(self._draw(own, n_tokens - have)))
+        text = " ".join(parts)
         extra = self._draw((*own, 1), 64)
-        for _ in range(64):         # a tokenizer that merged across words: trim or pad to the count
+        for k in range(64):         # a tokenizer that merged across words: trim or pad to the count
             got = self.count(text)
             if got == n_tokens:
                 return text
-            words = words[:-1] if got > n_tokens else words + [extra[len(words) % len(extra)]]
-            text = " ".join(words)
+            text = text.rsplit(" ", 1)[0] if got > n_tokens else f"{text} {extra[k]}"
         raise ValueError(f"could not synthesize a prompt of exactly {n_tokens} tokens (got {self.count(text)})")
