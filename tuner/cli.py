@@ -4,6 +4,7 @@
   tune export --study pa_batching [--to configs/llama/NAME.yaml]
   tune bare-run --study pa_batching
   tune finalize | dashboard | report --study pa_batching     (tuner.cli_rigour)
+  tune trace stats FILE | tune trace convert FILE --to OUT   (tuner.cli_trace)
 """
 from __future__ import annotations
 
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     register(sub, _common, _context)
     from tuner.tools import calibrate
     calibrate.add_parser(sub, _common)
+    from tuner import cli_trace  # trace stats, trace convert
+    cli_trace.register(sub)
     return ap
 
 

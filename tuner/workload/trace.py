@@ -49,36 +49,51 @@ class TimedRequest:
     timestamp: float | None      # the trace's own arrival time (s), when it has one
 
 
-def requests(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] | None = None, seed: int = 0,
-             tally: Tally | None = None) -> Iterator[TimedRequest]:
-    """The trace's requests, lazily, numbered from 0 in file order (skipped records take no number)."""
+def records(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] | None = None,
+            tally: Tally | None = None) -> Iterator[tuple[RawRecord, int, int]]:
+    """(record, prompt tokens, output tokens) of each record kept, lazily; text is counted with
+    ``counter``, nothing is synthesized (trace statistics need lengths only)."""
     path = Path(path)
     count = counter or word_counter
     tally = tally if tally is not None else Tally()
-    trace_format, records = formats.read(path, fmt)
+    trace_format, raw = formats.read(path, fmt)
     tally.path, tally.format, tally.counter = str(path), trace_format.name, counter_name(counter)
-    synth: PromptSynth | None = None
-    for rec in records:
-        if isinstance(rec, Skipped):
-            tally.skipped[rec.reason] += 1
-            continue
-        if rec.prompt is None:
-            if synth is None:
-                synth = PromptSynth(count, seed)
-            prompt = synth.prompt(rec.prompt_tokens, rec.hash_ids, key=str(tally.kept))
-            prompt_len = rec.prompt_tokens
-            tally.synthesized += 1
-        else:
-            prompt, prompt_len = rec.prompt, count(rec.prompt)
-        out = rec.output_tokens if rec.output_tokens is not None else count(rec.output)
-        if out < 1:
-            tally.skipped["no output tokens"] += 1
-            continue
-        yield TimedRequest(TraceRequest(tally.kept, prompt, out, prompt_len), rec.timestamp)
-        tally.kept += 1
+    try:
+        for rec in raw:
+            if isinstance(rec, Skipped):
+                tally.skipped[rec.reason] += 1
+                continue
+            prompt_len = rec.prompt_tokens if rec.prompt is None else count(rec.prompt)
+            out = rec.output_tokens if rec.output_tokens is not None else count(rec.output)
+            if out < 1:
+                tally.skipped["no output tokens"] += 1
+                continue
+            yield rec, prompt_len, out
+            tally.kept += 1
+    finally:
+        raw.close()
     if tally.kept == 0:
         skipped = f" ({sum(tally.skipped.values())} skipped)" if tally.skipped else ""
         raise ConfigError(f"trace holds no requests{skipped}", path)
+
+
+def requests(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] | None = None, seed: int = 0,
+             tally: Tally | None = None) -> Iterator[TimedRequest]:
+    """The trace's requests, lazily, numbered from 0 in file order (skipped records take no number)."""
+    tally = tally if tally is not None else Tally()
+    synth: PromptSynth | None = None
+    it = records(path, fmt, counter, tally)
+    try:
+        for rec, prompt_len, out in it:
+            prompt = rec.prompt
+            if prompt is None:
+                if synth is None:
+                    synth = PromptSynth(counter, seed)
+                prompt = synth.prompt(prompt_len, rec.hash_ids, key=str(tally.kept))
+                tally.synthesized += 1
+            yield TimedRequest(TraceRequest(tally.kept, prompt, out, prompt_len), rec.timestamp)
+    finally:
+        it.close()
 
 
 def load_trace(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] | None = None,

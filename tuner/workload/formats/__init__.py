@@ -79,7 +79,7 @@ def detect(path: str | Path) -> tuple[TraceFormat, str]:
     what = f"columns {first}" if container == "csv" else f"keys {sorted(first)}" if isinstance(first, dict) else \
         type(first).__name__
     raise ConfigError(f"a known trace format must hold (one of {', '.join(FORMATS)}), found {container} with "
-                      f"{what}"[:400] + "; name it with trace_format=", path)
+                      f"{what}"[:400] + "; name the format with trace_format= (tune trace: --format)", path)
 
 
 def read(path: str | Path, name: str = "auto") -> tuple[TraceFormat, Iterator[RawRecord | Skipped]]:
