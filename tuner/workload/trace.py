@@ -68,8 +68,8 @@ def records(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] |
             if out < 1:
                 tally.skipped["no output tokens"] += 1
                 continue
+            tally.kept += 1         # before the yield: a reader that stops here has still read it
             yield rec, prompt_len, out
-            tally.kept += 1
     finally:
         raw.close()
     if tally.kept == 0:
@@ -85,13 +85,13 @@ def requests(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] 
     it = records(path, fmt, counter, tally)
     try:
         for rec, prompt_len, out in it:
-            prompt = rec.prompt
+            index, prompt = tally.kept - 1, rec.prompt
             if prompt is None:
                 if synth is None:
                     synth = PromptSynth(counter, seed)
-                prompt = synth.prompt(prompt_len, rec.hash_ids, key=str(tally.kept))
+                prompt = synth.prompt(prompt_len, rec.hash_ids, key=str(index))
                 tally.synthesized += 1
-            yield TimedRequest(TraceRequest(tally.kept, prompt, out, prompt_len), rec.timestamp)
+            yield TimedRequest(TraceRequest(index, prompt, out, prompt_len), rec.timestamp)
     finally:
         it.close()
 

@@ -84,3 +84,9 @@ def test_closed_loop_plans_carry_the_concurrency_and_send_at_once_without_a_rate
 def test_incoherent_load_sections_are_refused(kw, message):
     with pytest.raises(ValidationError, match=message):
         LoadSpec(**kw)
+
+
+def test_the_summary_counts_every_record_the_plan_took():
+    planned = build_plan(SHIPPED, LoadSpec(qps=10, requests=1500))
+    assert planned.tally.kept == 1500 and "1500 records read" in planned.summary(LoadSpec(qps=10, requests=1500))
+    assert build_plan(SHIPPED, LoadSpec(qps=10, requests=7)).tally.kept == 7
