@@ -127,3 +127,31 @@ def test_binary_and_non_utf8_files_are_refused_in_one_line(tmp_path):
         load_trace(late)
     with pytest.raises(ConfigError, match="not found"):
         load_trace(tmp_path / "missing.jsonl")
+
+
+def test_json_arrays_are_decoded_element_by_element_across_buffer_edges(tmp_path):
+    from tuner.workload.formats.base import json_array
+    recs = [{"instruction": "x" * (i * 7 % 50), "output": f"y {i}", "nested": {"a": [1, {"b": "]"}]}} for i in range(200)]
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(recs, indent=1))
+    for chunk in (3, 17, 64, 1 << 20):
+        assert [o for _, o in json_array(path, chunk)] == recs
+    path.write_text("[]")
+    assert list(json_array(path)) == []
+    for text, message in [('[{"a": 1} {"b": 2}]', "record 1: a JSON array must hold, found '{'"),
+                          ('[{"a": 1}, {"b": ', "record 1: a JSON array must hold"),
+                          ('[{"a": 1},', "record 1: a JSON array must hold"),
+                          ('[{"a": 1}', "record 1: a JSON array must hold, found the end"),
+                          ('{"a": 1}', "no opening")]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            list(json_array(path, 4))
+
+
+def test_a_json_array_is_read_lazily(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text("[" + ",".join(json.dumps({"instruction": f"i{k}", "output": "o"}) for k in range(1000)) + ", oops]")
+    trace = formats.read(path)[1]
+    assert [next(trace).prompt for _ in range(3)] == ["i0:", "i1:", "i2:"]
+    with pytest.raises(ConfigError, match="record 1000"):
+        list(trace)

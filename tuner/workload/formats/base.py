@@ -82,21 +82,62 @@ def json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"line {n}", obj
 
 
-def json_array(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(``record N``, object) for each element of a JSON array (the document is parsed whole)."""
-    try:
-        with open_text(path) as f:
-            data = json.load(f)
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"UTF-8 text must hold, found undecodable bytes ({err.reason})", path) from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"a JSON array must hold: {err}", path) from None
-    if not isinstance(data, list):
-        raise ConfigError(f"a JSON array of records must hold, found {type(data).__name__}", path)
-    for i, obj in enumerate(data):
-        if not isinstance(obj, dict):
-            raise ConfigError(f"each element must be a JSON object, found {type(obj).__name__}", path, f"record {i}")
-        yield f"record {i}", obj
+def json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``record N``, object) for each element of a JSON array, decoded one element at a time from a
+    sliding buffer, so a ShareGPT dump of hundreds of MB is never parsed whole."""
+    decoder = json.JSONDecoder()
+    with open_text(path) as f:
+        def more() -> str:
+            try:
+                return f.read(chunk)
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"UTF-8 text must hold, found undecodable bytes ({err.reason})", path,
+                                  f"record {i}") from None
+
+        i, buf, pos, eof = 0, "", 0, False
+
+        def skip(seps: str) -> str:
+            """The next character that is not whitespace or in ``seps`` ("" at the end of the file)."""
+            nonlocal buf, pos, eof
+            while True:
+                while pos < len(buf) and (buf[pos].isspace() or buf[pos] in seps):
+                    pos += 1
+                if pos < len(buf) or eof:
+                    return buf[pos] if pos < len(buf) else ""
+                buf, pos = more(), 0
+                eof = not buf
+
+        if skip("") != "[":
+            raise ConfigError("a JSON array of records must hold, found no opening '['", path)
+        pos += 1
+        expect_comma = False
+        while True:
+            c = skip("")
+            if c == "]":
+                return
+            if c == "":
+                raise ConfigError("a JSON array must hold, found the end of the file before its closing ']'", path,
+                                  f"record {i}")
+            if expect_comma:
+                if c != ",":
+                    raise ConfigError(f"a JSON array must hold, found {c!r} where ',' or ']' belongs", path,
+                                      f"record {i}")
+                pos += 1
+                skip("")
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as err:
+                    if eof:
+                        raise ConfigError(f"a JSON array must hold: {err.msg}", path, f"record {i}") from None
+                    nxt = more()            # the element may run past the buffer: read on and decode again
+                    eof = not nxt
+                    buf, pos = buf[pos:] + nxt, 0
+            if not isinstance(obj, dict):
+                raise ConfigError(f"each element must be a JSON object, found {type(obj).__name__}", path, f"record {i}")
+            yield f"record {i}", obj
+            i, pos, expect_comma = i + 1, end, True
 
 
 def csv_rows(path: Path, needed: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
