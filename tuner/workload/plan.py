@@ -33,9 +33,13 @@ class PlannedTrace:
         times = np.array([off for off, _ in p])
         prompt = np.array([r.prompt_len for _, r in p])
         out = np.array([r.output_len for _, r in p])
-        how = (f"closed loop, {p.concurrency} in flight" + (f", {load.arrivals} {load.qps:g} req/s" if load.qps else "")
-               if p.concurrency else f"{load.arrivals}" + (f" {load.qps:g} req/s" if load.qps else "")
-               + (f" x{load.speedup:g}" if load.speedup else ""))
+        rate_model = f"{load.arrivals} {load.qps:g} req/s" + (f" cv {load.cv:g}" if load.cv else "") if load.qps else ""
+        if p.concurrency:
+            how = f"closed loop, {p.concurrency} in flight" + (f", {rate_model}" if rate_model else "")
+        elif load.arrivals == "trace":
+            how = "the trace's own times" + (f" x{load.speedup:g}" if load.speedup else "")
+        else:
+            how = rate_model
         span = times.max() - times.min() if len(times) else 0.0
         rate = f", {(len(p) - 1) / span:.3g} req/s over {span:.3g} s, gap cv {gap_cv(times):.2f}" if span > 0 else ""
         q = lambda a: "/".join(f"{v:.0f}" for v in np.percentile(a, [50, 90, 99])) + f"/{a.max()}"
@@ -43,7 +47,7 @@ class PlannedTrace:
                 f"prompt tokens p50/p90/p99/max {q(prompt)}, output {q(out)}")
 
 
-def _take(items, n: int | None, path: Path) -> list[TimedRequest]:
+def _take(items, n: int | None) -> list[TimedRequest]:
     """The first ``n`` requests, cycling a shorter trace (whose records are then all in the plan anyway)."""
     got = list(islice(items, n))
     if n is not None and len(got) < n:
@@ -78,7 +82,7 @@ def build_plan(path: str | Path, load, counter: Callable[[str], int] | None = No
         timed = _trace_times(items, load, path)
         pairs = [(off, it.request) for off, it in timed]
     else:
-        chosen = _take(items, load.n_requests, path)
+        chosen = _take(items, load.n_requests)
         if load.qps is None:     # closed loop with no rate: each request as soon as a slot frees
             offs = np.zeros(len(chosen))
         else:
