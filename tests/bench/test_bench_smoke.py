@@ -71,3 +71,11 @@ def test_fidelity_spreads_calibration_passes_among_the_real_rounds():
                      ("round", 3), ("round", 4)]
     assert sim_fidelity.interleave(0, 2) == [("round", 0), ("round", 1)]
     assert [k for k, _ in sim_fidelity.interleave(2, 0)] == ["pass", "pass"]   # calibrate only: nothing lost
+
+
+def test_workloads_bench_tunes_both_traces_and_swaps_their_optima():
+    out = subprocess.run([sys.executable, str(BENCH / "workloads.py"), "--trials", "2", "--requests", "30"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "best on alpaca_like:" in out.stdout and "best on long_prompt:" in out.stdout
+    assert "mooncake format, 30 records read" in out.stdout and "cost ratio" in out.stdout
