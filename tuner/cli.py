@@ -4,6 +4,7 @@
   tune export --study pa_batching [--to configs/llama/NAME.yaml]
   tune finalize | dashboard | report --study pa_batching
   tune bare-run | profile | calibrate --study pa_batching
+  tune trace stats FILE | tune trace convert FILE --to OUT [--tokenizer PATH | --study S]
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import optuna
 
+from serving import tokenizers
 from serving.config.errors import ConfigError
-from serving.stacks import LaunchError
+from serving.stacks import LaunchError, get_stack
 from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
@@ -30,6 +32,10 @@ from tuner.study.workers import parse_devices, run_workers
 from tuner.tools import calibrate as cal
 from tuner.tools.bare_run import bare_run
 from tuner.tools.profile import make_cells, print_table, profile, write_csv
+from tuner.workload.formats import format_names
+from tuner.workload.stats import describe as describe_trace
+from tuner.workload.stats import trace_stats
+from tuner.workload.trace import Tally, requests, write_trace
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -63,6 +69,7 @@ def cmd_run(args) -> int:
         print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
         return rc
     run = StudyRun(space, root, storage, device_id=args.device)
+    print(run.planned().summary(space.load), flush=True)   # the trace as read, in the stack's tokens
     names = [o.name for o in space.objectives]
     run.progress = PlainProgress(names) if args.no_progress else RichStudyProgress(n, len(run.plan()), names)
     try:
@@ -149,6 +156,72 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _counter(args):
+    """Token counter for ``tune trace``: --tokenizer (a SentencePiece .model file, else a Hugging Face
+    folder or tokenizer.json), else the --study's stack's, else None (the word count)."""
+    if args.tokenizer and args.study:
+        raise ConfigError("--tokenizer or --study must be given, not both")
+    if args.tokenizer:
+        t = args.tokenizer
+        return tokenizers.sentencepiece_counter(t) if t.suffix == ".model" else tokenizers.hf_counter(t)
+    if args.study:
+        root = find_root(args.root)
+        space = load_space(args.study, root)
+        return get_stack(space.backend).token_counter(root / space.base_config, space.backend_options())
+    return None
+
+
+def cmd_trace_stats(args) -> int:
+    print(describe_trace(trace_stats(args.file, args.format, _counter(args)), bars=not args.no_histogram))
+    return 0
+
+
+def cmd_trace_convert(args) -> int:
+    out: Path = args.to
+    if out.exists() and not args.force:
+        raise ConfigError("the output must not exist (or pass --force to overwrite it)", out)
+    if not out.parent.is_dir():
+        raise ConfigError("the output's folder must exist", out.parent)
+    tally, t0 = Tally(), []
+
+    def rows():
+        for item in requests(args.file, args.format, _counter(args), args.seed, tally):
+            row = {"prompt": item.request.prompt, "output_len": item.request.output_len}
+            if item.timestamp is not None:
+                t0[:] = t0 or [item.timestamp]
+                row["timestamp"] = round(item.timestamp - t0[0], 6)
+            yield row
+
+    write_trace(rows(), out)      # through a temporary file: an error mid-way leaves nothing
+    print(f"wrote {out}: {tally.kept} requests from {tally.describe()}")
+    return 0
+
+
+def _trace_parser(sub) -> None:
+    verbs = sub.add_parser("trace", help="trace statistics and conversion (tune trace stats|convert FILE)") \
+        .add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help)
+        p.add_argument("file", type=Path, help="the trace (any format tune reads)")
+        p.add_argument("--format", default="auto", choices=format_names(), help="trace format (default: detected)")
+        p.add_argument("--tokenizer", type=Path, help="count tokens with this SentencePiece .model file or "
+                       "Hugging Face tokenizer (folder or tokenizer.json); default: words")
+        p.add_argument("--study", help="count tokens with this study's stack's tokenizer")
+        p.add_argument("--root", type=Path, help="project directory holding search_spaces/ (with --study)")
+        p.set_defaults(func=func)
+        return p
+
+    stats = verb("stats", cmd_trace_stats, "requests, token length percentiles, arrival rate and burstiness, "
+                 "prefix reuse, histograms")
+    stats.add_argument("--no-histogram", action="store_true", help="figures only, no text histograms")
+    conv = verb("convert", cmd_trace_convert, 'write the trace as this project\'s JSON lines '
+                '({"prompt", "output_len", "timestamp"?})')
+    conv.add_argument("--to", type=Path, required=True, help="output .jsonl file")
+    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists")
+    conv.add_argument("--seed", type=int, default=0, help="seed of synthesized prompts (length-only formats)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tune", description="Tune an LLM serving stack by measuring it.")
     sub = ap.add_subparsers(dest="command")
@@ -165,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", help="one worker per device id, e.g. 0,1 (trials split between them)")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
     exp = command("export", cmd_export, "write the best configuration as YAML")
-    exp.add_argument("--to", type=Path, help="output file (default configs/llama/<base>_<study>_best.yaml)")
+    exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
     fin.add_argument("--top-k", type=int, help="finalists (default: the space's finalists.top_k)")
     fin.add_argument("--repeats", type=int, help="fresh runs of each (default: finalists.repeats)")
@@ -197,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
     calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
                        help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
+    _trace_parser(sub)
     return ap
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from serving.stacks import get_stack
 from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
@@ -26,7 +27,7 @@ from tuner.study.resume import owner_id, recover, trial_tag
 from tuner.space.spec import StudySpace
 from tuner.study.signals import sigterm_as_interrupt
 from tuner.study.storage import open_storage
-from tuner.workload.trace import load_trace, schedule
+from tuner.workload.plan import PlannedTrace, build_plan
 from tuner.runtime.trial import TrialOutcome
 from tuner.screening.gate import StudyScreen
 
@@ -42,19 +43,24 @@ class StudyRun:
     storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
-    _plan: list | None = field(default=None, init=False, repr=False)
+    _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
 
     @property
     def trials_dir(self) -> Path:
         return self.root / "trials" / self.space.study
 
-    def plan(self):
-        """The trial's request schedule; read and drawn once, the same for every trial."""
-        if self._plan is None:
+    def planned(self) -> PlannedTrace:
+        """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
+        if self._trace is None:
             s = self.space
-            self._plan = schedule(load_trace(self.root / s.trace), s.load.qps, s.load.duration, s.load.seed)
-        return self._plan
+            counter = get_stack(s.backend).token_counter(self.root / s.base_config, s.backend_options())
+            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format)
+        return self._trace
+
+    def plan(self):
+        """The trial's request schedule, the same for every trial."""
+        return self.planned().plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         s = self.space
