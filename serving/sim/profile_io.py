@@ -3,6 +3,7 @@ a fitted model back as YAML through ruamel.yaml, with comments saying where each
 from. Numbers are written to 4 significant digits."""
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def write_profile(model: LatencyModel, out: Path, header: str, fits: Mapping[str
     """Write ``model`` to ``out`` (see :func:`profile_document`)."""
     y = YAML()
     y.width = 4096                     # a table row stays on one line
+    text = io.StringIO()               # rendered whole first: a failure leaves no half-written file
+    y.dump(profile_document(model, header, fits, n_delays), text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        y.dump(profile_document(model, header, fits, n_delays), f)
+    out.write_text(text.getvalue())
