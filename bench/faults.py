@@ -24,7 +24,7 @@ from serving.stacks import register_stack
 from tests.tuner.faulty_stack import EXPECTED
 from tuner.space.compose import load_space
 from tuner.runtime.constraints import is_feasible
-from tuner.study.resume import tagged_groups
+from tuner.runtime.ownership import tagged_groups
 from tuner.study.run import StudyRun
 
 STUDY = "pa_faults"

@@ -16,7 +16,7 @@ from typing import Callable
 
 import optuna
 
-from tuner.study.resume import owner_id, trial_tag
+from tuner.runtime.ownership import owner_id, trial_tag
 from tuner.runtime.stats import compare, spread
 
 ATTR = "finalists"

@@ -25,7 +25,8 @@ from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
 from tuner.study.progress import Progress
-from tuner.study.resume import owner_id, recover, trial_tag
+from tuner.runtime.ownership import owner_id, trial_tag
+from tuner.study.resume import recover
 from tuner.space.spec import StudySpace
 from tuner.study.storage import open_storage
 from tuner.workload.trace import load_trace, schedule

@@ -5,7 +5,7 @@ For each (concurrency, prompt tokens, completion tokens) cell, ``concurrency`` w
 tokenizer counts one token per word) and a fixed max_new_tokens. Per cell: first-token latency
 min/mean/max, output tokens/s and requests/s over the cell's wall time (prefill included),
 per-token latency P50/P75/P95/P99 (gaps between streamed tokens, the first token excluded, as
-LMDeploy does), and the peak memory of the stack (RSS of its process groups from /proc, plus
+LMDeploy does), and the peak memory of the stack (RSS of its process groups (psutil), plus
 the peak of any accelerator memory probe the stack offers).
 """
 from __future__ import annotations
