@@ -14,6 +14,8 @@ from pathlib import Path
 import optuna
 
 from serving.config.errors import ConfigError
+from tuner.runtime.output import safe_print, silence_broken
+from tuner.runtime.signals import stop_signals_interrupt
 from tuner.space.compose import find_root, load_space
 from tuner.study.run import StudyRun, default_storage
 
@@ -25,17 +27,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides of the search space")
 
 
-def _context(args):
+def _context(args, sweep: bool = True):
+    """(root, space, storage) for a command; first ends what a SIGKILLed tune of the same study left
+    running on this host (a trial's stack, a bare-run's or profile's engine, a dashboard), which
+    ``tune run`` does itself when it resumes (tuner.study.resume.recover)."""
     root = find_root(args.root)
     space = load_space(args.study, root, args.overrides)
     storage = args.storage or default_storage(root, space.study)
+    if sweep:
+        from tuner.study.resume import end_orphans
+        ended = end_orphans(space.study)
+        if ended:
+            safe_print(f"tune: ended {len(ended)} process group(s) a killed tune of study {space.study!r} "
+                       f"left running", file=sys.stderr)
     return root, space, storage
 
 
 def cmd_run(args) -> int:
-    root, space, storage = _context(args)
+    root, space, storage = _context(args, sweep=False)
     n = args.n_trials or space.n_trials
-    run = StudyRun(space, root, storage, device_id=args.device)
+    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
     n_requests = len(run.plan())
     names = [o.name for o in space.objectives]
     if args.no_progress:
@@ -50,13 +61,14 @@ def cmd_run(args) -> int:
         run.progress.close()
     from tuner.study.run import feasible_trials
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
-    print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
+    # the study is stored: a reader that went away (`| head -1`) costs nothing from here on
+    safe_print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
     if done:
         from tuner.study.run import best_trial
         best = best_trial(study)
-        print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
-              + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
-        print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
+        safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
+                   + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
+        safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
     return 0
 
 
@@ -104,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=int, help="trials to run now (default: the space's n_trials)")
     run.add_argument("--device", type=int, help="accelerator device id for the stack")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
+    run.add_argument("--parent", help=argparse.SUPPRESS)  # owner id of the `tune --devices` running this worker
     run.set_defaults(func=cmd_run)
     exp = sub.add_parser("export", help="write the best configuration as YAML")
     _common(exp)
@@ -143,13 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return args.func(args)
+        with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped
+            return args.func(args)
     except ConfigError as err:
-        print(f"tune: error: {err}", file=sys.stderr)
+        safe_print(f"tune: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)
+        safe_print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away; what was measured is stored
+        silence_broken()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command whose pipe closed
 
 
 if __name__ == "__main__":

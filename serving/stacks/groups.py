@@ -65,28 +65,28 @@ def end_group(pgid: int, grace: float = 5.0, kill_wait: float = 2.0, poll=None) 
     return not group_alive(pgid)
 
 
-def process_start(pid: int) -> float | None:
-    """When ``pid`` started (seconds since the epoch, stable for the process's life); None when gone.
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (stable for the process's life, unmoved by
+    clock steps, the same number as field 22 of Linux's /proc/<pid>/stat); None when it is gone.
 
     With the pid it identifies a process: a reused pid has another start time."""
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        return proc.create_time()
+        since_boot = proc.create_time() - psutil.boot_time()  # both offset by the same boot time
     except _GONE:
         return None
+    return round(since_boot * _TICKS)
 
 
-# psutil derives a start time from the boot time, which moves when the clock is stepped (NTP);
-# a pid reused within this many seconds of the first process's start is not a practical risk.
-START_TOLERANCE_S = 2.0
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def pid_alive(pid: int, start: float) -> bool:
+def pid_alive(pid: int, start: int) -> bool:
     """Whether the process ``pid`` that started at ``start`` (as process_start gave it) still runs."""
     now = process_start(pid)
-    return now is not None and abs(now - start) < START_TOLERANCE_S
+    return now is not None and abs(now - start) <= 1  # a tick of float rounding
 
 
 def env_tagged(name: str, accept=lambda value: True) -> dict[int, str]:

@@ -25,7 +25,7 @@ def test_owner_identity_survives_pid_reuse_and_other_hosts():
     me = owner_id()
     assert owner_alive(me) is True
     host, pid, start = me.rsplit(":", 2)
-    assert owner_alive(f"{host}:{pid}:{float(start) + 100:.2f}") is False  # same pid, another process
+    assert owner_alive(f"{host}:{pid}:{int(start) + 100}") is False  # same pid, another process
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     assert owner_alive(f"{host}:{p.pid}:1") is False                   # exited
@@ -46,7 +46,7 @@ def test_dead_and_stale_trials_are_failed_live_ones_kept(tmp_path):
                                          heartbeat_stale_trial_callback=requeue)
     study = optuna.create_study(study_name="s", storage=storage)
     host, pid, start = owner_id().rsplit(":", 2)
-    dead = _running_trial(study, f"{host}:{pid}:{float(start) + 100:.2f}")
+    dead = _running_trial(study, f"{host}:{pid}:{int(start) + 100}")
     live = _running_trial(study, owner_id())
     remote = _running_trial(study, "elsewhere:1:1")
     storage.record_heartbeat(remote._trial_id)   # a worker on another host beat once, then went silent

@@ -24,7 +24,7 @@ TAG_ENV = "TUNER_TRIAL"
 def owner_id(pid: int | None = None) -> str:
     pid = pid or os.getpid()
     start = process_start(pid)
-    return f"{socket.gethostname()}:{pid}:{start or 0:.2f}"
+    return f"{socket.gethostname()}:{pid}:{start or 0}"
 
 
 def owner_alive(owner: str) -> bool | None:
@@ -32,12 +32,12 @@ def owner_alive(owner: str) -> bool | None:
     (only heartbeats tell)."""
     try:
         host, pid, start = owner.rsplit(":", 2)
-        pid_n, start_s = int(pid), float(start)
+        pid_n, start_n = int(pid), int(start)
     except ValueError:
         return None
     if host != socket.gethostname():
         return None
-    return pid_alive(pid_n, start_s)
+    return pid_alive(pid_n, start_n)
 
 
 def trial_tag(study: str, number: int | str, owner: str) -> str:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +21,9 @@ import optuna
 from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
-from tuner.study.progress import Progress
-from tuner.runtime.ownership import owner_id, trial_tag
+from tuner.study.progress import Progress, guarded
+from tuner.runtime.ownership import owner_alive, owner_id, trial_tag
+from tuner.runtime.signals import stop_signals_interrupt
 from tuner.study.resume import recover
 from tuner.space.spec import StudySpace
 from tuner.study.storage import open_storage
@@ -44,6 +42,7 @@ class StudyRun:
     storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
+    parent: str | None = None         # owner id of the `tune --devices` that started this worker
     _plan: list | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
 
@@ -175,29 +174,19 @@ class StudyRun:
     def run(self, n_trials: int) -> optuna.Study:
         study = self.open_study()
         self.trials_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = guarded(self.progress)  # printing progress never costs a measurement
         failed, ended = recover(study)  # a previous tune died: fail its trials, end its stacks
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
-        with sigterm_as_interrupt():
-            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
+        with stop_signals_interrupt():
+            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
         return study
 
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM unwinds like Ctrl-C, so the running trial's stack is stopped by its ``finally``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    def _orphaned(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """A worker whose ``tune --devices`` died (even by SIGKILL) stops after the trial it was
+        running: that trial is stored as measured, and nothing runs on unsupervised."""
+        if self.parent and owner_alive(self.parent) is False:
+            study.stop()
 
 
 def default_storage(root: Path, study: str) -> str:

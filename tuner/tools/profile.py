@@ -27,6 +27,7 @@ from serving.probes.memory import GroupMemoryProbe
 from serving.replay import ReplayOptions, Replayer
 from serving.stacks import LaunchSpec, RunningStack, get_stack
 from serving.workload import RequestRecord, TraceRequest
+from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.space.spec import StudySpace
 
 PCTS = (50, 75, 95, 99)
@@ -121,7 +122,8 @@ def profile(space: StudySpace, root: Path, cells: list[Cell], rounds: int, run_d
         raise ConfigError("; ".join(broken), config_path)
     opts = ReplayOptions(stream=True, parameters=dict(space.load.parameters),
                          request_timeout=space.load.request_timeout)
-    running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
+    tag = {TAG_ENV: command_tag(space.study, "profile")}  # a SIGKILLed profile's stack is ended next time
+    running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options, tag))
     rows = []
     try:
         pgids = running.pgids
