@@ -6,7 +6,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
-from tuner.runtime.output import OUTPUT_ERRORS, silence_broken
+from tuner.runtime.output import OUTPUT_ERRORS, silence, silence_broken
 
 STATE_STYLE = {"complete": "green", "infeasible": "red", "failed": "red", "pruned": "yellow"}
 
@@ -45,9 +45,18 @@ class Progress:
     def close(self) -> None: ...
 
 
+class QuietConsole(Console):
+    """A rich console that goes quiet when its pipe closes; rich's own default exits the program
+    (SystemExit(1)) mid-trial, which would fail the trial whose result it was printing."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        silence(self.file)
+
+
 class RichStudyProgress(Progress):
     def __init__(self, n_trials: int, n_requests: int, objectives: list[str], console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or QuietConsole(stderr=True)
         self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=self.console, transient=False)
         self.objectives = objectives
