@@ -17,7 +17,7 @@ import optuna
 
 from serving.stacks.process import ManagedProcess
 from tuner.runtime.ownership import TAG_ENV, command_tag
-from tuner.runtime.signals import stop_signals_interrupt
+from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import dashboard_args, open_storage
 
 HOST = "127.0.0.1"

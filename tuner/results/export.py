@@ -6,9 +6,10 @@ from pathlib import Path
 import optuna
 
 from serving.config.render import render
-from tuner.study.finalists import current_verdict, describe
+from tuner.study.finalists import describe
+from tuner.study.selection import current_verdict
 from tuner.space.spec import StudySpace
-from tuner.study.run import best_trial
+from tuner.study.selection import best_trial
 
 
 def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None) -> Path:

@@ -6,7 +6,7 @@ At the next start:
     and its parameters are queued again, so the study loses no configuration; on RDB storages
     a trial whose heartbeat is stale (a worker on any host) is failed by optuna's
     ``fail_stale_trials`` and re-queued by the storage's stale-trial callback
-    (tuner.study.storage.requeue_stale);
+    (tuner.study.storage.requeue);
   * every process group whose members carry the study's tag with a dead owner (a trial's stack,
     a bare-run's or profile's engine, a dashboard) is ended by pgid (SIGTERM, then SIGKILL):
     never by name, never a group of a live owner.

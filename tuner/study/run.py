@@ -23,12 +23,13 @@ from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
 from tuner.study.progress import Progress, guarded
 from tuner.runtime.ownership import owner_alive, owner_id, trial_tag
-from tuner.runtime.signals import stop_signals_interrupt
 from tuner.study.resume import recover
 from tuner.space.spec import StudySpace
+from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import open_storage
 from tuner.workload.trace import load_trace, schedule
 from tuner.runtime.trial import TrialOutcome
+from tuner.screening.gate import StudyScreen
 
 
 class TrialFailed(Exception):
@@ -131,7 +132,6 @@ class StudyRun:
         if self.space.prescreen is None:
             return None
         if self._screen_cache is None:
-            from tuner.screening.gate import StudyScreen
             self._screen_cache = StudyScreen(self.space, self.root, self.plan())
         return self._screen_cache
 
@@ -187,31 +187,4 @@ class StudyRun:
         running: that trial is stored as measured, and nothing runs on unsupervised."""
         if self.parent and owner_alive(self.parent) is False:
             study.stop()
-
-
-def default_storage(root: Path, study: str) -> str:
-    (root / "trials").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'trials' / (study + '.db')}"
-
-
-def feasible_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [t for t in done if constraints.is_feasible(t)]
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The winner, feasible trials only: the `tune finalize` verdict when it is current, else
-    single objective = the best value; several = the Pareto trial best on the first one."""
-    from tuner.study.finalists import verdict_choice
-    chosen = verdict_choice(study)
-    if chosen is not None:
-        return chosen
-    feasible = feasible_trials(study)
-    if not feasible:
-        raise ValueError(f"study {study.study_name!r} has no feasible completed trial to export")
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
-    if len(study.directions) == 1:
-        return min(feasible, key=lambda t: sign * t.values[0])
-    front = [t for t in study.best_trials if constraints.is_feasible(t)] or feasible
-    return min(front, key=lambda t: sign * t.values[0])
 

@@ -12,6 +12,8 @@ import signal
 import threading
 from contextlib import contextmanager
 
+__all__ = ["STOP_SIGNALS", "stop_signals_interrupt", "sigterm_as_interrupt"]
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -32,3 +34,6 @@ def stop_signals_interrupt():
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+sigterm_as_interrupt = stop_signals_interrupt  # the earlier name: SIGHUP is handled the same way now
