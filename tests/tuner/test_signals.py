@@ -132,3 +132,24 @@ def test_workers_of_a_killed_parent_finish_their_trial_store_it_and_stop(project
     assert len(trials) < 8, "the workers ran all their trials unsupervised instead of stopping"
     assert finished and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished), \
         [(t.number, t.state.name, t.user_attrs.get("fail_class"), t.user_attrs.get("fail_detail")) for t in trials]
+
+
+def test_hup_and_term_raise_keyboard_interrupt_once_and_nohup_is_respected():
+    from tuner.study.signals import stop_signals_interrupt
+    with pytest.raises(KeyboardInterrupt, match="SIGHUP"):
+        with stop_signals_interrupt():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)
+            pytest.fail("SIGHUP did not interrupt")
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)   # as `nohup tune ...` starts it
+    try:
+        with stop_signals_interrupt():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.2)                               # still here: an ignored HUP stays ignored
+            with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # a second signal cannot cut the clean-up
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)

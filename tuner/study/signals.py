@@ -28,7 +28,8 @@ def stop_signals_interrupt():
             signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    # one ignored on purpose stays ignored (`nohup tune ...` must survive its terminal closing)
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN}
     try:
         yield
     finally:
