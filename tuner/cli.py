@@ -21,12 +21,15 @@ from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
 from tuner.results.report import write_report
+from tuner.runtime.output import safe_print, silence_broken
+from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
 from tuner.study.progress import PlainProgress, RichStudyProgress
-from tuner.study.resume import recover
+from tuner.study.resume import end_orphans, recover
 from tuner.study.run import StudyRun
 from tuner.study.selection import best_trial, feasible_trials
+from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import default_storage, open_storage
 from tuner.study.workers import parse_devices, run_workers
 from tuner.tools import calibrate as cal
@@ -45,10 +48,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides of the search space")
 
 
-def _context(args):
+def _context(args, sweep: bool = True):
+    """(root, space, storage) for a command; first ends what a SIGKILLed tune of the same study left
+    running on this host (a trial's stack, a bare-run's or profile's engine, a dashboard), which
+    ``tune run`` does itself when it resumes (tuner.study.resume.recover)."""
     root = find_root(args.root)
     space = load_space(args.study, root, args.overrides)
     storage = args.storage or default_storage(root, space.study)
+    if sweep:
+        ended = end_orphans(space.study)
+        if ended:
+            safe_print(f"tune: ended {len(ended)} process group(s) a killed tune of study {space.study!r} "
+                       f"left running", file=sys.stderr)
     return root, space, storage
 
 
@@ -57,7 +68,7 @@ def _load(storage: str, name: str) -> optuna.Study:
 
 
 def cmd_run(args) -> int:
-    root, space, storage = _context(args)
+    root, space, storage = _context(args, sweep=False)
     n = args.n_trials or space.n_trials
     if args.devices:
         try:
@@ -66,10 +77,10 @@ def cmd_run(args) -> int:
             raise ConfigError(str(err), None, "--devices") from None
         recover(StudyRun(space, root, storage).open_study())  # once, before the workers race for it
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
-        print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
+        safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
         return rc
-    run = StudyRun(space, root, storage, device_id=args.device)
-    print(run.planned().summary(space.load), flush=True)   # the trace as read, in the stack's tokens
+    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
+    safe_print(run.planned().summary(space.load))   # the trace as read, in the stack's tokens
     names = [o.name for o in space.objectives]
     run.progress = PlainProgress(names) if args.no_progress else RichStudyProgress(n, len(run.plan()), names)
     try:
@@ -77,12 +88,13 @@ def cmd_run(args) -> int:
     finally:
         run.progress.close()
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
-    print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
+    # the study is stored: a reader that went away (`| head -1`) costs nothing from here on
+    safe_print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
     if done:
         best = best_trial(study)
-        print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
-              + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
-        print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
+        safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
+                   + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
+        safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
     return 0
 
 
@@ -152,7 +164,8 @@ def cmd_calibrate(args) -> int:
         cal.fit_and_write(steps, delays, out, f"{args.refit} (refit)", runs)
         return 0
     cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", runs,
-                  ready_timeout=space.timeouts.ready, passes=args.passes)
+                  ready_timeout=space.timeouts.ready, passes=args.passes,
+                  env={TAG_ENV: command_tag(space.study, "calibrate")})  # a killed calibrate's engine is ended next time
     return 0
 
 
@@ -237,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", type=int, help="accelerator device id for the stack")
     run.add_argument("--devices", help="one worker per device id, e.g. 0,1 (trials split between them)")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
+    run.add_argument("--parent", help=argparse.SUPPRESS)  # owner id of the `tune --devices` running this worker
     exp = command("export", cmd_export, "write the best configuration as YAML")
     exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
@@ -283,13 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return args.func(args)
+        with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped
+            return args.func(args)
     except ConfigError as err:
-        print(f"tune: error: {err}", file=sys.stderr)
+        safe_print(f"tune: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)
+        safe_print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away; what was measured is stored
+        silence_broken()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command whose pipe closed
 
 
 if __name__ == "__main__":

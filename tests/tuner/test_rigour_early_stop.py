@@ -6,7 +6,7 @@ import pandas as pd
 
 from tuner.space.compose import load_space
 from tuner.runtime.early_stop import EarlyStop, best_known
-from tuner.study.resume import tagged_groups
+from tuner.runtime.ownership import tagged_groups
 from tuner.space.rigour import EarlyStopSpec
 from tuner.study.storage import open_storage
 from tuner.study.run import StudyRun

@@ -16,7 +16,7 @@ from typing import Callable
 
 import optuna
 
-from tuner.study.resume import owner_id, trial_tag
+from tuner.runtime.ownership import owner_id, trial_tag
 from tuner.runtime.measure import measure
 from tuner.runtime.stats import compare, spread
 from tuner.study.selection import ATTR, feasible_trials, n_complete

@@ -22,10 +22,11 @@ from serving.stacks import get_stack
 from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
-from tuner.study.progress import Progress
-from tuner.study.resume import owner_id, recover, trial_tag
+from tuner.study.progress import Progress, guarded
+from tuner.runtime.ownership import owner_alive, owner_id, trial_tag
+from tuner.study.resume import recover
 from tuner.space.spec import StudySpace
-from tuner.study.signals import sigterm_as_interrupt
+from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import open_storage
 from tuner.workload.plan import PlannedTrace, build_plan
 from tuner.runtime.trial import TrialOutcome
@@ -43,6 +44,7 @@ class StudyRun:
     storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
+    parent: str | None = None         # owner id of the `tune --devices` that started this worker
     _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
 
@@ -178,9 +180,17 @@ class StudyRun:
     def run(self, n_trials: int) -> optuna.Study:
         study = self.open_study()
         self.trials_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = guarded(self.progress)  # printing progress never costs a measurement
         failed, ended = recover(study)  # a previous tune died: fail its trials, end its stacks
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
-        with sigterm_as_interrupt():
-            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
+        with stop_signals_interrupt():
+            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
         return study
+
+    def _orphaned(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """A worker whose ``tune --devices`` died (even by SIGKILL) stops after the trial it was
+        running: that trial is stored as measured, and nothing runs on unsupervised."""
+        if self.parent and owner_alive(self.parent) is False:
+            study.stop()
+

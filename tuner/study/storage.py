@@ -2,7 +2,8 @@
 or ``journal:PATH`` for an Optuna journal file (several workers, no database server).
 
 RDB storages get a heartbeat, so a trial whose worker died on another host is failed by the
-next worker after the grace period; on one host tuner.study.resume notices a dead owner at once.
+next worker after the grace period (and re-queued by ``requeue``); on one host tuner.study.resume
+notices a dead owner at once.
 """
 from __future__ import annotations
 
@@ -30,7 +31,17 @@ def open_storage(url: str | optuna.storages.BaseStorage) -> optuna.storages.Base
         engine_kwargs = {"connect_args": {"timeout": 60}}
     with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5, and what we need
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                          heartbeat_stale_trial_callback=requeue)
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a trial that died with its worker again (once), so the study loses no configuration.
+
+    Also the storage's stale-trial callback: optuna's fail_stale_trials (run by optimize() and at
+    resume) calls it for a trial whose worker stopped beating on any host."""
+    if trial.params and "retry_of" not in trial.user_attrs:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
 def dashboard_args(url: str) -> list[str]:

@@ -49,7 +49,7 @@ def burst(prompt_len: int, n: int, rng: np.random.Generator, out_range=(8, 128))
 
 
 def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS, seed: int = 0,
-            ready_timeout: float = 60.0, log=print) -> tuple[list[dict], list[float]]:
+            ready_timeout: float = 60.0, log=print, env: dict[str, str] | None = None) -> tuple[list[dict], list[float]]:
     """Step records of every run, and the lone requests' TTFT minus their prefill step (s)."""
     rng = np.random.default_rng(seed)
     base = load_serving_yaml(base_config)
@@ -64,7 +64,7 @@ def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS
         cfg = d / "config.yaml"
         render(base_config, {"model_config.decode_batch_size": decode, "model_config.prefill_batch_size": prefill,
                              "pa_config.num_blocks": blocks}, cfg)
-        running = EmbeddedStack().launch(LaunchSpec(cfg, d, ready_timeout))
+        running = EmbeddedStack().launch(LaunchSpec(cfg, d, ready_timeout, env=dict(env or {})))
         n_lone = len(delays)
         try:
             for plen in prompt_lens:
@@ -140,18 +140,19 @@ def clear_passes(run_dir: Path) -> None:
 
 
 def collect_pass(base_config: Path, run_dir: Path, i: int, runs=RUNS, seed: int = 0,
-                 ready_timeout: float = 60.0, log=print) -> tuple[list[dict], list[float]]:
+                 ready_timeout: float = 60.0, log=print, env: dict[str, str] | None = None) -> tuple[list[dict], list[float]]:
     """Pass ``i`` of the runs, in reverse order when ``i`` is odd, kept under ``run_dir/pass<i>``."""
     order = runs if i % 2 == 0 else tuple(reversed(runs))
     steps, delays = collect(base_config, run_dir / f"pass{i}", order, seed=seed + i,
-                            ready_timeout=ready_timeout, log=log)
+                            ready_timeout=ready_timeout, log=log, env=env)
     for st in steps:
         st["run"] = f"pass{i}/{st['run']}"       # host gaps pair steps of one run only
     return steps, delays
 
 
 def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int = 0,
-              ready_timeout: float = 60.0, log=print, passes: int = 1) -> LatencyModel:
+              ready_timeout: float = 60.0, log=print, passes: int = 1,
+              env: dict[str, str] | None = None) -> LatencyModel:
     """Measure, fit and write the profile. ``passes`` > 1 repeats the runs, every other pass in
     reverse order, and fits all steps at once: a shared CPU's speed drifts over minutes, and one
     pass lets each run's minute set its buckets' costs."""
@@ -160,7 +161,7 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
     clear_passes(run_dir)
     steps, delays = [], []
     for i in range(passes):
-        got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log)
+        got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log, env)
         steps += got
         delays += lone
     return fit_and_write(steps, delays, out, str(base_config), runs, log)
