@@ -2,11 +2,12 @@
 
 One launch, then a rate search on the running stack (the trial pipeline calls ``search``
 instead of one replay when the objective is ``capacity_rps``):
-  1. saturation probe: ``saturation_requests`` sent at once; its throughput is the first rate
-     tried (a stack cannot sustain more than it completes flat out, though a short replay may meet
-     its SLOs above it: then the rate doubles until the SLOs break);
-  2. bisection between the highest rate that met the SLOs and the lowest that broke them,
-     each rate a short open-loop replay of ``requests`` requests, stopped as soon as its verdict
+  1. saturation probe: ``saturation_requests`` sent at once; its throughput bounds the rate from
+     above (a stack cannot sustain more than it completes flat out; a short replay above it may
+     still meet the SLOs only because its queue had no time to grow) and is the first rate tried;
+  2. a bracketing search between the highest rate that met the SLOs and the lowest that broke
+     them (regula falsi on the SLO load, the worst percentile over its bound, with a bisection
+     step whenever one end moved twice in a row), each rate a short open-loop replay of ``requests`` requests, stopped as soon as its verdict
      is a certain FAIL (tuner.runtime.slo.SloStop), until (high - low) / high < ``tolerance``.
 Every rate replays the same requests with the same unit-rate Poisson gaps scaled by 1/rate
 (common random numbers), so a deterministic stack (the simulator) answers monotonically.
@@ -67,7 +68,7 @@ class Probe:
 class CapacityResult:
     capacity: float                   # highest rate that met the SLOs (0: none did)
     low: float
-    high: float                       # lowest rate that broke them (inf: none did)
+    high: float                       # lowest rate that broke them, or the saturation bound
     saturation_rps: float
     probes: list[Probe]
 
@@ -99,6 +100,28 @@ def rate_plan(requests: list[TraceRequest], rate: float, unit: np.ndarray) -> li
     n = len(unit)
     offs = np.zeros(n) if math.isinf(rate) else unit / rate
     return [(float(offs[i]), requests[i % len(requests)]) for i in range(n)]
+
+
+def slo_load(metrics: dict[str, float], slo: dict[str, float]) -> float:
+    """The largest latency percentile over its bound (1.0: at the SLO); NaN when none was measured."""
+    ratios = [metrics.get(k, math.nan) / b for k, b in slo.items() if k != slo_mod.FAILED and b > 0]
+    ratios = [r for r in ratios if not math.isnan(r)]
+    return max(ratios) if ratios else math.nan
+
+
+def next_rate(low: float, high: float, load_low: float | None, load_high: float | None, tol: float) -> float:
+    """The next rate in (low, high): where the SLO load, interpolated linearly between the bracket's
+    ends, reaches 1 (regula falsi), kept off the ends by a tenth of the bracket, and never closer to
+    ``low`` than the tolerance allows (a pass there would not narrow the bracket enough); the middle
+    when a load is unknown (a stopped replay's percentiles cover only what ended)."""
+    w = high - low
+    if load_low is None or load_high is None or math.isnan(load_low) or math.isnan(load_high) \
+            or load_high <= load_low or load_high < 1.0:
+        return low + w / 2
+    r = low + w * (1.0 - load_low) / (load_high - load_low)
+    # aim a little above the crossing: a pass just under the bound leaves the bracket wide
+    r *= 1 + tol / 2
+    return min(max(r, low + 0.1 * w), high - 0.1 * w)
 
 
 class CapacitySearch:
@@ -141,19 +164,26 @@ class CapacitySearch:
         thr = sat.metrics.get("throughput_rps", math.nan)
         if math.isnan(thr) or thr <= 0:
             return CapacityResult(0.0, 0.0, self.spec.min_rate, 0.0, self.probes)
-        low, high = 0.0, math.inf
-        rate = thr
-        for _ in range(self.spec.max_probes):
-            if self.probe(rate).verdict == slo_mod.PASS:
+        low, high = 0.0, thr
+        if self.probe(thr).verdict == slo_mod.PASS:     # met at the bound: the capacity is the bound
+            return CapacityResult(thr, thr, thr, thr, self.probes)
+        load = {0.0: 0.0, thr: slo_load(self.probes[-1].metrics, self.slo)}
+        moved: list[str] = []
+        for _ in range(self.spec.max_probes - 1):
+            if high - low <= self.spec.tolerance * high or high <= self.spec.min_rate:
+                break
+            if moved[-2:] in (["low", "low"], ["high", "high"]):   # interpolation stalls on one side
+                rate = (low + high) / 2
+            else:
+                rate = next_rate(low, high, load.get(low), load.get(high), self.spec.tolerance)
+            p = self.probe(rate)
+            load[rate] = slo_load(p.metrics, self.slo)
+            if p.verdict == slo_mod.PASS:
                 low = rate
+                moved.append("low")
             else:
                 high = rate
-            if math.isinf(high):
-                rate = low * 2       # met at the saturated throughput: a short replay may hold above it
-            elif high - low <= self.spec.tolerance * high or high <= self.spec.min_rate:
-                break
-            else:
-                rate = (low + high) / 2
+                moved.append("high")
         if low < self.spec.min_rate:
             low = 0.0
         return CapacityResult(low, low, high, thr, self.probes)
