@@ -2,7 +2,8 @@
 
 Sections: the trials' outcomes, optimisation history per objective, the Pareto front (two
 objectives or more), parameter importances (Optuna's default PED-ANOVA evaluator, no extra
-dependency), the capacity search's curves (capacity studies), and per-trial latency distributions from trials/<study>/<n>/requests.csv.
+dependency), the capacity search's curves (capacity studies), time or capacity against energy per token
+(where a power probe measured it), and per-trial latency distributions from trials/<study>/<n>/requests.csv.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pandas as pd
 from tuner.runtime.constraints import is_feasible
 from tuner.study.finalists import describe
 from tuner.results.capacity_chart import capacity_svg
+from tuner.results.energy_chart import energy_svg
 from tuner.results.svg import COLORS, Chart
 
 MAX_ROWS = 60  # latency boxes drawn (the best first); results.csv has every trial
@@ -164,6 +166,9 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
     curves = capacity_svg(study)
     if curves:
         parts += ["<h2>Capacity under SLOs</h2>", curves]
+    joules = energy_svg(study)
+    if joules:
+        parts += ["<h2>Energy per token</h2>", joules]
     parts += ["<h2>Parameter importances</h2>", importance_svg(study),
               "<h2>Latency distributions</h2>", latency_svg(study, trials_dir),
               "<h2>Trials</h2>", trials_table(df, names)]

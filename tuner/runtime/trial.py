@@ -18,7 +18,7 @@ from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime import capacity
 from tuner.runtime.bound import unloaded_service_times
-from tuner.runtime.metrics import records_frame, score
+from tuner.runtime.metrics import energy, records_frame, score
 from tuner.space.spec import StudySpace
 
 
@@ -96,6 +96,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
     metrics = score(records, service) | result.usage
+    metrics |= energy(result.usage, metrics.get("tokens_out", 0.0))
     metrics |= client_figures(metrics.get("send_lag_p99", float("nan")), space)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
@@ -140,6 +141,7 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
         return _fail(failures.BAD_RESPONSE, "the capacity search replayed nothing", tail)
     rep = found.best if found else probes[-1]
     metrics = dict(rep.metrics) | rep.usage
+    metrics |= energy(rep.usage, metrics.get("tokens_out", 0.0))
     lags = [p.metrics.get("send_lag_p99", float("nan")) for p in probes if not math.isinf(p.rate)]
     metrics |= client_figures(max(lags) if lags else float("nan"), space)  # a burst has no schedule to keep
     key = f"{running.utilisation}_mean" if running.utilisation else None
