@@ -1,7 +1,10 @@
-"""Open-loop trace replay over HTTP (aiohttp), streamed responses, in the stack's wire protocol.
+"""Trace replay over HTTP (aiohttp), streamed responses, in the stack's wire protocol.
 
-Each request is sent at its scheduled offset whatever the server is doing (like
-performance_serving's one thread per request), and every outcome is recorded: a
+Open loop: each request is sent at its scheduled offset whatever the server is doing (like
+performance_serving's one thread per request). Closed loop (a plan with ``concurrency`` N,
+serving.workload.Plan): at most N requests are in flight, the next goes when one ends
+(its ``scheduled`` becomes that moment, so send lag still measures the client alone).
+Every outcome is recorded: a
 timeout, a dropped connection or an unparsable line is an error on the record,
 never a silently missing row. A request still streaming when the replay ends (its
 deadline, or a stop condition) is an error too, never a success.
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from typing import Callable, Protocol
 
 import aiohttp
@@ -67,7 +71,9 @@ class Replayer:
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
             self.t0 = time.monotonic() if start_at is None else start_at
             tasks: list[asyncio.Task] = []
+            cap = getattr(plan, "concurrency", None)
             all_sent = asyncio.Event()
+            timers: list[asyncio.TimerHandle] = []
             if not plan:
                 all_sent.set()
 
@@ -76,14 +82,35 @@ class Replayer:
                 if len(tasks) == len(plan):
                     all_sent.set()
 
-            # Each request's task is created at its send time by a timer of the loop: N tasks made at
-            # t0 would all take their first step together and delay the earliest sends (bench/replay.py),
-            # and one timer each costs less than a dispatcher coroutine sleeping between sends.
-            base = loop.time() - (time.monotonic() - self.t0)
-            timers = [loop.call_at(base + rec.scheduled, launch, i) for i, rec in enumerate(self.records)]
+            if cap is None:
+                # Open loop: each request's task is created at its send time by a timer of the loop:
+                # N tasks made at t0 would all take their first step together and delay the earliest
+                # sends (bench/replay.py), and one timer each costs less than a coroutine sleeping
+                # between sends.
+                base = loop.time() - (time.monotonic() - self.t0)
+                timers = [loop.call_at(base + rec.scheduled, launch, i) for i, rec in enumerate(self.records)]
+            slots = asyncio.Semaphore(cap) if cap else None
+            freed: deque[float] = deque()   # when each slot came free, in order
+
+            async def in_slot(i: int) -> None:
+                try:
+                    await self._post(session, self.records[i], url, bodies[i])
+                finally:
+                    freed.append(self.now())
+                    slots.release()
 
             async def dispatch() -> None:
-                await all_sent.wait()
+                if slots is None:
+                    await all_sent.wait()
+                # Closed loop: at most ``cap`` in flight, the next one sent when a slot comes free.
+                for k, rec in enumerate(self.records if slots is not None else ()):
+                    delay = rec.scheduled - self.now()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await slots.acquire()
+                    if k >= cap:                # due once the (k - cap + 1)th slot came free
+                        rec.scheduled = max(rec.scheduled, freed.popleft())
+                    tasks.append(asyncio.create_task(in_slot(k)))
                 await asyncio.gather(*tasks, return_exceptions=True)
 
             waiters = [asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())]

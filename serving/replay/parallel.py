@@ -31,8 +31,10 @@ READY_TIMEOUT = 60.0
 
 
 def workers_for(plan: list[tuple[float, TraceRequest]], requested: int | None = None) -> int:
-    """Sender processes for ``plan``: ``requested`` if given, else 1 for a small or slow plan and one per
-    CPU (at most 4) for a fast one."""
+    """Sender processes for ``plan``: 1 for a closed-loop plan (one process keeps its concurrency cap),
+    else ``requested`` if given, else 1 for a small or slow plan and one per CPU (at most 4) for a fast one."""
+    if getattr(plan, "concurrency", None) is not None:
+        return 1
     if requested is not None:
         return max(1, requested)
     if len(plan) < PARALLEL_MIN:

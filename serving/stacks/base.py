@@ -23,12 +23,9 @@ from serving.replay.client import Replayer, StopCondition, run_loop
 from serving.replay.parallel import ParallelReplayer, workers_for
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
-from serving.workload import RequestRecord, TraceRequest
+from serving.workload import Plan, RequestRecord, TraceRequest
 
 __all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
-
-Plan = list[tuple[float, TraceRequest]]
-
 
 @dataclass
 class LaunchSpec:

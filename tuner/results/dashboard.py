@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 
 from serving.stacks.process import ManagedProcess
+from tuner.study.signals import sigterm_as_interrupt
 from tuner.study.storage import dashboard_args, open_storage
 
 HOST = "127.0.0.1"
@@ -59,7 +60,6 @@ def start(storage_url: str, log_path: Path, port: int = 0, timeout: float = 30.0
 
 def serve(storage_url: str, study_name: str, log_path: Path, port: int = 0) -> int:
     """Foreground: print the URL, wait for Ctrl-C (or SIGTERM), stop the dashboard."""
-    from tuner.study.run import sigterm_as_interrupt
     proc, base = start(storage_url, log_path, port)
     try:
         with sigterm_as_interrupt():

@@ -1,14 +1,16 @@
-"""Write the best trial's configuration: the base YAML with only the tuned keys changed."""
+"""Write the best trial's configuration: the base config with only the tuned keys changed, in the
+stack's own format (llm-serving's YAML, vLLM's flat YAML, ...), next to the base config."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import optuna
 
-from serving.config.render import render
-from tuner.study.finalists import current_verdict, describe
+from serving.stacks import get_stack
+from tuner.study.finalists import describe
+from tuner.study.selection import current_verdict
 from tuner.space.spec import StudySpace
-from tuner.study.run import best_trial
+from tuner.study.selection import best_trial
 
 
 def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None) -> Path:
@@ -23,5 +25,6 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
-    render(base, space.config_of(trial.params), out, header)
+    get_stack(space.backend).config_format.render(base, space.config_of(trial.params), out)
+    out.write_text(header + out.read_text())
     return out

@@ -11,25 +11,25 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from serving.stacks import get_stack
 from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
 from tuner.study.progress import Progress
 from tuner.study.resume import owner_id, recover, trial_tag
 from tuner.space.spec import StudySpace
+from tuner.study.signals import sigterm_as_interrupt
 from tuner.study.storage import open_storage
-from tuner.workload.trace import load_trace, schedule
+from tuner.workload.plan import PlannedTrace, build_plan
 from tuner.runtime.trial import TrialOutcome
+from tuner.screening.gate import StudyScreen
 
 
 class TrialFailed(Exception):
@@ -43,19 +43,24 @@ class StudyRun:
     storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
-    _plan: list | None = field(default=None, init=False, repr=False)
+    _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
 
     @property
     def trials_dir(self) -> Path:
         return self.root / "trials" / self.space.study
 
-    def plan(self):
-        """The trial's request schedule; read and drawn once, the same for every trial."""
-        if self._plan is None:
+    def planned(self) -> PlannedTrace:
+        """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
+        if self._trace is None:
             s = self.space
-            self._plan = schedule(load_trace(self.root / s.trace), s.load.qps, s.load.duration, s.load.seed)
-        return self._plan
+            counter = get_stack(s.backend).token_counter(self.root / s.base_config, s.backend_options())
+            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format)
+        return self._trace
+
+    def plan(self):
+        """The trial's request schedule, the same for every trial."""
+        return self.planned().plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         s = self.space
@@ -131,7 +136,6 @@ class StudyRun:
         if self.space.prescreen is None:
             return None
         if self._screen_cache is None:
-            from tuner.screening.gate import StudyScreen
             self._screen_cache = StudyScreen(self.space, self.root, self.plan())
         return self._screen_cache
 
@@ -180,48 +184,3 @@ class StudyRun:
         with sigterm_as_interrupt():
             study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
         return study
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM unwinds like Ctrl-C, so the running trial's stack is stopped by its ``finally``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def default_storage(root: Path, study: str) -> str:
-    (root / "trials").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'trials' / (study + '.db')}"
-
-
-def feasible_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [t for t in done if constraints.is_feasible(t)]
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The winner, feasible trials only: the `tune finalize` verdict when it is current, else
-    single objective = the best value; several = the Pareto trial best on the first one."""
-    from tuner.study.finalists import verdict_choice
-    chosen = verdict_choice(study)
-    if chosen is not None:
-        return chosen
-    feasible = feasible_trials(study)
-    if not feasible:
-        raise ValueError(f"study {study.study_name!r} has no feasible completed trial to export")
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
-    if len(study.directions) == 1:
-        return min(feasible, key=lambda t: sign * t.values[0])
-    front = [t for t in study.best_trials if constraints.is_feasible(t)] or feasible
-    return min(front, key=lambda t: sign * t.values[0])
-

@@ -38,3 +38,8 @@ def dashboard_args(url: str) -> list[str]:
     if url.startswith(JOURNAL):
         return [str(Path(url[len(JOURNAL):]).expanduser()), "--storage-class", "JournalFileStorage"]
     return [url]
+
+
+def default_storage(root: Path, study: str) -> str:
+    (root / "trials").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'trials' / (study + '.db')}"

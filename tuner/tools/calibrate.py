@@ -317,33 +317,3 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
         steps += got
         delays += lone
     return write_profile(steps, delays, out, str(base_config), runs, log)
-
-
-# -- CLI wiring (tuner/cli.py adds the subcommand) ---------------------------------------------
-def add_parser(sub, common) -> None:
-    p = sub.add_parser("calibrate", help="fit the simulator's latency profile to the embedded engine")
-    common(p)
-    p.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
-    p.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in RUNS),
-                   help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
-    p.add_argument("--passes", type=int, default=1,
-                   help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
-    p.add_argument("--from", dest="refit", type=Path, metavar="DIR",
-                   help=f"refit from the {STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
-    p.set_defaults(func=cmd_calibrate)
-
-
-def cmd_calibrate(args) -> int:
-    from serving.sim.latency import PROFILES
-    from tuner.space.compose import find_root, load_space
-    root = find_root(args.root)
-    space = load_space(args.study, root, args.overrides)
-    runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
-    out = args.out or PROFILES / "embedded.yaml"
-    if args.refit:
-        steps, delays = load_runs(args.refit)
-        write_profile(steps, delays, out, f"{args.refit} (refit)", runs)
-        return 0
-    calibrate(root / space.base_config, out,
-              root / "trials" / "_calibrate", runs, ready_timeout=space.timeouts.ready, passes=args.passes)
-    return 0
