@@ -185,12 +185,13 @@ class LLMServingRunning(RunningStack):
 
 def make_probes(opts: LLMServingOptions, device: int) -> list[Probe]:
     if opts.accelerator == "gpu":
-        from serving.probes.nvml import NvmlProbe
-        return [NvmlProbe(device)]
+        from serving.probes.nvml import NvmlEnergyProbe, NvmlProbe
+        return [NvmlProbe(device), NvmlEnergyProbe(device)]
     if opts.accelerator == "npu":
-        from serving.probes.npu_smi import NpuSmiProbe
-        aicore = NpuSmiProbe(device if opts.npu_id is None else opts.npu_id, opts.npu_smi)
-        return [aicore, aicore.hbm_probe()]
+        from serving.probes.npu_smi import NpuPowerProbe, NpuSmiProbe
+        npu = device if opts.npu_id is None else opts.npu_id
+        aicore = NpuSmiProbe(npu, opts.npu_smi)
+        return [aicore, aicore.hbm_probe(), NpuPowerProbe(npu, opts.npu_smi)]
     return []
 
 

@@ -57,3 +57,13 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
         m["arrival_bound"] = bound
         m["efficiency"] = bound / total if total > 0 else float("nan")
     return m
+
+
+def energy(usage: dict[str, float], tokens_out: float) -> dict[str, float]:
+    """Energy the accelerator drew during the replay (the power probes' ``_joules``) and per output
+    token; nothing when no probe reports power."""
+    joules = [v for k, v in usage.items() if k.endswith("_joules")]
+    if not joules:
+        return {}
+    total = float(sum(joules))
+    return {"energy_j": total, "energy_j_per_token": total / tokens_out if tokens_out else float("nan")}

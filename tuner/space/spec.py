@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
+from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
 from tuner.space.rigour import EarlyStopSpec, FinalistSpec
 
 
@@ -184,6 +185,8 @@ class StudySpace(_Strict):
     repeats: int = Field(1, ge=1, description="measurements per configuration; the median is the objective")
     finalists: FinalistSpec = Field(default_factory=FinalistSpec)
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
+    slo: dict[str, Any] | None = Field(default_factory=dict, description="bounds the capacity_rps search holds")
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec)
     prescreen: dict[str, Any] | None = Field(None, description="simulate first; see tuner/screening.py")
     n_trials: int = Field(20, ge=1)
     sampler: Literal["gp", "tpe", "nsga2", "random"] = "gp"
@@ -225,10 +228,22 @@ class StudySpace(_Strict):
             raise ValueError(f"trace_format must be one of {format_names()}, got {self.trace_format!r}")
         if not self.objectives:
             raise ValueError("at least one objective is needed")
+        self.slo = check_slo(self.slo or {})
+        if self.capacity_search and not self.slo:
+            raise ValueError(f"the {CAPACITY} objective needs an 'slo:' mapping, e.g. "
+                             "{ttft_p99: 2.0, tpot_p99: 0.1, failed: 0}, found none")
+        if self.slo and not self.capacity_search:
+            raise ValueError(f"slo: applies to the {CAPACITY} objective, which the objectives do not name; "
+                             "for limits at a fixed load use constraints:")
         flat = flatten_params(self.params)
         if not flat:
             raise ValueError("params names no parameter to tune")
         return self
+
+    @property
+    def capacity_search(self) -> bool:
+        """True when a trial searches the highest rate meeting the SLOs instead of replaying the load once."""
+        return any(o.name == CAPACITY for o in self.objectives)
 
     def param_specs(self) -> dict[str, ParamSpec]:
         return flatten_params(self.params)

@@ -17,7 +17,7 @@ Faults, via STANDIN_FAULT in the processes' environment:
   port_in_use       an agent binds its port twice: OSError [Errno 98] Address already in use
   server_crash      server raises before uvicorn starts
   crash_mid_replay  server kills the engine and exits 1 once STANDIN_CRASH_AFTER (5) requests came
-npu-smi reads STANDIN_AICORE (57) and STANDIN_HBM (30).
+npu-smi reads STANDIN_AICORE (57), STANDIN_HBM (30) and STANDIN_POWER (90.5 W, ``-t power``).
 """
 from __future__ import annotations
 
@@ -195,6 +195,12 @@ USAGES = """        NPU ID                         : {npu}
 WATCH = ("NpuID(Idx)  ChipId(Idx) Pwr(W)      Temp(C)     AI Core(%)  AI Cpu(%)   Ctrl Cpu(%) Memory(%)   Memory BW(%)\n"
          + "".join("{npu:<12d}0           90.{i}        34          {aicore:<12}0           2           5           0\n"
                    .format(npu=0, i=i, aicore=a) for i, a in enumerate([0, 57, 83])))
+POWER = """        NPU ID                         : {npu}
+        Chip Count                     : 1
+
+        Power Dissipation(W)           : {power}
+        Chip ID                        : 0
+"""
 args = sys.argv[1:]
 npu = int(args[args.index("-i") + 1]) if "-i" in args else 0
 if npu >= int(os.environ.get("STANDIN_NPU_COUNT", "8")):
@@ -202,6 +208,8 @@ if npu >= int(os.environ.get("STANDIN_NPU_COUNT", "8")):
     sys.exit(255)
 if args[:3] == ["info", "-t", "usages"]:
     print(USAGES.format(npu=npu, aicore=os.environ.get("STANDIN_AICORE", "57"), hbm=os.environ.get("STANDIN_HBM", "30")))
+elif args[:3] == ["info", "-t", "power"]:
+    print(POWER.format(npu=npu, power=os.environ.get("STANDIN_POWER", "90.5")))
 elif args[:2] == ["info", "watch"]:
     print(WATCH, end="")
 else:

@@ -58,6 +58,9 @@ def test_tune_runs_trials_and_records_aicore_usage(project_root, standin):
         assert a["npu_aicore_mean"] == 57.0 and a["utilisation"] == 57.0 and a["npu_hbm_mean"] == 30.0
         assert a["npu_aicore_samples"] >= 1 and a["requests_ok"] == a["requests"] == 20
         assert "fail_class" not in a
+        # energy: npu-smi -t power (90.5 W) integrated over the replay, per output token
+        assert a["npu_power_mean"] == 90.5 and a["npu_power_joules"] == a["energy_j"] > 0
+        assert a["energy_j_per_token"] == pytest.approx(a["energy_j"] / a["tokens_out"])
         run = Path(a["run_dir"])
         assert "all agents started" in (run / "agent.log").read_text()
         assert "Uvicorn running on http://127.0.0.1:" in (run / "server.log").read_text()
@@ -94,6 +97,11 @@ def test_fault_is_a_classified_failed_trial(project_root, standin, fault, fail_c
     assert t.user_attrs["log_tail"]
     assert_cleaned_up(t)
 
+
+def test_energy_per_token_can_be_an_objective(project_root, standin):
+    [t] = tune(project_root, standin, "objectives=[{name: total_time, direction: minimize}, "
+               "{name: energy_j_per_token, direction: minimize}]")
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.values[1] == t.user_attrs["energy_j_per_token"] > 0
 
 def test_kv_cache_over_device_memory_is_rejected_with_the_rule(tiny_config):
     stack, cfg = get_stack("llm_serving"), load_serving_yaml(tiny_config)
