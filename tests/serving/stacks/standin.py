@@ -263,7 +263,8 @@ def write_base_config(project_root: Path, name: str = "standin_tiny.yaml") -> st
     from serving.config.render import render
     out = Path(project_root) / "configs" / "llama" / name
     render(Path(project_root) / "configs" / "llama" / "tiny_llama_pa.yaml",
-           {"engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.num_heads": 4,
+           {"model_config.seq_type": "dyn", "model_config.backend": "ge",   # kbk + PA would need 'static':
+            "engine_config.hidden_size": 64,                                  # the tiny engine would pad to 1024 "engine_config.num_layers": 1, "engine_config.num_heads": 4,
             "engine_config.num_kv_heads": 4, "engine_config.intermediate_size": 128}, out)
     text = out.read_text().replace("    backend: 'kbk'\n",
                                    f"    backend: 'kbk'\n    model_cfg_path: '{MODEL_CFG_PATH}'\n", 1)
