@@ -28,7 +28,7 @@ LLM_SERVING_LEVELS = [
     (2, "worker", "master + scheduler, Worker.predict returns (FAKE_WORKER)"),
     (3, "dispatcher", "+ PA block tables, DisModel.call returns (FAKE_DISPATCHER)"),
     (4, "agent", "+ TCP and shared memory, WorkAgent.predict returns (FAKE_AGENT)"),
-    (5, "model call", "+ agent pre/post-processing and sampling, forward stubbed (FAKE_AGENT_CALL_MODEL)"),
+    (5, "model_call", "+ agent pre/post-processing and sampling, forward stubbed (FAKE_AGENT_CALL_MODEL)"),
 ]
 
 
@@ -57,7 +57,7 @@ def bare_run(space: StudySpace, root: Path, params: dict[str, Any] | None = None
         opts = space.backend_options()
         levels = list(LLM_SERVING_LEVELS)
         if opts.get("emulate_profile"):
-            levels[-1] = (5, "model call", f"+ agent work, forward stubbed, {opts['emulate_profile']} device time")
+            levels[-1] = (5, "model_call", f"+ agent work, forward stubbed, {opts['emulate_profile']} device time")
         if opts.get("accelerator", "npu") != "none":
             levels.append((100, "model", "real model forward"))
         for level, stage, what in levels:

@@ -139,6 +139,53 @@ def test_server_killed_mid_replay_is_crash_during_replay(real, project_root):
     assert_cleaned_up(Path(a["run_dir"]))
 
 
+def test_bare_run_prints_each_level_of_the_real_code(real, project_root, capsys):
+    # RUN_LEVEL 1-4 come from serving/stacks/patches/llm-serving-run-levels.patch, 5 from the thirdparty patch
+    assert main(["bare-run", "--study", STUDY, "--root", str(project_root), "load.qps=4", "load.duration=1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5], out
+    assert "FAILED" not in out and "FAKE_DISPATCHER" in out and "real model forward" not in out  # no accelerator here
+    exec_times = [float(r[2]) for r in rows]
+    assert all(0 < t < 60 for t in exec_times), out
+
+
+def test_emulated_device_time_is_waited_per_step(real, project_root):
+    # a profile whose decode step keeps the device 0.1 s: every token then takes at least that long,
+    # which this code never takes by itself (a stubbed step is a few ms here)
+    profile = project_root / "slow_device.yaml"
+    profile.write_text(yaml.safe_dump({"name": "slow_device", "prefill": {"compute": {"base": 0.05}},
+                                       "decode": {"compute": {"base": 0.08, "per_live_row": 0.02}}}))
+    [t] = tune(project_root, f"llm_serving.emulate_profile={profile}", "load.qps=2", "load.duration=1",
+               "params.model_config.decode_batch_size.choices=[1]")
+    a, run = t.user_attrs, Path(t.user_attrs["run_dir"])
+    assert "fail_class" not in a, a.get("fail_detail")
+    step = json.loads((run / "emulate_step.json").read_text())
+    assert step["decode"]["base"] == 0.08 and step["decode"]["per_live_row"] == 0.02
+    rec = pd.read_csv(run / "requests.csv")
+    assert (rec["n_tokens"] == rec["output_len"]).all()
+    assert a["tpot_p50"] >= 0.1, a["tpot_p50"]
+    assert_cleaned_up(run)
+
+
+def test_seq_type_dyn_means_what_llm_serving_does(real, tmp_path):
+    # mismatch 5: 'dyn' is accepted with llm-serving's meaning (pad to the longest prompt); on kbk with
+    # PagedAttention the real agent then crashes on its first batch, so the stack rejects it before launch
+    root = Path(__file__).resolve().parents[3]
+    space = load_space(STUDY, root)
+    config = tmp_path / "dyn.yaml"
+    render(root / space.base_config, {"model_config.seq_type": "dyn"}, config)
+    cfg, stack, opts = load_serving_yaml(config), get_stack("llm_serving"), space.backend_options()
+    assert cfg.model.seq_type == "dyn" and cfg.model.pads_to_prompt
+    [rule] = stack.check(cfg, 100, opts)
+    assert "seq_type 'static' and seq_length [1024] must hold" in rule and "'dyn'" in rule
+    with pytest.raises(LaunchError) as err:   # the rule is the real code's: bypass it and launch
+        stack.launch(LaunchSpec(config, tmp_path / "run", 180.0, None, opts))
+    assert err.value.fail_class == "crash_at_start", err.value.detail
+    assert "could not broadcast input array" in err.value.detail
+    assert_cleaned_up(tmp_path / "run")
+
+
 # ---- one real stack for the checks that only send requests --------------------------------------
 
 @pytest.fixture(scope="module")
@@ -191,50 +238,3 @@ def test_token_counter_counts_the_prompt_as_the_server_does(running):
         fits, over = replay(rs, [TraceRequest(0, p, edge - 1, n), TraceRequest(1, p, edge, n)])
         assert fits.ok and fits.finish_reason == "length" and fits.n_tokens == edge - 1, (p, n, fits)
         assert over.finish_reason == "prompt_out_of_range", (p, n, over)
-
-
-def test_seq_type_dyn_means_what_llm_serving_does(real, tmp_path):
-    # mismatch 5: 'dyn' is accepted with llm-serving's meaning (pad to the longest prompt); on kbk with
-    # PagedAttention the real agent then crashes on its first batch, so the stack rejects it before launch
-    root = Path(__file__).resolve().parents[3]
-    space = load_space(STUDY, root)
-    config = tmp_path / "dyn.yaml"
-    render(root / space.base_config, {"model_config.seq_type": "dyn"}, config)
-    cfg, stack, opts = load_serving_yaml(config), get_stack("llm_serving"), space.backend_options()
-    assert cfg.model.seq_type == "dyn" and cfg.model.pads_to_prompt
-    [rule] = stack.check(cfg, 100, opts)
-    assert "seq_type 'static' and seq_length [1024] must hold" in rule and "'dyn'" in rule
-    with pytest.raises(LaunchError) as err:   # the rule is the real code's: bypass it and launch
-        stack.launch(LaunchSpec(config, tmp_path / "run", 180.0, None, opts))
-    assert err.value.fail_class == "crash_at_start", err.value.detail
-    assert "could not broadcast input array" in err.value.detail
-    assert_cleaned_up(tmp_path / "run")
-
-
-def test_bare_run_prints_each_level_of_the_real_code(real, project_root, capsys):
-    # RUN_LEVEL 1-4 come from serving/stacks/patches/llm-serving-run-levels.patch, 5 from the thirdparty patch
-    assert main(["bare-run", "--study", STUDY, "--root", str(project_root), "load.qps=4", "load.duration=1"]) == 0
-    out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
-    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5], out
-    assert "FAILED" not in out and "FAKE_DISPATCHER" in out and "real model forward" not in out  # no accelerator here
-    exec_times = [float(r[2]) for r in rows]
-    assert all(0 < t < 60 for t in exec_times), out
-
-
-def test_emulated_device_time_is_waited_per_step(real, project_root):
-    # a profile whose decode step keeps the device 0.1 s: every token then takes at least that long,
-    # which this code never takes by itself (a stubbed step is a few ms here)
-    profile = project_root / "slow_device.yaml"
-    profile.write_text(yaml.safe_dump({"name": "slow_device", "prefill": {"compute": {"base": 0.05}},
-                                       "decode": {"compute": {"base": 0.08, "per_live_row": 0.02}}}))
-    [t] = tune(project_root, f"llm_serving.emulate_profile={profile}", "load.qps=2", "load.duration=1",
-               "params.model_config.decode_batch_size.choices=[1]")
-    a, run = t.user_attrs, Path(t.user_attrs["run_dir"])
-    assert "fail_class" not in a, a.get("fail_detail")
-    step = json.loads((run / "emulate_step.json").read_text())
-    assert step["decode"]["base"] == 0.08 and step["decode"]["per_live_row"] == 0.02
-    rec = pd.read_csv(run / "requests.csv")
-    assert (rec["n_tokens"] == rec["output_len"]).all()
-    assert a["tpot_p50"] >= 0.1, a["tpot_p50"]
-    assert_cleaned_up(run)
