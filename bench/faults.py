@@ -22,10 +22,10 @@ import optuna
 
 from serving.stacks import register_stack
 from tests.tuner.faulty_stack import EXPECTED
-from tuner.compose import load_space
-from tuner.constraints import is_feasible
-from tuner.resume import tagged_groups
-from tuner.study import StudyRun
+from tuner.space.compose import load_space
+from tuner.runtime.constraints import is_feasible
+from tuner.study.resume import tagged_groups
+from tuner.study.run import StudyRun
 
 STUDY = "pa_faults"
 FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_timeout=2", "timeouts.ready=20", "timeouts.replay=10",

@@ -32,12 +32,12 @@ from _common import ROOT, median, table
 
 import optuna
 
-from tuner import constraints
-from tuner.compose import load_space
-from tuner.space import Objective, StudySpace
-from tuner.study import StudyRun
-from tuner.trace import load_trace, schedule
-from tuner.trial import run_trial
+from tuner.runtime import constraints
+from tuner.space.compose import load_space
+from tuner.space.spec import Objective, StudySpace
+from tuner.study.run import StudyRun
+from tuner.workload.trace import load_trace, schedule
+from tuner.runtime.trial import run_trial
 
 Params = dict[str, Any]
 INF = math.inf
@@ -110,7 +110,7 @@ def unordered(space: StudySpace) -> StudySpace:
 def run_sampler(space: StudySpace, sampler: optuna.samplers.BaseSampler, f: Callable[[Params], float],
                 n: int) -> list[float]:
     """Values of ``n`` ask/tell trials (inf = failed). A failed configuration is told as the study tells
-    it (tuner.constraints): COMPLETE with a placeholder value and the ``failed`` constraint broken."""
+    it (tuner.runtime.constraints): COMPLETE with a placeholder value and the ``failed`` constraint broken."""
     study = optuna.create_study(sampler=sampler, direction="minimize")  # in-memory storage
     placeholder = constraints.placeholder_values(space)[0]
     out = []

@@ -21,8 +21,8 @@ from serving.engine.block_manager import BlockManager
 from serving.engine.scheduler import Scheduler
 from serving.engine.sequence import SamplingParams, Sequence
 from serving.sim import SimSettings, load_profile, simulate
-from tuner.metrics import score
-from tuner.trace import load_trace, schedule
+from tuner.runtime.metrics import score
+from tuner.workload.trace import load_trace, schedule
 
 CASES = [  # (profile, base config, prefill, decode, X)
     ("ascend910b_llama2_7b", "llama_7b_kbk_pa_dyn.yaml", 1, 1, 0.5),

@@ -8,7 +8,7 @@
 seq 4096, num_blocks 1024, block_size 16; goals: baseline (3,552 s) and decode 128 (~670 s)
 within 10 %. (b) calibrates the embedded profile on this machine (`tune calibrate --passes 3`;
 the profile is machine-specific, and the same CPU drifts by several per cent over minutes) and
-runs each pa_batching config ``--repeats`` times through tuner.trial.run_trial on the embedded
+runs each pa_batching config ``--repeats`` times through tuner.runtime.trial.run_trial on the embedded
 stack (HTTP, real engine): calibration passes are spread among the rounds of real runs, and
 each round goes round the configs, so calibration and measurement sample the same minutes and a
 slow minute hits one run of several configs. Then each config runs once on backend=sim, with
@@ -29,11 +29,11 @@ from _common import ROOT, table
 
 from serving.config.schema import load_serving_yaml
 from serving.sim import SimSettings, load_profile, simulate
-from tuner.calibrate import RUNS, clear_passes, collect_pass, write_profile
-from tuner.compose import load_space
-from tuner.metrics import score
-from tuner.trace import load_trace, schedule
-from tuner.trial import run_trial
+from tuner.tools.calibrate import RUNS, clear_passes, collect_pass, write_profile
+from tuner.space.compose import load_space
+from tuner.runtime.metrics import score
+from tuner.workload.trace import load_trace, schedule
+from tuner.runtime.trial import run_trial
 
 # (decode batch, X, published s, who); shared/docs/llm-serving.md section 6. Goals are marked *.
 PUBLISHED = [

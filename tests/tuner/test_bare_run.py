@@ -1,7 +1,7 @@
 import pytest
 
-from tuner.bare_run import bare_run
-from tuner.compose import load_space
+from tuner.tools.bare_run import bare_run
+from tuner.space.compose import load_space
 
 
 def test_bare_run_table_has_each_stage(project_root, capsys):

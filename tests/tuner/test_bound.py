@@ -4,15 +4,15 @@ import math
 
 from aiohttp import web
 
-from tuner.bound import alone, last_arrival, service_time, unloaded_service_times
-from tuner.compose import load_space
-from tuner.metrics import score
+from tuner.runtime.bound import alone, last_arrival, service_time, unloaded_service_times
+from tuner.space.compose import load_space
+from tuner.runtime.metrics import score
 from serving.workload import RequestRecord
 from serving.replay import ReplayOptions
 from serving.stacks import ReplayResult, RunningStack
-from tuner.study import StudyRun
+from tuner.study.run import StudyRun
 from serving.workload import TraceRequest
-from tuner.trial import run_trial
+from tuner.runtime.trial import run_trial
 
 
 def rec(i, sent, done=None, error=None, n=3):

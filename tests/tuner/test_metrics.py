@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from tuner.metrics import score
+from tuner.runtime.metrics import score
 from serving.workload import RequestRecord
 
 

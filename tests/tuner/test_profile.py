@@ -8,7 +8,7 @@ import pytest
 from serving.config.errors import ConfigError
 from serving.probes.memory import GroupMemoryProbe
 from tuner.cli import main
-from tuner.profile import Cell, cell_row, make_cells, synth_prompt
+from tuner.tools.profile import Cell, cell_row, make_cells, synth_prompt
 from serving.workload import RequestRecord
 
 
@@ -79,8 +79,8 @@ def test_profile_on_the_embedded_stack_writes_csv(project_root, tiny_config, cap
 
 
 def test_profile_refuses_the_simulator(project_root):
-    from tuner.compose import load_space
-    from tuner.profile import profile
+    from tuner.space.compose import load_space
+    from tuner.tools.profile import profile
     space = load_space("pa_batching", project_root, ["backend=sim"])
     with pytest.raises(ConfigError, match="no HTTP endpoint"):
         profile(space, project_root, [Cell(1, 2, 2)], 1, project_root / "trials/p")

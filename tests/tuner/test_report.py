@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 
 from tuner.cli import main
-from tuner.metrics import records_frame
+from tuner.runtime.metrics import records_frame
 from serving.workload import RequestRecord
-from tuner.trial import TrialOutcome
+from tuner.runtime.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"
 
 
 def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
-    """Per-request records as tuner.trial writes them; larger batches finish sooner; 64 runs out of memory."""
+    """Per-request records as tuner.runtime.trial writes them; larger batches finish sooner; 64 runs out of memory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     dbs = params[DBS]
     if dbs == 64:
@@ -32,7 +32,7 @@ def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_reques
 
 
 def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
-    monkeypatch.setattr("tuner.measure.run_trial", fake_run_trial)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", fake_run_trial)
     common = ["--root", str(project_root), "--storage", f"sqlite:///{project_root / 'trials' / 'r.db'}"]
     assert main(["run", *common, "--n-trials", "8", "--no-progress", "sampler=random", "seed=2"]) == 0
     assert main(["report", *common]) == 0

@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 from serving.stacks.process import live_group_members
-from tuner.resume import end_group, fail_dead_trials, owner_alive, owner_id, tagged_groups
-from tuner.storage import open_storage
+from tuner.study.resume import end_group, fail_dead_trials, owner_alive, owner_id, tagged_groups
+from tuner.study.storage import open_storage
 
 STUDY = "pa_kill"
 ARGS = ["--study", "pa_batching", "--no-progress", "load.qps=20", "load.duration=2", f"study={STUDY}",
@@ -98,7 +98,7 @@ def test_sigkilled_tune_resumes_without_orphans_or_lost_trials(project_root):
 
 def test_interrupted_trial_is_failed_and_measured_again_next_time(project_root, monkeypatch):
     from tuner.cli import main
-    from tuner.trial import TrialOutcome
+    from tuner.runtime.trial import TrialOutcome
     calls = []
 
     def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
@@ -107,7 +107,7 @@ def test_interrupted_trial_is_failed_and_measured_again_next_time(project_root, 
             raise KeyboardInterrupt  # Ctrl-C, or SIGTERM turned into it, mid-replay
         return TrialOutcome(metrics={"total_time": 1.0, "utilisation": 50.0})
 
-    monkeypatch.setattr("tuner.measure.run_trial", run_trial)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", run_trial)
     storage = f"sqlite:///{project_root / 'trials' / 'int.db'}"
     args = ["run", "--root", str(project_root), "--storage", storage, "--no-progress", "--n-trials", "1"]
     assert main(args) == 130

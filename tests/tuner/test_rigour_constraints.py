@@ -7,12 +7,13 @@ import pytest
 import yaml
 
 from serving.stacks import failures
-from tuner import constraints
-from tuner.compose import load_space
-from tuner.export import export_best
-from tuner.space import Constraint, Objective
-from tuner.study import StudyRun, best_trial
-from tuner.trial import TrialOutcome
+from tuner.runtime import constraints
+from tuner.space.compose import load_space
+from tuner.results.export import export_best
+from tuner.space.spec import Constraint, Objective
+from tuner.study.run import StudyRun
+from tuner.study.selection import best_trial
+from tuner.runtime.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"
 
@@ -34,7 +35,7 @@ def fake_trials(monkeypatch):
     def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
         run_dir.mkdir(parents=True, exist_ok=True)
         return fake_outcome(params)
-    monkeypatch.setattr("tuner.measure.run_trial", run_trial)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", run_trial)
 
 
 def slo_space(root, single=False):

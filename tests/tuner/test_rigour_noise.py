@@ -6,13 +6,15 @@ import numpy as np
 import optuna
 import pytest
 
-from tuner.compose import load_space
-from tuner.export import export_best
-from tuner.finalists import current_verdict, describe, finalize
-from tuner.stats import compare, mann_whitney_less, spread
-from tuner.storage import open_storage
-from tuner.study import StudyRun, best_trial
-from tuner.trial import TrialOutcome
+from tuner.space.compose import load_space
+from tuner.results.export import export_best
+from tuner.study.finalists import describe, finalize
+from tuner.study.selection import current_verdict
+from tuner.runtime.stats import compare, mann_whitney_less, spread
+from tuner.study.storage import open_storage
+from tuner.study.run import StudyRun
+from tuner.study.selection import best_trial
+from tuner.runtime.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"
 
@@ -56,7 +58,7 @@ def enqueue(run, *dbs_values):
 
 def test_repeats_give_the_median_and_keep_the_spread(project_root, monkeypatch):
     fake = Noisy(lambda p: 10.0 / p[DBS])
-    monkeypatch.setattr("tuner.measure.run_trial", fake)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", fake)
     run = StudyRun(space_for(project_root, "repeats=3"), project_root, f"sqlite:///{project_root}/trials/n.db")
     enqueue(run, 8)
     [t] = run.run(1).trials
@@ -73,7 +75,7 @@ def test_repeats_give_the_median_and_keep_the_spread(project_root, monkeypatch):
 @pytest.mark.parametrize("truth,declared", [({8: 1.0, 4: 1.5, 2: 3.0}, True), ({8: 1.0, 4: 1.01, 2: 3.0}, False)])
 def test_finalize_declares_a_winner_only_with_confidence(project_root, monkeypatch, truth, declared):
     fake = Noisy(lambda p: truth[p[DBS]])
-    monkeypatch.setattr("tuner.measure.run_trial", fake)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", fake)
     run = StudyRun(space_for(project_root, "finalists.repeats=5"), project_root,
                    f"sqlite:///{project_root}/trials/f.db")
     enqueue(run, 4, 8, 2)
@@ -97,7 +99,7 @@ def test_finalize_declares_a_winner_only_with_confidence(project_root, monkeypat
 
 def test_a_stale_verdict_is_ignored(project_root, monkeypatch):
     fake = Noisy(lambda p: {8: 1.0, 4: 1.5, 2: 0.5}[p[DBS]])
-    monkeypatch.setattr("tuner.measure.run_trial", fake)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", fake)
     run = StudyRun(space_for(project_root), project_root, f"sqlite:///{project_root}/trials/s.db")
     enqueue(run, 4, 8, 2)
     study = run.run(2)

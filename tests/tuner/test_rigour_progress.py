@@ -6,9 +6,9 @@ import re
 from rich.console import Console
 
 from tuner.cli import main
-from tuner.progress import PlainProgress, RichStudyProgress
+from tuner.study.progress import PlainProgress, RichStudyProgress
 from serving.workload import RequestRecord
-from tuner.trial import TrialOutcome
+from tuner.runtime.trial import TrialOutcome
 
 OK = TrialOutcome(metrics={"total_time": 1.5, "utilisation": 40.0})
 OOM = TrialOutcome(fail_class="oom", fail_detail="exited before ready")
@@ -47,7 +47,7 @@ def test_cli_bars_by_default_and_lines_with_no_progress(project_root, monkeypatc
             on_request(RequestRecord(req.index, 1, 1, 0.0))
         return TrialOutcome(metrics={"total_time": 1.0, "utilisation": 50.0})
 
-    monkeypatch.setattr("tuner.measure.run_trial", run_trial)
+    monkeypatch.setattr("tuner.runtime.measure.run_trial", run_trial)
     common = ["--root", str(project_root), "--storage", f"sqlite:///{project_root / 'trials' / 'p.db'}",
               "--n-trials", "1", "load.duration=0.5"]
     assert main(["run", *common]) == 0

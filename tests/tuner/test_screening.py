@@ -3,10 +3,10 @@ import optuna
 import pytest
 
 from serving.config.errors import ConfigError
-from tuner import prescreen
-from tuner.compose import load_space
-from tuner.progress import PlainProgress
-from tuner.study import StudyRun
+from tuner.screening import prescreen
+from tuner.space.compose import load_space
+from tuner.study.progress import PlainProgress
+from tuner.study.run import StudyRun
 
 SMALL = ["load.qps=20", "load.duration=1", "seed=3"]
 

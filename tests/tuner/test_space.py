@@ -2,8 +2,8 @@ import optuna
 import pytest
 
 from serving.config.errors import ConfigError
-from tuner.compose import load_space
-from tuner.space import parse_space
+from tuner.space.compose import load_space
+from tuner.space.spec import parse_space
 
 
 def test_pa_batching_loads_with_four_params(project_root):
@@ -87,8 +87,9 @@ def test_ordered_flag_rules():
 
 
 def test_default_sampler_is_gp_bo_with_one_random_start(project_root):
-    from tuner.study import StudyRun
-    space = load_space("pa_batching", project_root, ["seed=0"])
+    from tests.conftest import ROOT
+    from tuner.study.run import StudyRun
+    space = load_space("pa_batching", ROOT, ["seed=0"])   # the shipped space (the test copy samples at random)
     sampler = StudyRun(space, project_root, "").make_sampler()
     assert isinstance(sampler, optuna.samplers.GPSampler) and sampler._n_startup_trials == 1
     tpe = StudyRun(load_space("pa_batching", project_root, ["sampler=tpe", "startup_trials=3"]), project_root, "")

@@ -5,7 +5,7 @@ import pytest
 
 from serving.config.errors import ConfigError
 from tests.conftest import ROOT
-from tuner.trace import arrival_offsets, load_trace, schedule, synthesize
+from tuner.workload.trace import arrival_offsets, load_trace, schedule, synthesize
 
 
 def test_shipped_trace_matches_the_contest_lengths():

@@ -1,9 +1,9 @@
 """One full trial on the embedded stack: render, launch, replay over HTTP, score, stop."""
 import pandas as pd
 
-from tuner.compose import load_space
-from tuner.study import StudyRun
-from tuner.trial import run_trial
+from tuner.space.compose import load_space
+from tuner.study.run import StudyRun
+from tuner.runtime.trial import run_trial
 
 SMALL = ["load.qps=20", "load.duration=1", "engine_config_unused=1"][:2]
 

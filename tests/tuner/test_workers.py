@@ -7,8 +7,8 @@ import optuna
 import pytest
 
 from tuner.cli import main
-from tuner.storage import open_storage
-from tuner.workers import parse_devices, split
+from tuner.study.storage import open_storage
+from tuner.study.workers import parse_devices, split
 
 FAST = ["--no-progress", "load.qps=20", "load.duration=0.5", "sampler=random",
         "params.pa_config.num_blocks.low=256", "params.model_config.decode_batch_size.choices=[8,16]"]

@@ -4,7 +4,7 @@ import pytest
 
 from serving.config.errors import ConfigError
 from serving.sim.latency import load_profile
-from tuner.calibrate import burst, fit, nnls, profile_text
+from tuner.tools.calibrate import burst, fit, nnls, profile_text
 
 DECODE_BASE = {1: 0.001, 4: 0.002, 16: 0.004}
 PER_CTX, PER_ROW, HOST, PER_HOST_ROW = 2e-6, 5e-5, 3e-4, 2e-5
@@ -92,7 +92,7 @@ def test_burst_prompts_have_one_length():
 def test_arrivals_are_charged_to_the_step_they_ran_beside():
     """The engine counts a request on the step that queued it; its cost fell on the step before."""
     steps = [{"run": "a", "arrivals": n} for n in (0, 3, 0, 2)] + [{"run": "b", "arrivals": 5}]
-    from tuner.calibrate import mark_arrivals
+    from tuner.tools.calibrate import mark_arrivals
     assert [s["arrived_during"] for s in mark_arrivals(steps)] == [3, 0, 2, 0, 0]   # never across runs
 
 
@@ -112,7 +112,7 @@ def test_fit_finds_a_per_arrival_cost_and_no_queue_cost():
 def test_refit_reads_the_steps_a_calibration_kept(tmp_path):
     import json
 
-    from tuner.calibrate import STEPS_FILE, load_runs, write_profile
+    from tuner.tools.calibrate import STEPS_FILE, load_runs, write_profile
     by_run = {}
     for s in synthetic_steps():
         by_run.setdefault(s["run"], []).append(s)
@@ -149,7 +149,7 @@ def test_decode_base_never_falls_with_a_larger_bucket():
 
 
 def test_passes_repeat_the_runs_in_alternating_order(tmp_path, monkeypatch):
-    import tuner.calibrate as cal
+    import tuner.tools.calibrate as cal
     orders = []
 
     def fake_collect(base, run_dir, runs, seed=0, ready_timeout=60.0, log=print):

@@ -1,9 +1,9 @@
 """Pre-screening on the simulator and the probe promoted to a full run."""
 import math
 
-from tuner.compose import load_space
-from tuner.prescreen import PreScreener, PrescreenSpec, probe_then_full, rank
-from tuner.study import StudyRun
+from tuner.space.compose import load_space
+from tuner.screening.prescreen import PreScreener, PrescreenSpec, probe_then_full, rank
+from tuner.study.run import StudyRun
 
 
 def params(decode, prefill=1, blocks=256, block_size=16):

@@ -8,8 +8,8 @@ from serving.config.schema import load_serving_yaml
 from serving.sim.latency import LatencyModel, interp, load_profile
 from serving.sim.simulator import SimSettings, simulate
 from tests.conftest import ROOT
-from tuner.metrics import score
-from tuner.trace import load_trace, schedule
+from tuner.runtime.metrics import score
+from tuner.workload.trace import load_trace, schedule
 
 
 def test_bundled_profiles_load_and_round_trip():

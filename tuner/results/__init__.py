@@ -1,0 +1,1 @@
+"""What a study gives back: the exported best config, the HTML report, optuna-dashboard."""

@@ -1,0 +1,85 @@
+"""Feasibility: SLO limits from the space's ``constraints:`` and known-infeasible failures.
+
+A trial that crashed, ran out of memory or hung is a measurement of its configuration, so it
+is stored COMPLETE with a violated ``failed`` constraint: the samplers (TPE, NSGA-II) learn
+the infeasible region from it, and best_trial/best_trials never pick it. Its objective values
+are placeholders bounded by the study's own limits (the replay deadline for minimised
+objectives, 0 for maximised ones) so plots stay readable; feasibility is what counts.
+Failures of the machine, not the configuration (a port taken by someone else, a worker that
+died), stay FAIL: they say nothing about the configuration.
+
+Optuna 5 stores ``set_constraint`` values as ``constraints:<key>`` system attrs, but
+optuna-dashboard 0.21 only reads the old ``constraints`` list, so both are written.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from serving.stacks import failures
+from tuner.space.spec import StudySpace
+
+CONSTRAINTS_KEY = "constraints"          # the list optuna-dashboard reads
+FAILED = "failed"                        # 1.0 when the trial failed for its configuration
+NOT_THE_CONFIG = {failures.PORT_IN_USE, "worker_died", "interrupted"}
+
+
+def is_infra_failure(fail_class: str | None) -> bool:
+    """A failure that says nothing about the configuration: the trial is FAIL, not infeasible."""
+    return fail_class in NOT_THE_CONFIG
+
+
+def slo_key(c) -> str:
+    return f"slo_{c.metric}"
+
+
+def slo_values(space: StudySpace, metrics: dict[str, Any]) -> dict[str, float]:
+    """One value per space constraint, ``<= 0`` when met (the amount over the limit otherwise).
+
+    A metric that is missing or NaN breaks its constraint (value 1.0): an SLO that could not
+    be measured is not met.
+    """
+    out: dict[str, float] = {}
+    for c in space.constraints:
+        v = metrics.get(c.metric)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out[slo_key(c)] = 1.0
+            continue
+        over = [float(v) - c.max] if c.max is not None else []
+        under = [c.min - float(v)] if c.min is not None else []
+        out[slo_key(c)] = max(over + under) if over or under else 0.0
+    return out
+
+
+def constraint_values(space: StudySpace, metrics: dict[str, Any], failed: bool) -> dict[str, float]:
+    """Every constraint of a trial, in a fixed order: ``failed`` first, then the SLOs."""
+    vals = {FAILED: 1.0 if failed else 0.0}
+    if failed:  # metrics of a broken run are partial; only the failure counts
+        vals |= {slo_key(c): 0.0 for c in space.constraints}
+    else:
+        vals |= slo_values(space, metrics)
+    return vals
+
+
+def apply(trial: optuna.Trial, values: dict[str, float]) -> None:
+    """Store through set_constraint (what the samplers read) and the old list (what the dashboard reads)."""
+    for key, v in values.items():
+        trial.set_constraint(key, v)
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, list(values.values()))
+    trial.set_user_attr("feasible", all(v <= 0 for v in values.values()))
+    broken = [k for k, v in values.items() if v > 0]
+    if broken:
+        trial.set_user_attr("infeasible_because", ", ".join(broken))
+
+
+def placeholder_values(space: StudySpace) -> list[float]:
+    """Objective values for an infeasible failed trial: the worst the study allows, never a winner."""
+    return [float(space.timeouts.replay) if o.direction == "minimize" else 0.0 for o in space.objectives]
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    if trial.user_attrs.get("feasible") is False:
+        return False
+    return all(v <= 0 for v in trial.constraints.values())

@@ -1,0 +1,81 @@
+"""Measure one configuration ``repeats`` times; the median is the objective, the spread is kept.
+
+A repeat is a whole trial (fresh stack, full replay): start-up state, allocator and OS noise
+belong to what is measured. The repeat nearest the median (on the first objective) stands
+for the configuration: its metrics and requests.csv become the trial's. A failed or
+early-stopped repeat ends the measurement: the configuration failed or is not competitive.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tuner.runtime.early_stop import EarlyStop
+from tuner.study.resume import TAG_ENV, write_pgids
+from tuner.space.spec import StudySpace
+from tuner.runtime.stats import spread
+from tuner.runtime.trial import TrialOutcome, run_trial
+
+
+@dataclass
+class Measurement:
+    outcome: TrialOutcome                     # the representative (or the failing/aborted) repeat
+    repeats: list[TrialOutcome] = field(default_factory=list)
+    stopped: EarlyStop | None = None          # set when early stopping aborted a replay
+
+    @property
+    def pruned(self) -> bool:
+        return self.stopped is not None
+
+
+def run_tagged(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
+               device_id: int | None = None, on_request=None, stop: EarlyStop | None = None) -> TrialOutcome:
+    """One trial whose stacks carry ``tag`` and whose process groups are noted in ``run_dir`` once
+    up, so a resume after a crash finds and ends them."""
+    return run_trial(space, root, params, run_dir, plan, device_id, on_request=on_request, stop=stop,
+                     env={TAG_ENV: tag}, on_launch=lambda pgids: write_pgids(run_dir, pgids))
+
+
+def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
+            device_id: int | None = None, on_request=None,
+            early_stop: Callable[[], EarlyStop | None] = lambda: None,
+            on_repeat: Callable[[int, int], None] | None = None) -> Measurement:
+    n = space.repeats
+    outcomes: list[TrialOutcome] = []
+    for i in range(n):
+        rdir = run_dir if n == 1 else run_dir / f"repeat{i}"
+        if on_repeat:
+            on_repeat(i, n)
+        stop = early_stop()
+        out = run_tagged(space, root, params, rdir, plan, tag, device_id, on_request, stop)
+        outcomes.append(out)
+        if stop is not None and stop.fired:
+            return Measurement(out, outcomes, stop)
+        if not out.ok:
+            return Measurement(out, outcomes)
+    return Measurement(combine(space, outcomes, run_dir), outcomes)
+
+
+def combine(space: StudySpace, outcomes: list[TrialOutcome], run_dir: Path) -> TrialOutcome:
+    """Median objectives over repeats, with each objective's repeats, IQR and relative spread."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    first = space.objectives[0].name
+    stats = {o.name: spread([r.metrics.get(o.name, float("nan")) for r in outcomes]) for o in space.objectives}
+    med = stats[first]["median"]
+    rep_i = min(range(len(outcomes)), key=lambda i: abs(outcomes[i].metrics.get(first, float("inf")) - med))
+    rep = outcomes[rep_i]
+    metrics = dict(rep.metrics)
+    for name, s in stats.items():
+        metrics[name] = s["median"]
+        metrics[f"{name}_repeats"] = [r.metrics.get(name) for r in outcomes]
+        metrics[f"{name}_iqr"] = s["iqr"]
+        metrics[f"{name}_rel_spread"] = s["rel_spread"]
+    metrics["repeats"] = float(len(outcomes))
+    metrics["representative_repeat"] = float(rep_i)
+    src = run_dir / f"repeat{rep_i}" / "requests.csv"
+    if src.exists():  # the report reads trials/<study>/<n>/requests.csv
+        shutil.copyfile(src, run_dir / "requests.csv")
+    return TrialOutcome(metrics=metrics, records=rep.records)

@@ -1,0 +1,102 @@
+"""One trial: render the config, check it, launch the stack, replay the trace, score, stop.
+
+Every way a trial can go wrong ends in a TrialOutcome with a failure class and
+the log tail; nothing here raises for a bad configuration or a crashing stack.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from serving.config.errors import ConfigError
+from serving.replay import ReplayOptions, StopCondition
+from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
+from serving.workload import RequestRecord, TraceRequest
+from tuner.runtime.bound import unloaded_service_times
+from tuner.runtime.metrics import records_frame, score
+from tuner.space.spec import StudySpace
+
+
+@dataclass
+class TrialOutcome:
+    metrics: dict[str, float] = field(default_factory=dict)
+    fail_class: str | None = None
+    fail_detail: str = ""
+    log_tail: str = ""
+    records: list[RequestRecord] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.fail_class is None
+
+
+def _fail(cls: str, detail: str, tail: str = "", **kw) -> TrialOutcome:
+    return TrialOutcome(fail_class=cls, fail_detail=detail, log_tail=tail[-4000:], **kw)
+
+
+def _classify_replay(records: list[RequestRecord], alive: bool, tail: str) -> tuple[str, str]:
+    errors = [r.error for r in records if r.error]
+    if not alive:
+        return failures.classify_log(tail, failures.CRASH_DURING_REPLAY), "stack exited during the replay"
+    if errors and all(e.startswith(("timeout", "cancelled")) for e in errors):
+        return failures.HANG, f"{len(errors)} requests got no complete response in time"
+    return failures.BAD_RESPONSE, f"{len(errors)} requests failed; first: {errors[0]}"
+
+
+def replay_options(space: StudySpace) -> ReplayOptions:
+    return ReplayOptions(stream=space.load.stream, parameters=dict(space.load.parameters),
+                         request_timeout=space.load.request_timeout)
+
+
+def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path,
+              plan: list[tuple[float, TraceRequest]], device_id: int | None = None,
+              on_request: Callable[[RequestRecord], None] | None = None,
+              stop: StopCondition | None = None, env: dict[str, str] | None = None,
+              on_launch: Callable[[list[int]], None] | None = None) -> TrialOutcome:
+    """suggested params -> render -> check -> launch -> replay -> score; the stack is always stopped.
+
+    ``env`` goes to every process the stack starts (the trial tag); ``on_launch`` gets the stack's
+    process groups once it is up; ``stop`` may end the replay early (early stopping)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stack = get_stack(space.backend)
+    fmt = stack.config_format
+    config_path = run_dir / "config.yaml"
+    options = space.backend_options()
+    try:
+        fmt.render(root / space.base_config, params, config_path)
+        cfg = fmt.load(config_path)
+    except ConfigError as err:
+        return _fail(failures.CONFIG_REJECTED, str(err))
+    max_len = max(r.total_len for _, r in plan)
+    broken = stack.check(cfg, max_len, options)
+    if broken:
+        return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
+    try:
+        running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
+                                          dict(env or {})))
+    except LaunchError as err:
+        return _fail(err.fail_class, err.detail, err.log_tail)
+    opts = replay_options(space)
+    try:
+        if on_launch:
+            on_launch(running.pgids)
+        result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
+        records = result.records
+        alive = running.alive()
+        tail = running.log_tail()
+        service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
+    finally:
+        running.stop()
+    records_frame(records).to_csv(run_dir / "requests.csv", index=False)
+    metrics = score(records, service) | result.usage
+    key = f"{running.utilisation}_mean" if running.utilisation else None
+    metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
+    failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
+    if failed > space.max_failed_fraction or not alive or math.isnan(metrics["total_time"]):
+        cls, detail = _classify_replay(records, alive, tail)
+        out = _fail(cls, detail, tail, records=records)
+        out.metrics = metrics
+        return out
+    return TrialOutcome(metrics=metrics, records=records)

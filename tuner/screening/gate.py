@@ -1,0 +1,54 @@
+"""The study's pre-screen: simulate a candidate first, then (optionally) a short real probe.
+
+Enabled by ``prescreen:`` in the space, e.g.
+    prescreen: {top_fraction: 0.3, warmup: 5, probe_fraction: 0.2, promote_within: 0.1}
+A candidate the simulator ranks poorly is pruned without launching anything; with
+``probe_fraction`` the real stack replays that share of the plan and the full
+replay runs only when the sim-corrected prediction is close to the best so far.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from serving.config.errors import ConfigError
+from tuner.runtime.early_stop import best_known
+from tuner.runtime.measure import Measurement
+from tuner.screening.prescreen import PrescreenSpec, PreScreener, Screened, probe_then_full
+from tuner.space.spec import StudySpace
+
+
+class StudyScreen:
+    def __init__(self, space: StudySpace, root: Path, plan):
+        try:
+            self.spec = PrescreenSpec.model_validate(space.prescreen)
+        except Exception as err:  # pydantic's message names the bad key
+            raise ConfigError(f"prescreen: {err}", key="prescreen") from None
+        if self.spec.probe_fraction and space.repeats > 1:
+            raise ConfigError("prescreen.probe_fraction and repeats > 1 cannot be combined", key="prescreen")
+        self.space, self.root, self.plan = space, root, plan
+        self.screener = PreScreener(space, root, plan, self.spec)
+
+    def gate(self, trial: optuna.Trial, params: dict[str, Any]) -> Screened:
+        """The simulated candidate; raises TrialPruned when the simulator says it is not promising."""
+        s = self.screener.check(params)
+        for k, v in s.attrs().items():
+            trial.set_user_attr(k, v)
+        if not s.promising:
+            raise optuna.TrialPruned(f"pre-screen: {s.reason}")
+        return s
+
+    def probe(self, trial: optuna.Trial, screened: Screened, run_dir: Path, device_id, on_request,
+              tag: str | None = None) -> tuple[Measurement, bool] | None:
+        """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off."""
+        if not self.spec.probe_fraction:
+            return None
+        r = probe_then_full(self.space, self.root, screened.params, run_dir, self.plan,
+                            best_known(trial.study, self.space), self.spec.probe_fraction,
+                            self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag,
+                            sim_full=screened.value)
+        trial.set_user_attr("probe_promoted", r.promoted)
+        trial.set_user_attr("probe_factor", r.factor)
+        return Measurement(r.outcome, [r.outcome]), r.promoted

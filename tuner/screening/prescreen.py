@@ -1,0 +1,169 @@
+"""Pre-screening with the simulator, and a short real probe promoted to a full run.
+
+Two fidelities below a full trial:
+  1. the simulator (milliseconds): ``rank`` simulates candidates and marks the best
+     ``top_fraction`` (or those within ``within`` of the best) as promising; ``PreScreener``
+     does the same one candidate at a time for a study loop, against every candidate seen;
+  2. a real trial on the first ``probe_fraction`` of the plan: ``probe_then_full`` scales the
+     simulator's full-plan prediction by how far the real probe was from the simulated probe,
+     and runs the full plan only if that prediction is within ``promote_within`` of the best.
+Ranking is on the study's first objective.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuner.runtime.measure import run_tagged
+from serving.workload import RequestRecord
+from tuner.space.spec import StudySpace
+from serving.workload import TraceRequest
+from tuner.runtime.trial import TrialOutcome, run_trial
+
+Plan = list[tuple[float, TraceRequest]]
+
+
+class PrescreenSpec(BaseModel):
+    """The study option ``prescreen:`` (search_spaces/<study>.yaml)."""
+    model_config = ConfigDict(extra="forbid")
+    top_fraction: float = Field(0.3, gt=0, le=1, description="promising = among this best fraction simulated")
+    within: float | None = Field(None, ge=0, description="or: within this fraction of the best simulated value")
+    warmup: int = Field(5, ge=0, description="candidates always let through before the screen starts")
+    probe_fraction: float | None = Field(None, gt=0, lt=1, description="real probe on this share of the plan")
+    promote_within: float = Field(0.1, ge=0, description="promote a probe predicted within this of the best")
+
+
+@dataclass
+class Screened:
+    params: dict[str, Any]
+    value: float                    # simulated first objective (NaN when the config failed)
+    promising: bool = False
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"prescreen_value": None if math.isnan(self.value) else self.value,
+                "prescreen_promising": self.promising, "prescreen_reason": self.reason}
+
+
+def _sim_space(space: StudySpace) -> StudySpace:
+    return space if space.backend == "sim" else space.model_copy(update={"backend": "sim"})
+
+
+def simulate_params(space: StudySpace, root: Path, params: dict[str, Any], plan: Plan,
+                    run_dir: Path | None = None) -> TrialOutcome:
+    """One simulated trial of ``params`` (same render, checks and scoring as a real one)."""
+    if run_dir is not None:
+        return run_trial(_sim_space(space), root, params, run_dir, plan)
+    with tempfile.TemporaryDirectory(prefix="prescreen-") as tmp:
+        return run_trial(_sim_space(space), root, params, Path(tmp), plan)
+
+
+def _value(space: StudySpace, outcome: TrialOutcome) -> float:
+    v = outcome.metrics.get(space.objectives[0].name, math.nan) if outcome.ok else math.nan
+    return float(v) if v is not None else math.nan
+
+
+def _sign(space: StudySpace) -> float:
+    return 1.0 if space.objectives[0].direction == "minimize" else -1.0
+
+
+def _gate(value: float, seen: list[float], sign: float, spec: PrescreenSpec) -> tuple[bool, str]:
+    """Whether ``value`` ranks among the best of ``seen`` (which includes it)."""
+    if math.isnan(value):
+        return False, "the simulated trial failed"
+    ok = sorted(sign * v for v in seen if not math.isnan(v))
+    best = ok[0]
+    if spec.within is not None:
+        limit = best + abs(best) * spec.within
+        return sign * value <= limit, f"{value:.4g} vs best {sign * best:.4g} (within {spec.within:.0%})"
+    k = max(1, math.ceil(spec.top_fraction * len(ok)))
+    cut = ok[k - 1]
+    return sign * value <= cut, f"{value:.4g}; top {spec.top_fraction:.0%} of {len(ok)} ends at {sign * cut:.4g}"
+
+
+def rank(space: StudySpace, root: Path, candidates: list[dict[str, Any]], plan: Plan,
+         spec: PrescreenSpec | None = None) -> list[Screened]:
+    """Simulate every candidate; mark the promising ones. Returned best first (failures last)."""
+    spec = spec or PrescreenSpec()
+    out = []
+    for params in candidates:
+        o = simulate_params(space, root, params, plan)
+        out.append(Screened(params, _value(space, o), metrics=o.metrics,
+                            reason=o.fail_detail if not o.ok else ""))
+    seen, sign = [s.value for s in out], _sign(space)
+    if any(not math.isnan(v) for v in seen):
+        for s in out:
+            if not s.reason:
+                s.promising, s.reason = _gate(s.value, seen, sign, spec)
+    return sorted(out, key=lambda s: (math.isnan(s.value), sign * s.value if not math.isnan(s.value) else 0))
+
+
+class PreScreener:
+    """For a study loop: ``check(params)`` simulates one candidate and gates it against all seen."""
+
+    def __init__(self, space: StudySpace, root: Path, plan: Plan, spec: PrescreenSpec):
+        self.space, self.root, self.plan, self.spec = space, root, plan, spec
+        self.seen: list[float] = []
+
+    def check(self, params: dict[str, Any]) -> Screened:
+        o = simulate_params(self.space, self.root, params, self.plan)
+        value = _value(self.space, o)
+        self.seen.append(value)
+        s = Screened(params, value, metrics=o.metrics)
+        if len(self.seen) <= self.spec.warmup:
+            s.promising, s.reason = not math.isnan(value), f"warm-up {len(self.seen)}/{self.spec.warmup}"
+            if math.isnan(value):
+                s.reason = o.fail_detail or "the simulated trial failed"
+            return s
+        s.promising, s.reason = _gate(value, self.seen, _sign(self.space), self.spec)
+        return s
+
+
+@dataclass
+class ProbeResult:
+    outcome: TrialOutcome           # the full trial if promoted, else the probe
+    promoted: bool
+    predicted: float                # the full plan's first objective, predicted from the probe
+    factor: float                   # real probe / simulated probe
+
+
+def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan: Plan,
+                    best: float | None, probe_fraction: float = 0.2, promote_within: float = 0.1,
+                    min_probe: int = 8, device_id: int | None = None,
+                    on_request: Callable[[RequestRecord], None] | None = None, tag: str | None = None,
+                    sim_full: float | None = None) -> ProbeResult:
+    """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``.
+
+    ``tag`` (the study's trial tag) marks the stacks it launches (tuner.runtime.measure.run_tagged), so a
+    resume after a crash finds and ends them. ``sim_full`` is the full plan's simulated first
+    objective when the caller has it already (the study's sim gate), else it is simulated here."""
+    metric, sign = space.objectives[0].name, _sign(space)
+    n = min(len(plan), max(min_probe, int(len(plan) * probe_fraction)))
+
+    def run(rdir: Path, part: Plan) -> TrialOutcome:
+        if tag is None:
+            return run_trial(space, root, params, rdir, part, device_id, on_request)
+        return run_tagged(space, root, params, rdir, part, tag, device_id, on_request)
+
+    probe = run(run_dir / "probe", plan[:n])
+    sim_probe = simulate_params(space, root, params, plan[:n])
+    if sim_full is None:
+        sim_full = _value(space, simulate_params(space, root, params, plan))
+    real_v, sim_v, full_v = _value(space, probe), _value(space, sim_probe), sim_full
+    factor = real_v / sim_v if sim_v and not math.isnan(sim_v) else math.nan
+    predicted = factor * full_v if not math.isnan(factor) else math.nan
+    probe.metrics[f"predicted_{metric}"] = predicted
+    if not probe.ok or math.isnan(predicted):
+        return ProbeResult(probe, False, predicted, factor)
+    if best is not None and not math.isnan(best) and sign * predicted > sign * best + abs(best) * promote_within:
+        return ProbeResult(probe, False, predicted, factor)
+    full = run(run_dir, plan)
+    full.metrics[f"predicted_{metric}"] = predicted
+    return ProbeResult(full, True, predicted, factor)

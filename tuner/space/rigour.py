@@ -1,0 +1,28 @@
+"""The study-rigour sections of a search space: noise (finalists) and early stopping.
+
+Kept apart from tuner.space.spec so the space schema only gains three fields:
+  repeats: 3                                            # each configuration measured 3 times
+  finalists: {top_k: 2, repeats: 5, confidence: 0.95}   # `tune finalize` re-runs and compares
+  early_stop: {metric: total_time, margin: 0.5}         # abort replays 50 % slower than the best
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FinalistSpec(_Strict):
+    """``tune finalize``: re-run the top_k trials ``repeats`` times each and test the winner."""
+    top_k: int = Field(2, ge=2, description="finalists re-run (the best and its runners-up)")
+    repeats: int = Field(5, ge=2, description="fresh measurements of each finalist")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided Mann-Whitney confidence")
+
+
+class EarlyStopSpec(_Strict):
+    """Abort a replay once its elapsed time exceeds the best known ``metric`` by ``margin``."""
+    metric: str = "total_time"
+    margin: float | None = Field(None, gt=0, description="fraction over the best; null = never stop early")
+    grace: float = Field(1.0, ge=0, description="seconds added to the limit (startup jitter)")

@@ -1,0 +1,186 @@
+"""The Optuna loop: one trial per sampled configuration, failures recorded, never fatal.
+
+A trial ends in one of four ways:
+  COMPLETE, feasible      measured (median of ``repeats``), every SLO met;
+  COMPLETE, infeasible    an SLO broken, or the configuration failed (OOM, crash, hang, bad
+                          stream): the sampler learns the region, best_trial never picks it;
+  PRUNED                  early stopping aborted the replay; partial figures in user attrs;
+  FAIL                    the machine failed, not the configuration (port taken, worker died).
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from serving.stacks import get_stack
+from tuner.runtime import constraints
+from tuner.runtime.early_stop import EarlyStop
+from tuner.runtime.measure import Measurement, measure
+from tuner.study.progress import Progress
+from tuner.study.resume import owner_id, recover, trial_tag
+from tuner.space.spec import StudySpace
+from tuner.study.signals import sigterm_as_interrupt
+from tuner.study.storage import open_storage
+from tuner.workload.plan import PlannedTrace, build_plan
+from tuner.runtime.trial import TrialOutcome
+from tuner.screening.gate import StudyScreen
+
+
+class TrialFailed(Exception):
+    """Raised from the objective so Optuna stores the trial as FAIL (and the study goes on)."""
+
+
+@dataclass
+class StudyRun:
+    space: StudySpace
+    root: Path
+    storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
+    device_id: int | None = None
+    progress: Progress | None = None
+    _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
+    _screen_cache: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials" / self.space.study
+
+    def planned(self) -> PlannedTrace:
+        """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
+        if self._trace is None:
+            s = self.space
+            counter = get_stack(s.backend).token_counter(self.root / s.base_config, s.backend_options())
+            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format)
+        return self._trace
+
+    def plan(self):
+        """The trial's request schedule, the same for every trial."""
+        return self.planned().plan
+
+    def make_sampler(self) -> optuna.samplers.BaseSampler:
+        s = self.space
+        if s.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=s.seed)
+        if s.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=s.seed)
+        if s.sampler == "tpe":
+            startup = 5 if s.startup_trials is None else s.startup_trials
+            return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=startup)
+        # Gaussian-process BO: each trial costs minutes, so a model that extrapolates a trend
+        # ("bigger decode batch, faster") from a handful of points beats TPE's density estimates
+        # (bench/search.py). One random start: the GP's own uncertainty spreads the next picks.
+        startup = 1 if s.startup_trials is None else s.startup_trials
+        # optuna's mixed-space local search divides by a zero sum once the study has converged and
+        # falls back on its own; the numpy warning it leaves says nothing to a user
+        warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning,
+                                r"optuna\._gp\.optim_mixed")
+        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=startup)
+
+    def open_study(self) -> optuna.Study:
+        s = self.space
+        study = optuna.create_study(study_name=s.study, storage=open_storage(self.storage), load_if_exists=True,
+                                    sampler=self.make_sampler(), directions=[o.direction for o in s.objectives])
+        with warnings.catch_warnings():  # experimental in optuna, stable enough to name dashboard axes
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.name for o in s.objectives])
+        study.set_user_attr("space", s.model_dump(mode="json"))
+        return study
+
+    def objective(self, trial: optuna.Trial) -> list[float]:
+        params = self.space.suggest(trial)
+        run_dir = self.trials_dir / str(trial.number)
+        owner = owner_id()
+        trial.set_user_attr("owner", owner)  # tuner.study.resume: who to ask whether the trial still runs
+        trial.set_user_attr("run_dir", str(run_dir))
+        if self.device_id is not None:
+            trial.set_user_attr("device", self.device_id)
+        if self.progress:
+            self.progress.trial_started(trial.number, params)
+        screen = self._screen()
+        if screen:
+            try:
+                screened = screen.gate(trial, params)
+            except optuna.TrialPruned as pruned:
+                if self.progress:
+                    self.progress.trial_pruned(trial.number, str(pruned))
+                raise
+        on_request = self.progress.request_done if self.progress else None
+        tag = trial_tag(self.space.study, trial.number, owner)
+        probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        if probed is not None:
+            m, promoted = probed
+            if not promoted and m.outcome.ok:
+                self._record(trial, m.outcome, run_dir)
+                reason = "probe predicted no improvement on the best so far"
+                if self.progress:
+                    self.progress.trial_pruned(trial.number, reason)
+                raise optuna.TrialPruned(reason)
+            return self._conclude(trial, m, run_dir)
+        try:
+            m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
+                        on_request=on_request,
+                        early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
+                        on_repeat=self.progress.repeat_started if self.progress else None)
+        except KeyboardInterrupt:  # Ctrl-C/SIGTERM: the stack is already stopped; measure it again next time
+            trial.set_user_attr("fail_class", "interrupted")
+            trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+            raise
+        return self._conclude(trial, m, run_dir)
+
+    def _screen(self):
+        if self.space.prescreen is None:
+            return None
+        if self._screen_cache is None:
+            self._screen_cache = StudyScreen(self.space, self.root, self.plan())
+        return self._screen_cache
+
+    def _conclude(self, trial: optuna.Trial, m: Measurement, run_dir: Path) -> list[float]:
+        out = m.outcome
+        self._record(trial, out, run_dir)
+        state = "pruned" if m.pruned else "failed" if not out.ok else "complete"
+        if m.pruned:
+            trial.set_user_attr("pruned_after_s", round(m.stopped.elapsed, 3))
+            trial.set_user_attr("pruned_limit_s", round(m.stopped.limit, 3))
+        elif not out.ok and not constraints.is_infra_failure(out.fail_class):
+            constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=True))
+            state = "infeasible"
+        if self.progress:
+            self.progress.trial_finished(trial.number, out, state)
+        if m.pruned:
+            raise optuna.TrialPruned(f"replay passed {m.stopped.limit:.2f} s (best known + margin)")
+        if state == "failed":
+            raise TrialFailed(f"{out.fail_class}: {out.fail_detail}")
+        if state == "infeasible":
+            return constraints.placeholder_values(self.space)
+        values = [out.metrics.get(o.name, float("nan")) for o in self.space.objectives]
+        if any(v is None or math.isnan(v) for v in values):
+            raise TrialFailed(f"objective missing from metrics: {[o.name for o in self.space.objectives]}")
+        constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=False))
+        return values
+
+    def _record(self, trial: optuna.Trial, outcome: TrialOutcome, run_dir: Path) -> None:
+        for k, v in outcome.metrics.items():
+            trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
+        if not outcome.ok:
+            trial.set_user_attr("fail_class", outcome.fail_class)
+            trial.set_user_attr("fail_detail", outcome.fail_detail[:2000])
+            trial.set_user_attr("log_tail", outcome.log_tail[-2000:])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "outcome.json").write_text(json.dumps(
+            {"params": self.space.config_of(trial.params), "metrics": outcome.metrics, "fail_class": outcome.fail_class,
+             "fail_detail": outcome.fail_detail}, indent=1, default=str))
+
+    def run(self, n_trials: int) -> optuna.Study:
+        study = self.open_study()
+        self.trials_dir.mkdir(parents=True, exist_ok=True)
+        failed, ended = recover(study)  # a previous tune died: fail its trials, end its stacks
+        if self.progress and (failed or ended):
+            self.progress.recovered(failed, ended)
+        with sigterm_as_interrupt():
+            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
+        return study

@@ -1,0 +1,1 @@
+"""The workload a trial replays: request traces and their arrival schedules."""
