@@ -29,9 +29,9 @@ import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT, table
 
 from serving.sim.latency import load_profile
-from tuner.compose import load_space
-from tuner.study import StudyRun
-from tuner.trial import run_trial
+from tuner.space.compose import load_space
+from tuner.study.run import StudyRun
+from tuner.runtime.trial import run_trial
 
 PROFILE = "ascend910b_llama2_7b"
 STUDY = "pa_batching_llm_serving"

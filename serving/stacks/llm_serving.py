@@ -40,6 +40,7 @@ from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
+from serving.tokenizers import sentencepiece_counter
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.process import ManagedProcess
 
@@ -321,9 +322,7 @@ class LLMServingStack(Stack):
             where = ", ".join(str(d) for d in lookup_dirs(opts, root)) or "no llm_serving.root/mindformers_root set"
             raise ConfigError(f"tokenizer.vocab_file must name a SentencePiece model; {ref!r} not found "
                               f"(relative paths are looked up in: {where})", base_config, "tokenizer.vocab_file")
-        import sentencepiece as spm
-        sp = spm.SentencePieceProcessor(model_file=str(vocab))
-        return lambda text: len(sp.encode(text))
+        return sentencepiece_counter(vocab)
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """A checkout, an interpreter and the patches the run level needs, before the first trial."""

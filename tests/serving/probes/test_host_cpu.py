@@ -3,6 +3,9 @@ import subprocess
 import sys
 import time
 
+import psutil
+import pytest
+
 from serving.probes.host_cpu import HostCpuProbe
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
@@ -13,24 +16,32 @@ def _group(code: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
 
-def _mean(probe: HostCpuProbe, n: int = 6) -> float:
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _measure(pid: int) -> tuple[float, float]:
+    """(probe's reading over ~1 s, the same share computed from psutil's counters of the process)."""
+    probe = HostCpuProbe([pid])
     assert probe.sample() is None           # the first sample only primes the counters
-    vals = []
-    for _ in range(n):
-        time.sleep(0.25)
-        vals.append(probe.sample())
-    return sum(vals) / len(vals)
+    c0, t0 = _cpu(pid), time.monotonic()
+    time.sleep(1.0)
+    value = probe.sample()
+    c1, t1 = _cpu(pid), time.monotonic()
+    return value, 100.0 * (c1 - c0) / ((t1 - t0) * probe.cpus)
 
 
-def test_busy_group_reads_about_one_core_and_idle_group_near_zero():
+def test_reads_the_groups_cpu_share_and_nothing_else():
     busy, idle = _group(SPIN), _group(IDLE)
     try:
         time.sleep(0.3)
-        one_core = 100.0 / HostCpuProbe([busy.pid]).cpus
-        b, i = _mean(HostCpuProbe([busy.pid])), _mean(HostCpuProbe([idle.pid]))
-        # a spinning process gets at most one core; on a shared machine at least a fifth of one
-        assert 0.2 * one_core < b <= one_core * 1.05, (b, one_core)
-        assert i < 0.1 * one_core, i
+        b, b_expected = _measure(busy.pid)
+        i, _ = _measure(idle.pid)
+        # the same share psutil's counters give (the two reads are a moment apart); a loaded
+        # machine lowers both, so no absolute level is asserted
+        assert b > 0 and b == pytest.approx(b_expected, rel=0.3, abs=1.0), (b, b_expected)
+        assert i < b and i < 1.0, (i, b)    # a sleeping group reads ~0 while another one spins
     finally:
         for p in (busy, idle):
             p.kill()

@@ -26,7 +26,7 @@ from serving.stacks.process import live_group_members
 from serving.workload import TraceRequest
 from tests.serving.stacks.real_llm_serving import STUDY, require_real, tree_digest
 from tuner.cli import main
-from tuner.compose import load_space
+from tuner.space.compose import load_space
 
 @pytest.fixture(scope="module")
 def real():
