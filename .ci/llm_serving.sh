@@ -21,7 +21,7 @@ if ! .venv-llms/bin/python -c "$probe" >/dev/null 2>&1; then
   rm -rf .venv-llms
   "$PY" -m venv .venv-llms
   .venv-llms/bin/python -m pip install -q --upgrade pip
-  .venv-llms/bin/python -m pip install -q "${PINS[@]}"
+  .venv-llms/bin/python -m pip install -q --no-compile "${PINS[@]}"   # imports compile what they use
   .venv-llms/bin/python -c "$probe"
 fi
 
