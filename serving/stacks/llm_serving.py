@@ -40,9 +40,9 @@ from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
-from serving.tokenizers import sentencepiece_counter
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.process import ManagedProcess
+from serving.tokenizers import sentencepiece_counter
 
 AGENT_READY = "all agents started"
 SERVER_READY = "Uvicorn running on"
@@ -253,7 +253,8 @@ LEVEL_PATCHES = [(range(1, 5), "mindspore_serving/bare_run.py", "serving/stacks/
 
 def missing_patches(opts: LLMServingOptions, root: Path) -> list[str]:
     """The patches the options need (bare-run levels, emulated step time) that ``root`` lacks."""
-    level = opts.run_level if opts.run_level is not None else int(os.environ.get("RUN_LEVEL", "100") or 100)
+    inherited = os.environ.get("RUN_LEVEL", "")
+    level = opts.run_level if opts.run_level is not None else int(inherited) if inherited.isdigit() else 100
     out = []
     for levels, marker, patch in LEVEL_PATCHES:
         need = level in levels or (opts.emulate_profile is not None and marker.endswith("bare_run.py"))

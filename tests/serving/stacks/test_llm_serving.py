@@ -178,3 +178,15 @@ def test_levels_below_5_need_the_projects_patch(tmp_path):
     [five] = missing_patches(parse_options({"run_level": 5}), si.root)
     assert "llm-serving-run-level-5.patch" in five
     assert any("run_level 5 must hold" in m for m in missing_patches(parse_options({"emulate_profile": "x"}), si.root))
+
+
+def test_preflight_names_what_the_host_lacks(tmp_path):
+    stack, si = get_stack("llm_serving"), build_standin(tmp_path)
+    [no_root] = stack.preflight({})
+    assert no_root.startswith("llm_serving.root must name the llm-serving checkout")
+    assert stack.preflight({"root": str(si.root)}) == []
+    bad = stack.preflight({"root": str(si.root), "python": str(tmp_path / "nope"), "run_level": 2,
+                           "mindformers_root": str(tmp_path / "no-mf")})
+    assert any("llm-serving-run-levels.patch" in m for m in bad)
+    assert any(m.startswith("llm_serving.python must be an executable") for m in bad)
+    assert any(m.startswith("llm_serving.mindformers_root must be a folder") for m in bad)
