@@ -14,7 +14,9 @@ decode batch size, the same short trace (search_spaces/pa_batching_llm_serving.y
 (a) - (b), divided by the output tokens, is what the serving layer adds per token here. The
 profile's own host terms (the 910B host's share, from the published per-stage timings) are
 printed beside it, per token, from a third run of the simulator with the whole profile:
-the seeds' figure was 40 ms served vs 25 ms bare per token at batch 1.
+the seeds' figure was 40 ms served vs 25 ms bare per token at batch 1. The simulator schedules
+with the embedded engine's policy (prefill first), llm-serving with its own, so at larger
+batches part of the difference is scheduling, not per-step cost.
 """
 from __future__ import annotations
 
