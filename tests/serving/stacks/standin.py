@@ -267,13 +267,17 @@ def build_standin(tmp: Path) -> StandIn:
 
 
 def write_base_config(project_root: Path, name: str = "standin_tiny.yaml") -> str:
-    """A small base config (fast tiny engine) that names the mindformers yaml like the real one."""
+    """A small base config (fast tiny engine) that names the mindformers yaml like the real one.
+    Backend 'ge' with seq_type 'dyn': on kbk + PA llm-serving needs 'static' (prompts padded to
+    seq_length), which would make the stand-in's tiny engine pad every prefill to 1024 tokens."""
     from serving.config.render import render
     out = Path(project_root) / "configs" / "llama" / name
     render(Path(project_root) / "configs" / "llama" / "tiny_llama_pa.yaml",
-           {"engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.num_heads": 4,
+           {"model_config.seq_type": "dyn", "model_config.backend": "ge",
+            "engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.num_heads": 4,
             "engine_config.num_kv_heads": 4, "engine_config.intermediate_size": 128}, out)
-    text = out.read_text().replace("    backend: 'kbk'\n",
-                                   f"    backend: 'kbk'\n    model_cfg_path: '{MODEL_CFG_PATH}'\n", 1)
+    text = out.read_text().replace("    backend: 'ge'\n",
+                                   f"    backend: 'ge'\n    model_cfg_path: '{MODEL_CFG_PATH}'\n", 1)
+    assert "model_cfg_path" in text
     out.write_text(text)
     return f"configs/llama/{name}"
