@@ -152,7 +152,7 @@ def test_passes_repeat_the_runs_in_alternating_order(tmp_path, monkeypatch):
     import tuner.tools.calibrate as cal
     orders = []
 
-    def fake_collect(base, run_dir, runs, seed=0, ready_timeout=60.0, log=print):
+    def fake_collect(base, run_dir, runs, seed=0, ready_timeout=60.0, log=print, env=None):
         orders.append((run_dir.name, list(runs)))
         return [dict(s, run=f"d{s['run']}") for s in synthetic_steps(seed=seed)], [0.003]
 
