@@ -14,6 +14,7 @@ treating 32 and 64 as unrelated labels. The chosen value is what the config and 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,10 +23,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
-from tuner.space.rigour import EarlyStopSpec, FinalistSpec
+from tuner.runtime.metrics import is_known_metric, known_metrics_text
+from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
 
 
 INDEX_SUFFIX = ".index"
+#: a study name is a file name under trials/ (database, run folders): no separators, no hidden names
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+#: the most requests a load may schedule: a plan of every send is held in memory (and replayed)
+MAX_REQUESTS = 1_000_000
+
+
+def check_study_name(name: str) -> str:
+    if not STUDY_NAME.fullmatch(name):
+        raise ValueError(f"study: a name of letters, digits, '_', '.' and '-' (not starting with '.' or '-', "
+                         f"at most 100) must hold, got {name!r}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -49,6 +62,9 @@ class ParamSpec(_Strict):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical param needs a non-empty 'choices' list")
+            odd = [c for c in self.choices if c is not None and not isinstance(c, (bool, int, float, str))]
+            if odd:  # what Optuna can store as a categorical value
+                raise ValueError(f"each choice must be a number, a string, a bool or null, got {odd[0]!r}")
             if len(set(map(repr, self.choices))) != len(self.choices):
                 raise ValueError(f"categorical choices must be distinct, got {self.choices}")
         elif self.low is None or self.high is None or self.low > self.high:
@@ -129,6 +145,18 @@ class LoadSpec(_Strict):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"do_sample": False, "return_full_text": True})
     request_timeout: float = Field(600.0, gt=0)
 
+    @model_validator(mode="after")
+    def _requests(self):
+        n = self.qps * self.duration  # performance_serving's N = int(X * T)
+        if not 1 <= n <= MAX_REQUESTS:
+            raise ValueError(f"1 <= qps * duration <= {MAX_REQUESTS:,} requests must hold, got "
+                             f"qps={self.qps:g} x duration={self.duration:g} = {n:g}")
+        return self
+
+    @property
+    def n_requests(self) -> int:
+        return int(self.qps * self.duration)
+
 
 class Timeouts(_Strict):
     ready: float = Field(120.0, gt=0)
@@ -148,7 +176,7 @@ class StudySpace(_Strict):
     repeats: int = Field(1, ge=1, description="measurements per configuration; the median is the objective")
     finalists: FinalistSpec = Field(default_factory=FinalistSpec)
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
-    prescreen: dict[str, Any] | None = Field(None, description="simulate first; see tuner/screening.py")
+    prescreen: PrescreenSpec | None = Field(None, description="simulate first; see tuner/screening/")
     n_trials: int = Field(20, ge=1)
     sampler: Literal["gp", "tpe", "nsga2", "random"] = "gp"
     startup_trials: int | None = Field(None, ge=0, description="random trials before the model takes over "
@@ -175,17 +203,33 @@ class StudySpace(_Strict):
 
     @model_validator(mode="after")
     def _check(self):
+        check_study_name(self.study)
         if self.backend not in stack_names():
             raise ValueError(f"backend must be one of {stack_names()}, got {self.backend!r}")
-        try:
-            opts = get_stack(self.backend).parse_options(self.stack_options.get(self.backend, {}))
-        except ValidationError as err:
-            e = err.errors()[0]
-            where = ".".join(str(x) for x in (self.backend, *e["loc"]))
-            raise ValueError(f"{where}: {e['msg']}, found {e.get('input')!r}") from None
-        self.stack_options[self.backend] = opts.model_dump()
+        # every stack's section is checked, not only the chosen one's: a typo there is a bad file too,
+        # and it would surface only on the day that backend is picked
+        for name in {self.backend, *self.stack_options}:
+            try:
+                opts = get_stack(name).parse_options(self.stack_options.get(name, {}))
+            except ValidationError as err:
+                e = err.errors()[0]
+                where = ".".join(str(x) for x in (name, *e["loc"]))
+                raise ValueError(f"{where}: {e['msg']}, found {e.get('input')!r}") from None
+            self.stack_options[name] = opts.model_dump()
         if not self.objectives:
             raise ValueError("at least one objective is needed")
+        named = [(f"objectives[{i}].name", o.name) for i, o in enumerate(self.objectives)]
+        named += [(f"constraints[{i}].metric", c.metric) for i, c in enumerate(self.constraints)]
+        named += [("early_stop.metric", self.early_stop.metric)]
+        for where, metric in named:
+            if not is_known_metric(metric):  # else every trial misses it: all infeasible, or all FAIL
+                raise ValueError(f"{where}: a metric a trial reports must be named, got {metric!r}; "
+                                 f"known: {known_metrics_text()}")
+        for i, c in enumerate(self.constraints):
+            if c.min is None and c.max is None:
+                raise ValueError(f"constraints[{i}] ({c.metric}): a min or a max must be given")
+        if self.prescreen and self.prescreen.probe_fraction and self.repeats > 1:
+            raise ValueError("prescreen.probe_fraction and repeats > 1 cannot be combined (a probe is one run)")
         flat = flatten_params(self.params)
         if not flat:
             raise ValueError("params names no parameter to tune")

@@ -24,11 +24,11 @@ ATTR = "finalists"
 
 def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The top_k feasible trials on the first objective, one per distinct configuration."""
-    from tuner.study.run import feasible_trials
+    from tuner.study.run import feasible_trials, trial_config
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
     seen, out = set(), []
     for t in sorted(feasible_trials(study), key=lambda t: sign * t.values[0]):
-        key = json.dumps(t.params, sort_keys=True, default=str)
+        key = json.dumps(trial_config(t), sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             out.append(t)
@@ -39,6 +39,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
              confidence: float | None = None, on_sample: Callable[[int, int, float], None] | None = None) -> dict:
     """Re-run the finalists, test best vs runner-up, store and return the verdict."""
     from tuner.runtime.measure import measure
+    from tuner.study.run import trial_config
     spec = run.space.finalists
     top_k, repeats = top_k or spec.top_k, repeats or spec.repeats
     confidence = confidence or spec.confidence
@@ -53,7 +54,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     for r in range(repeats):
         for t in finalists:
             rdir = run.trials_dir / "finalists" / str(t.number) / f"r{r}"
-            m = measure(single, run.root, run.space.config_of(t.params), rdir, plan,
+            m = measure(single, run.root, trial_config(t), rdir, plan,
                         trial_tag(run.space.study, f"finalist{t.number}", owner), run.device_id)
             v = m.outcome.metrics.get(metric.name, math.nan) if m.outcome.ok else math.nan
             samples[t.number].append(v)
@@ -62,7 +63,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     rows = []
     for t in finalists:
         ok = [v for v in samples[t.number] if not math.isnan(v)]
-        rows.append({"trial": t.number, "params": run.space.config_of(t.params), "samples": samples[t.number],
+        rows.append({"trial": t.number, "params": trial_config(t), "samples": samples[t.number],
                      "failed_runs": len(samples[t.number]) - len(ok), **spread(ok)})
     sign = 1 if minimize else -1
     rows.sort(key=lambda r: math.inf if math.isnan(r["median"]) else sign * r["median"])

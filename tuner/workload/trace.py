@@ -18,11 +18,13 @@ from serving.workload import TraceRequest
 
 
 def _record(i: int, obj: dict, path: Path) -> TraceRequest:
+    if not isinstance(obj, dict):
+        raise ConfigError(f"a JSON object per line must hold, found {type(obj).__name__}", path, f"line {i + 1}")
     if "prompt" in obj:
         prompt = obj["prompt"]
         out = obj.get("output_len")
     elif "instruction" in obj:
-        prompt = obj["instruction"] + ":" + obj.get("input", "")
+        prompt = f"{obj['instruction']}:{obj.get('input', '')}"
         out = obj.get("output_len", len(str(obj.get("output", "")).split()))
     else:
         raise ConfigError('each record needs "prompt" or "instruction"', path, f"line {i + 1}")
@@ -35,8 +37,14 @@ def load_trace(path: str | Path) -> list[TraceRequest]:
     path = Path(path)
     if not path.exists():
         raise ConfigError("trace file not found", path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"UTF-8 JSON lines must hold; byte {err.start} is not UTF-8", path) from None
+    except OSError as err:
+        raise ConfigError(f"a readable trace file must hold; {err.strerror}", path) from None
     out = []
-    for i, line in enumerate(path.read_text().splitlines()):
+    for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         try:
