@@ -29,7 +29,7 @@ from _common import ROOT, table
 
 from serving.config.schema import load_serving_yaml
 from serving.sim import SimSettings, load_profile, simulate
-from tuner.tools.calibrate import RUNS, clear_passes, collect_pass, write_profile
+from tuner.tools.calibrate import RUNS, clear_passes, collect_pass, fit_and_write
 from tuner.space.compose import load_space
 from tuner.runtime.metrics import score
 from tuner.workload.trace import load_trace, schedule
@@ -108,7 +108,7 @@ def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: s
             for i, par in enumerate(params):
                 reals[i].append(run_trial(real_space, ROOT, par, Path(tmp) / f"real{i}_{k}", plan))
         if passes:
-            write_profile(steps, delays, Path(profile), str(BASE.relative_to(ROOT)), RUNS, log=lambda _: None)
+            fit_and_write(steps, delays, Path(profile), str(BASE.relative_to(ROOT)), RUNS, log=lambda _: None)
             print(f"calibrated the embedded profile on this machine in {t_cal:.0f} s ({passes} passes, between "
                   f"the rounds of real runs), kept in {profile}, its steps under {runs}/ (tune calibrate --from)")
         pick = [f"++sim.profile={profile}"] if profile else []

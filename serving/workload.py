@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["TraceRequest", "RequestRecord"]
+__all__ = ["TraceRequest", "RequestRecord", "Plan"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,26 @@ class RequestRecord:
         row = asdict(self)
         row["token_times"] = ";".join(f"{t:.6f}" for t in self.token_times)
         return row
+
+
+class Plan(list):
+    """The requests of a replay in send order: ``(send offset s, TraceRequest)`` pairs.
+
+    ``concurrency`` None is open loop: each request goes at its offset whatever the server
+    does. ``concurrency`` N is closed loop (LMDeploy's profile, vLLM's ``--max-concurrency``):
+    at most N requests are in flight, a request goes at its offset or when a slot frees,
+    whichever is later (offsets all 0: the next one as soon as one finishes).
+    """
+
+    def __init__(self, items=(), concurrency: int | None = None):
+        super().__init__(items)
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency >= 1 must hold, got {concurrency}")
+        self.concurrency = concurrency
+
+    def __getitem__(self, i):
+        out = super().__getitem__(i)
+        return Plan(out, self.concurrency) if isinstance(i, slice) else out
+
+    def __repr__(self) -> str:
+        return f"Plan({list.__repr__(self)}, concurrency={self.concurrency})"

@@ -1,14 +1,16 @@
-"""``tune``: thin command line over the study, export and analysis entry points.
+"""``tune``: the one command line over the study, its results and the tools beside it.
 
-  tune --study pa_batching [--n-trials N] [--storage URL] [key=value ...]
+  tune --study pa_batching [--n-trials N] [--storage URL] [--devices 0,1] [key=value ...]
   tune export --study pa_batching [--to configs/llama/NAME.yaml] [--force]
-  tune bare-run --study pa_batching
-  tune finalize | dashboard | report --study pa_batching     (tuner.cli_rigour)
+  tune finalize | dashboard | report --study pa_batching
+  tune bare-run | profile | calibrate --study pa_batching
+  tune trace stats FILE | tune trace convert FILE --to OUT [--tokenizer PATH | --study S]
 
 Bad input (a space, an override, a storage URL, a trace, a flag) ends every command with one
 line on stderr, ``tune: error: <file>: <key>: <what must hold>, <what was found>``, and exit
-status 2, before anything is written: every expected error is a ConfigError, and ``main`` is
-the one place that prints it. Any other exception is a bug and keeps its traceback.
+status 2, before anything is written: every expected error is a ConfigError (argparse's own
+errors go the same way), and ``main`` is the one place that prints it. Any other exception is
+a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -18,11 +20,33 @@ from pathlib import Path
 
 import optuna
 
+from serving import tokenizers
 from serving.config.errors import ConfigError
+from serving.stacks import LaunchError, get_stack
+from serving.sim.profile_io import PROFILES
+from tuner.results.dashboard import serve
+from tuner.results.export import export_best
+from tuner.results.report import write_report
+from tuner.runtime.output import safe_print, silence_broken
+from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.space.compose import find_root, load_space
+from tuner.study.finalists import describe, finalize
+from tuner.study.progress import PlainProgress, RichStudyProgress
+from tuner.study.resume import end_orphans, recover
+from tuner.study.identity import study_dir
 from tuner.study.preflight import check_inputs
-from tuner.study.run import StudyRun, default_storage, trial_config
-from tuner.study.storage import check_url, load_study
+from tuner.study.run import StudyRun
+from tuner.study.selection import best_trial, feasible_trials, trial_config
+from tuner.study.signals import stop_signals_interrupt
+from tuner.study.storage import check_url, default_storage, load_study
+from tuner.study.workers import parse_devices, run_workers
+from tuner.tools import calibrate as cal
+from tuner.tools.bare_run import bare_run
+from tuner.tools.profile import make_cells, print_table, profile, write_csv
+from tuner.workload.formats import format_names
+from tuner.workload.stats import describe as describe_trace
+from tuner.workload.stats import trace_stats
+from tuner.workload.trace import Tally, requests, write_trace
 
 
 class Parser(argparse.ArgumentParser):
@@ -67,55 +91,96 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides of the search space")
 
 
-def _context(args, create: bool = True):
-    """(root, space, storage URL), checked: the storage URL's form, and with ``create=False`` (commands
-    that read a study) that its file exists. Nothing is written here."""
+def _context(args, sweep: bool = True, create: bool = True):
+    """(root, space, storage) for a command, checked: the storage URL's form, and with ``create=False``
+    (commands that read a study) that its file exists; nothing is written. Then ends what a SIGKILLed
+    tune of the same study left running on this host (a trial's stack, a bare-run's or profile's
+    engine, a dashboard), which ``tune run`` does itself when it resumes (tuner.study.resume.recover)."""
     root = find_root(args.root)
     space = load_space(args.study, root, args.overrides)
     storage = default_storage(root, space.study) if args.storage is None else args.storage
     check_url(storage, create)
+    if sweep:
+        ended = end_orphans(space.study)
+        if ended:
+            safe_print(f"tune: ended {len(ended)} process group(s) a killed tune of study {space.study!r} "
+                       f"left running", file=sys.stderr)
     return root, space, storage
 
 
 def cmd_run(args) -> int:
-    root, space, storage = _context(args)
+    root, space, storage = _context(args, sweep=False)
     n = space.n_trials if args.n_trials is None else args.n_trials
-    run = StudyRun(space, root, storage, device_id=args.device)
+    if args.devices:
+        try:
+            devices = parse_devices(args.devices)
+        except ValueError as err:
+            raise ConfigError(str(err), None, "--devices") from None
+        run = StudyRun(space, root, storage)
+        check_inputs(space, root, run.plan)   # before the storage, the study and the workers
+        recover(run.open_study())  # once, before the workers race for it; refuses a study of other conditions
+        rc = run_workers(args.study, root, storage, devices, n, args.overrides)
+        safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
+        return rc
+    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
     check_inputs(space, root, run.plan)   # before the storage and the first trial
-    n_requests = len(run.plan())
+    safe_print(run.planned().summary(space.load))   # the trace as read, in the stack's tokens
     names = [o.name for o in space.objectives]
-    if args.no_progress:
-        from tuner.study.progress import PlainProgress
-        run.progress = PlainProgress(names)
-    else:
-        from tuner.study.progress import RichStudyProgress
-        run.progress = RichStudyProgress(n, n_requests, names)
+    run.progress = PlainProgress(names) if args.no_progress else RichStudyProgress(n, len(run.plan()), names)
     try:
         study = run.run(n)
     finally:
         run.progress.close()
-    from tuner.study.run import feasible_trials
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
-    print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
+    # the study is stored: a reader that went away (`| head -1`) costs nothing from here on
+    safe_print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
     if done:
-        from tuner.study.run import best_trial
         best = best_trial(study)
-        print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
-              + " | " + ", ".join(f"{k}={v}" for k, v in trial_config(best).items()))
-        print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
+        safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
+                   + " | " + ", ".join(f"{k}={v}" for k, v in trial_config(best).items()))
+        safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
     return 0
 
 
 def cmd_export(args) -> int:
-    from tuner.results.export import export_best
     root, space, storage = _context(args, create=False)
     out = export_best(load_study(storage, space.study), space, root, args.to, args.force)
     print(f"wrote {out}")
     return 0
 
 
+def cmd_finalize(args) -> int:
+    root, space, storage = _context(args, create=False)
+    run = StudyRun(space, root, storage, device_id=args.device)
+    study = run.bind(load_study(storage, space.study))  # refuses re-measuring under other conditions
+    check_inputs(space, root, run.plan)
+    try:
+        verdict = finalize(run, study, args.top_k, args.repeats, args.confidence,
+                           on_sample=lambda n, r, v: print(f"finalist trial {n} run {r}: {space.objectives[0].name}"
+                                                           f"={v:.4g}", flush=True))
+    except ValueError as err:
+        print(f"tune: error: {err}", file=sys.stderr)
+        return 1
+    print(describe(verdict))
+    print(f"export follows this verdict: tune export --study {space.study}")
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    root, space, storage = _context(args, create=False)
+    study = load_study(storage, space.study)  # an existing study: nothing is created for a wrong name
+    return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+
+
+def cmd_report(args) -> int:
+    root, space, storage = _context(args, create=False)
+    study = load_study(storage, space.study)
+    html, csv = write_report(study, args.out or study_dir(root, study))
+    print(f"wrote {html}\nwrote {csv}")
+    return 0
+
+
 def cmd_bare_run(args) -> int:
-    from tuner.tools.bare_run import bare_run
     root, space, _ = _context(args)
     check_inputs(space, root, StudyRun(space, root, "").plan)
     bare_run(space, root, params=None)
@@ -123,8 +188,6 @@ def cmd_bare_run(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from serving.stacks.base import LaunchError
-    from tuner.tools.profile import make_cells, print_table, profile, write_csv
     root, space, _ = _context(args)
     cells = make_cells(args.concurrency, args.prompt_tokens, args.completion_tokens)
     out = args.csv or root / "trials" / space.study / "profile" / "profile_generation.csv"
@@ -141,26 +204,117 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    root, space, _ = _context(args)
+    runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
+    out = args.out or PROFILES / "embedded.yaml"
+    if args.refit:
+        steps, delays = cal.load_runs(args.refit)
+        cal.fit_and_write(steps, delays, out, f"{args.refit} (refit)", runs)
+        return 0
+    cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", runs,
+                  ready_timeout=space.timeouts.ready, passes=args.passes,
+                  env={TAG_ENV: command_tag(space.study, "calibrate")})  # a killed calibrate's engine is ended next time
+    return 0
+
+
+def _counter(args):
+    """Token counter for ``tune trace``: --tokenizer (a SentencePiece .model file, else a Hugging Face
+    folder or tokenizer.json), else the --study's stack's, else None (the word count)."""
+    if args.tokenizer and args.study:
+        raise ConfigError("--tokenizer or --study must be given, not both")
+    if args.tokenizer:
+        t = args.tokenizer
+        return tokenizers.sentencepiece_counter(t) if t.suffix == ".model" else tokenizers.hf_counter(t)
+    if args.study:
+        root = find_root(args.root)
+        space = load_space(args.study, root)
+        return get_stack(space.backend).token_counter(root / space.base_config, space.backend_options())
+    return None
+
+
+def cmd_trace_stats(args) -> int:
+    print(describe_trace(trace_stats(args.file, args.format, _counter(args)), bars=not args.no_histogram))
+    return 0
+
+
+def cmd_trace_convert(args) -> int:
+    out: Path = args.to
+    if out.exists() and not args.force:
+        raise ConfigError("the output must not exist (or pass --force to overwrite it)", out)
+    if not out.parent.is_dir():
+        raise ConfigError("the output's folder must exist", out.parent)
+    tally, t0 = Tally(), []
+
+    def rows():
+        for item in requests(args.file, args.format, _counter(args), args.seed, tally):
+            row = {"prompt": item.request.prompt, "output_len": item.request.output_len}
+            if item.timestamp is not None:
+                t0[:] = t0 or [item.timestamp]
+                row["timestamp"] = round(item.timestamp - t0[0], 6)
+            yield row
+
+    write_trace(rows(), out)      # through a temporary file: an error mid-way leaves nothing
+    print(f"wrote {out}: {tally.kept} requests from {tally.describe()}")
+    return 0
+
+
+def _trace_parser(sub) -> None:
+    verbs = sub.add_parser("trace", help="trace statistics and conversion (tune trace stats|convert FILE)") \
+        .add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help)
+        p.add_argument("file", type=Path, help="the trace (any format tune reads)")
+        p.add_argument("--format", default="auto", choices=format_names(), help="trace format (default: detected)")
+        p.add_argument("--tokenizer", type=Path, help="count tokens with this SentencePiece .model file or "
+                       "Hugging Face tokenizer (folder or tokenizer.json); default: words")
+        p.add_argument("--study", help="count tokens with this study's stack's tokenizer")
+        p.add_argument("--root", type=Path, help="project directory holding search_spaces/ (with --study)")
+        p.set_defaults(func=func)
+        return p
+
+    stats = verb("stats", cmd_trace_stats, "requests, token length percentiles, arrival rate and burstiness, "
+                 "prefix reuse, histograms")
+    stats.add_argument("--no-histogram", action="store_true", help="figures only, no text histograms")
+    conv = verb("convert", cmd_trace_convert, 'write the trace as this project\'s JSON lines '
+                '({"prompt", "output_len", "timestamp"?})')
+    conv.add_argument("--to", type=Path, required=True, help="output .jsonl file")
+    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists")
+    conv.add_argument("--seed", type=int, default=0, help="seed of synthesized prompts (length-only formats)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.")
     sub = ap.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run (or resume) a study (the default command)")
-    _common(run)
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        _common(p)
+        p.set_defaults(func=func)
+        return p
+
+    run = command("run", cmd_run, "run (or resume) a study (the default command)")
     run.add_argument("--n-trials", type=count(1), help="trials to run now, >= 1 (default: the space's n_trials)")
     run.add_argument("--device", type=count(0), help="accelerator device id for the stack")
+    run.add_argument("--devices", help="one worker per device id, e.g. 0,1 (trials split between them)")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
-    run.set_defaults(func=cmd_run)
-    exp = sub.add_parser("export", help="write the best configuration as YAML")
-    _common(exp)
-    exp.add_argument("--to", type=Path, help="output file (default configs/llama/<base>_<study>_best.yaml)")
+    run.add_argument("--parent", help=argparse.SUPPRESS)  # owner id of the `tune --devices` running this worker
+    exp = command("export", cmd_export, "write the best configuration as YAML")
+    exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     exp.add_argument("--force", action="store_true", help="overwrite an existing output file (never the base config)")
-    exp.set_defaults(func=cmd_export)
-    bare = sub.add_parser("bare-run", help="replay the trace with the engine stopped at each stage")
-    _common(bare)
-    bare.set_defaults(func=cmd_bare_run)
-    prof = sub.add_parser("profile", help="static benchmark (LMDeploy profile_generation): concurrency x "
-                          "(prompt, completion) tokens, closed loop")
-    _common(prof)
+    fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
+    fin.add_argument("--top-k", type=count(2), help="finalists (default: the space's finalists.top_k)")
+    fin.add_argument("--repeats", type=count(2), help="fresh runs of each (default: finalists.repeats)")
+    fin.add_argument("--confidence", type=between(0.5, 1.0), help="e.g. 0.95 (default: finalists.confidence)")
+    fin.add_argument("--device", type=count(0), help="accelerator device id for the stack")
+    dash = command("dashboard", cmd_dashboard, "start optuna-dashboard on 127.0.0.1 for the study")
+    dash.add_argument("--port", type=count(0), default=0, help="port (default: a free one)")
+    rep = command("report", cmd_report, "write trials/<study>/report.html and results.csv")
+    rep.add_argument("--out", type=Path, help="folder (default trials/<study>/)")
+    command("bare-run", cmd_bare_run, "replay the trace with the engine stopped at each stage")
+    prof = command("profile", cmd_profile, "static benchmark (LMDeploy profile_generation): concurrency x "
+                   "(prompt, completion) tokens, closed loop")
     prof.add_argument("-c", "--concurrency", type=count(1), nargs="+", default=[1, 8],
                       help="workers per cell (LMDeploy uses 1 16 32 64; mind decode_batch_size)")
     prof.add_argument("-pt", "--prompt-tokens", type=count(1), nargs="+", default=[1, 128, 128, 512],
@@ -172,11 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--config", type=Path, help="serving YAML to profile (default: the study's base config)")
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
-    prof.set_defaults(func=cmd_profile)
-    from tuner.cli_rigour import register  # --devices, finalize, dashboard, report
-    register(sub, _common, _context)
-    from tuner.tools import calibrate
-    calibrate.add_parser(sub, _common)
+    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
+    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
+    calib.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in cal.RUNS),
+                       help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
+    calib.add_argument("--passes", type=count(1), default=1,
+                       help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
+    calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
+                       help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
+    _trace_parser(sub)
     return ap
 
 
@@ -189,13 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return args.func(args)
+        with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped
+            return args.func(args)
     except ConfigError as err:  # bad input, found before anything was written: one line
-        print(f"tune: error: {' '.join(str(err).split())}", file=sys.stderr)
+        safe_print(f"tune: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)
+        safe_print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away; what was measured is stored
+        silence_broken()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command whose pipe closed
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sys
 import threading
+import traceback
 from dataclasses import dataclass
+from typing import Callable
 
 from serving.engine.engine import LLMEngine
 from serving.engine.sequence import SamplingParams, Sequence
@@ -21,9 +24,11 @@ class TokenEvent:
 
 
 class EngineRunner:
-    def __init__(self, engine: LLMEngine, loop: asyncio.AbstractEventLoop):
+    def __init__(self, engine: LLMEngine, loop: asyncio.AbstractEventLoop,
+                 on_fatal: Callable[[], None] | None = None):
         self.engine = engine
         self.loop = loop
+        self.on_fatal = on_fatal  # called on the loop once the compute thread has died
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[int, asyncio.Queue] = {}
         self._stop = threading.Event()
@@ -41,6 +46,9 @@ class EngineRunner:
     def submit(self, prompt_ids: list[int], sampling: SamplingParams) -> tuple[Sequence, asyncio.Queue]:
         seq = Sequence(prompt_ids, sampling)
         q: asyncio.Queue = asyncio.Queue()
+        if self.error is not None or not self._thread.is_alive():  # nobody would ever answer it
+            q.put_nowait(TokenEvent(None, "predict_failed"))
+            return seq, q
         self._streams[seq.seq_id] = q
         self._inbox.put(("add", seq))
         return seq, q
@@ -79,10 +87,14 @@ class EngineRunner:
                 _, produced = self.engine.step()
                 if produced:
                     self._emit([(s, TokenEvent(t, s.finish_reason)) for s, t in produced])
-        except BaseException as err:  # a dead engine must fail every open request, not hang it
+        except BaseException as err:  # a dead engine must fail every open request and stop the server, not hang
             self.error = err
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            print(f"engine: the compute thread died ({type(err).__name__}: {err} at {where.filename}:{where.lineno});"
+                  f" the server stops", file=sys.stderr, flush=True)
             self.loop.call_soon_threadsafe(self._fail_all, repr(err))
-            raise
+            if self.on_fatal:
+                self.loop.call_soon_threadsafe(self.on_fatal)
 
     def _emit(self, events: list[tuple[Sequence, TokenEvent]]) -> None:
         self.loop.call_soon_threadsafe(self._deliver, events)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -24,8 +23,9 @@ ROUTE = "/models/llama2"
 
 
 class EngineServer:
-    def __init__(self, engine: LLMEngine, seq_length: list[int]):
+    def __init__(self, engine: LLMEngine, seq_length: list[int], on_fatal=None):
         self.engine = engine
+        self.on_fatal = on_fatal
         self.seq_length = seq_length
         self.runner: EngineRunner | None = None
         self.requests_total = 0
@@ -46,7 +46,7 @@ class EngineServer:
         return app
 
     async def _start(self, app: web.Application) -> None:
-        self.runner = EngineRunner(self.engine, asyncio.get_running_loop())
+        self.runner = EngineRunner(self.engine, asyncio.get_running_loop(), self.on_fatal)
         self.runner.start()
 
     async def _stop(self, app: web.Application) -> None:
@@ -56,7 +56,11 @@ class EngineServer:
     # -- generation --------------------------------------------------------
     async def generate_either(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
-        if api._truthy(body.get("stream", False)):
+        try:
+            stream = api._truthy(body.get("stream", False), "stream")
+        except api.BadRequest as err:
+            raise web.HTTPBadRequest(text=str(err))
+        if stream:
             return await self._stream(request, body)
         return await self._complete(body)
 
@@ -69,10 +73,10 @@ class EngineServer:
     async def _json(self, request: web.Request) -> dict:
         try:
             body = await request.json()
-        except json.JSONDecodeError:
-            raise web.HTTPBadRequest(text="body is not JSON")
+        except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, nested too deep, a 5000-digit number
+            raise web.HTTPBadRequest(text=f"body must be JSON ({type(err).__name__}: {str(err)[:120]})")
         if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="body must be a JSON object")
+            raise web.HTTPBadRequest(text=f"body must be a JSON object, got {type(body).__name__}")
         return body
 
     def _prepare(self, body: dict):
@@ -152,7 +156,10 @@ class EngineServer:
         return web.json_response(m)
 
     async def step_metrics(self, request: web.Request) -> web.Response:
-        since = int(request.query.get("since", "0"))
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            raise web.HTTPBadRequest(text=f"since must be an integer, got {request.query['since'][:40]!r}")
         return web.json_response({"steps": self.engine.step_records(since), "next": self.engine.step_count})
 
     async def get_bs(self, request: web.Request) -> web.Response:
@@ -170,11 +177,18 @@ class EngineServer:
                                   "model_dtype": "float32", "model_id": "tiny-llama"})
 
 
-async def serve(config: str, host: str, port: int, port_file: str | None) -> None:
+# Open handlers get this long to finish when the server stops; a stopping trial has finished its
+# replay, so waiting longer (aiohttp's default is a minute) only delays the next trial.
+SHUTDOWN_S = 2.0
+
+
+async def serve(config: str, host: str, port: int, port_file: str | None) -> int:
+    """Serve until SIGTERM/SIGINT (exit status 0) or until the engine's compute thread dies (1)."""
     cfg = load_serving_yaml(config)
     engine = LLMEngine(engine_settings(cfg))
-    server = EngineServer(engine, cfg.model.seq_length)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    stop = asyncio.Event()
+    server = EngineServer(engine, cfg.model.seq_length, on_fatal=stop.set)
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -184,12 +198,12 @@ async def serve(config: str, host: str, port: int, port_file: str | None) -> Non
         tmp.write_text(str(bound))
         os.replace(tmp, port_file)
     print(f"engine ready on http://{host}:{bound} (pid {os.getpid()})", flush=True)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+    return 1 if server.runner and server.runner.error else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0, help="0 = any free port")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     args = ap.parse_args(argv)
-    asyncio.run(serve(args.config, args.host, args.port, args.port_file))
-    return 0
+    return asyncio.run(serve(args.config, args.host, args.port, args.port_file))
 
 
 if __name__ == "__main__":

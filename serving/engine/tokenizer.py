@@ -30,7 +30,7 @@ class WordTokenizer:
                 return "".join(out)
 
     def encode(self, text: str, bos: bool = True) -> list[int]:
-        ids = [self.index.get(w) or _SPECIAL + zlib.crc32(w.encode()) % (self.vocab_size - _SPECIAL)
+        ids = [self.index.get(w) or _SPECIAL + zlib.crc32(w.encode("utf-8", "surrogatepass")) % (self.vocab_size - _SPECIAL)
                for w in text.split()]
         return ([BOS] if bos else []) + ids
 

@@ -4,25 +4,9 @@ from __future__ import annotations
 import psutil
 
 from serving.probes.base import Probe
+from serving.stacks.groups import group_processes
 
 __all__ = ["GroupMemoryProbe", "group_processes"]
-
-
-def group_processes(pgids: set[int] | list[int]) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose process group is one of ``pgids``."""
-    wanted, out = set(pgids), []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and _pgid(proc) in wanted:
-                out.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-            continue
-    return out
-
-
-def _pgid(proc: psutil.Process) -> int:
-    import os
-    return os.getpgid(proc.pid)
 
 
 class GroupMemoryProbe(Probe):

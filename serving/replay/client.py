@@ -1,7 +1,10 @@
-"""Open-loop trace replay over HTTP (aiohttp), streamed responses, in the stack's wire protocol.
+"""Trace replay over HTTP (aiohttp), streamed responses, in the stack's wire protocol.
 
-Each request is sent at its scheduled offset whatever the server is doing (like
-performance_serving's one thread per request), and every outcome is recorded: a
+Open loop: each request is sent at its scheduled offset whatever the server is doing (like
+performance_serving's one thread per request). Closed loop (a plan with ``concurrency`` N,
+serving.workload.Plan): at most N requests are in flight, the next goes when one ends
+(its ``scheduled`` becomes that moment, so send lag still measures the client alone).
+Every outcome is recorded: a
 timeout, a dropped connection or an unparsable line is an error on the record,
 never a silently missing row. A request still streaming when the replay ends (its
 deadline, or a stop condition) is an error too, never a success.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Callable, Protocol
 
 import aiohttp
@@ -52,15 +56,31 @@ class Replayer:
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
             self.t0 = time.monotonic()
             tasks: list[asyncio.Task] = []
+            cap = getattr(plan, "concurrency", None)
+            slots = asyncio.Semaphore(cap) if cap else None
+            freed: deque[float] = deque()   # when each slot came free, in order
+
+            async def in_slot(rec: RequestRecord, req: TraceRequest) -> None:
+                try:
+                    await self.send(session, rec, req)
+                finally:
+                    freed.append(self.now())
+                    slots.release()
 
             async def dispatch() -> None:
                 # Each request's task is created at its send time: N tasks made at t0 would all
                 # take their first step together and delay the earliest sends (bench/replay.py).
-                for rec, (_, req) in zip(self.records, plan):
+                for k, (rec, (_, req)) in enumerate(zip(self.records, plan)):
                     delay = rec.scheduled - self.now()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(self.send(session, rec, req)))
+                    if slots is None:
+                        tasks.append(asyncio.create_task(self.send(session, rec, req)))
+                        continue
+                    await slots.acquire()
+                    if k >= cap:                # due once the (k - cap + 1)th slot came free
+                        rec.scheduled = max(rec.scheduled, freed.popleft())
+                    tasks.append(asyncio.create_task(in_slot(rec, req)))
                 await asyncio.gather(*tasks, return_exceptions=True)
 
             waiters = [asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())]

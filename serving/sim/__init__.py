@@ -1,5 +1,6 @@
 """The simulator: the engine's scheduler and block manager on a virtual clock with a latency model."""
-from serving.sim.latency import LatencyModel, load_profile
+from serving.sim.latency import LatencyModel
+from serving.sim.profile_io import load_profile
 from serving.sim.simulator import SimResult, SimSettings, Simulator, simulate
 
 __all__ = ["LatencyModel", "SimResult", "SimSettings", "Simulator", "load_profile", "simulate"]

@@ -17,8 +17,8 @@ and ``prefill.table`` {bucket: {longest prompt: s}} is added to the prefill term
 Both are interpolated linearly between entries and extrapolated from the two
 nearest. ``request.arrival_cost`` is step time added per request that arrives
 while a step runs (the embedded server parses and tokenises it on the GIL the
-engine thread needs). Profiles are YAML files (serving/sim/profiles/<name>.yaml) whose
-comments say where each constant comes from.
+engine thread needs). Profiles are YAML files (serving/sim/profiles/<name>.yaml, read and
+written by serving.sim.profile_io) whose comments say where each constant comes from.
 """
 from __future__ import annotations
 
@@ -27,16 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ValidationError
 
-from serving.config.errors import ConfigError
-
-PROFILES = Path(__file__).parent / "profiles"
-
-PREFILL_COMPUTE = ("base", "per_row", "per_padded_token", "per_padded_token_sq")
-DECODE_COMPUTE = ("base", "per_row", "per_live_row", "per_context_token")
-HOST = ("base", "per_live_row")
-
+from serving.config.errors import ConfigError, from_validation_error
+from serving.sim.profile_schema import DECODE_COMPUTE, HOST, PREFILL_COMPUTE, ProfileFile
 
 def interp(points: dict[int, float], x: float) -> float:
     """Piecewise-linear through ``points``; beyond them, the nearest segment extended (>= 0)."""
@@ -48,29 +42,6 @@ def interp(points: dict[int, float], x: float) -> float:
     i = min(max(bisect.bisect_left(keys, x), 1), len(keys) - 1)
     lo, hi = keys[i - 1], keys[i]
     return max(0.0, points[lo] + (points[hi] - points[lo]) * (x - lo) / (hi - lo))
-
-
-def _terms(names: tuple[str, ...], raw: Any, where: str, path) -> dict[str, float]:
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a mapping of coefficients, found {raw!r}", path)
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ConfigError(f"{where} takes only {list(names)}, found {unknown}", path)
-    out = {n: float(raw.get(n, 0.0)) for n in names}
-    if any(v < 0 for v in out.values()):
-        raise ConfigError(f"{where} coefficients >= 0 must hold, got {out}", path)
-    return out
-
-
-def _points(raw: Any, where: str, path) -> dict[int, float]:
-    try:
-        table = {int(k): float(v) for k, v in dict(raw or {}).items()}
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must map sizes to seconds, found {raw!r}", path) from None
-    if any(k < 1 or v < 0 for k, v in table.items()):
-        raise ConfigError(f"{where}: sizes >= 1 and seconds >= 0 must hold, got {table}", path)
-    return table
 
 
 @dataclass(frozen=True)
@@ -107,61 +78,27 @@ class LatencyModel:
         return compute, h["base"] + h["per_live_row"] * rows
 
     def to_dict(self) -> dict[str, Any]:
-        pre = {"compute": dict(self.prefill_compute), "host": dict(self.prefill_host)}
-        dec = {"compute": dict(self.decode_compute), "host": dict(self.decode_host)}
-        if self.prefill_table:
-            pre["table"] = {b: dict(r) for b, r in self.prefill_table.items()}
-        if self.decode_by_bucket:
-            dec["by_bucket"] = dict(self.decode_by_bucket)
-        return {"name": self.name, "single_prefill": self.single_prefill, "prefill": pre, "decode": dec,
+        """The profile file's sections (serving.sim.profile_schema), empty tables left out."""
+        pre = {"compute": dict(self.prefill_compute), "table": {b: dict(r) for b, r in self.prefill_table.items()},
+               "host": dict(self.prefill_host)}
+        dec = {"compute": dict(self.decode_compute), "by_bucket": dict(self.decode_by_bucket),
+               "host": dict(self.decode_host)}
+        return {"name": self.name, "single_prefill": self.single_prefill,
+                "prefill": {k: v for k, v in pre.items() if v}, "decode": {k: v for k, v in dec.items() if v},
                 "request": {"arrival_delay": self.arrival_delay, "delivery_delay": self.delivery_delay,
                             "arrival_cost": self.arrival_cost}}
 
     @classmethod
     def from_dict(cls, data: Any, path: str | Path | None = None) -> LatencyModel:
+        """A model from a profile file's content, checked by serving.sim.profile_schema."""
         if not isinstance(data, dict):
-            raise ConfigError("a latency profile must be a mapping", path)
-        known = {"name", "single_prefill", "prefill", "decode", "request"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"a latency profile takes only {sorted(known)}, found {unknown}", path)
-        pre, dec, req = data.get("prefill") or {}, data.get("decode") or {}, data.get("request") or {}
-        for where, sec, keys in (("prefill", pre, {"compute", "host", "table"}),
-                                 ("decode", dec, {"compute", "host", "by_bucket"}),
-                                 ("request", req, {"arrival_delay", "delivery_delay", "arrival_cost"})):
-            if not isinstance(sec, dict) or set(sec) - keys:
-                raise ConfigError(f"{where} takes only {sorted(keys)}, found {sec!r}", path)
-        delays = {k: float(req.get(k, 0.0)) for k in ("arrival_delay", "delivery_delay", "arrival_cost")}
-        if any(v < 0 for v in delays.values()):
-            raise ConfigError(f"request delays and costs >= 0 must hold, got {delays}", path)
-        table = pre.get("table") or {}
-        if not isinstance(table, dict):
-            raise ConfigError(f"prefill.table must map buckets to {{longest: seconds}}, found {table!r}", path)
-        return cls(prefill_compute=_terms(PREFILL_COMPUTE, pre.get("compute"), "prefill.compute", path),
-                   prefill_host=_terms(HOST, pre.get("host"), "prefill.host", path),
-                   decode_compute=_terms(DECODE_COMPUTE, dec.get("compute"), "decode.compute", path),
-                   decode_host=_terms(HOST, dec.get("host"), "decode.host", path),
-                   prefill_table={int(b): _points(r, f"prefill.table.{b}", path) for b, r in table.items()},
-                   decode_by_bucket=_points(dec.get("by_bucket"), "decode.by_bucket", path),
-                   single_prefill=bool(data.get("single_prefill", False)),
-                   name=str(data.get("name", Path(path).stem if path else "custom")), **delays)
-
-
-def profile_path(name_or_path: str | Path) -> Path:
-    """A bundled profile name (``embedded``) or a path to a profile YAML."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
-        return p
-    return PROFILES / f"{name_or_path}.yaml"
-
-
-def load_profile(name_or_path: str | Path) -> LatencyModel:
-    path = profile_path(name_or_path)
-    if not path.exists():
-        known = sorted(q.stem for q in PROFILES.glob("*.yaml"))
-        raise ConfigError(f"latency profile not found; bundled profiles: {', '.join(known) or 'none'}", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", path) from None
-    return LatencyModel.from_dict(data, path)
+            raise ConfigError(f"a latency profile must be a mapping of sections, found {type(data).__name__}", path)
+        try:
+            p = ProfileFile.model_validate(data)
+        except ValidationError as err:
+            raise from_validation_error(err, path) from None
+        return cls(prefill_compute=p.prefill.compute.model_dump(), prefill_host=p.prefill.host.model_dump(),
+                   decode_compute=p.decode.compute.model_dump(), decode_host=p.decode.host.model_dump(),
+                   prefill_table={b: dict(r) for b, r in p.prefill.table.items()},
+                   decode_by_bucket=dict(p.decode.by_bucket), single_prefill=p.single_prefill,
+                   name=p.name or (Path(path).stem if path else "custom"), **p.request.model_dump())

@@ -78,6 +78,7 @@ class Simulator:
         self._on_done: Callable[[RequestRecord], None] | None = None
         self._delivery = latency.delivery_delay
         self._arrived = 0           # requests taken in since the step in flight began
+        self._waiting = None        # closed loop: requests not sent yet, in send order
 
     def push(self, t: float, kind: int, payload=None) -> None:
         # Steps mostly follow one another with no arrival in between, so the newest event
@@ -96,9 +97,12 @@ class Simulator:
             on_request: Callable[[RequestRecord], None] | None = None) -> SimResult:
         self._on_done = on_request
         records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
-        for rec, (off, req) in zip(records, plan):
-            rec.sent = off
-            self.push(off + self.latency.arrival_delay, ARRIVE, rec)
+        cap = getattr(plan, "concurrency", None)
+        first = records if cap is None else records[:cap]
+        if cap is not None:         # closed loop: the rest go one per finished request (_finish)
+            self._waiting = iter(records[cap:])
+        for rec in first:
+            self._send(rec, rec.scheduled)
         handlers = {ARRIVE: self.on_arrival, STEP_START: self.on_step_start, STEP_END: self.on_step_end}
         heap, pop = self._heap, heapq.heappop
         while True:                                     # the earlier of the slot and the heap top, inline
@@ -113,6 +117,10 @@ class Simulator:
             handlers[ev[1]](ev[3])
         return SimResult(records, len(self._starts), self.scheduler.num_preemptions,
                          np.asarray(self._starts), np.asarray(self._compute))
+
+    def _send(self, rec: RequestRecord, at: float) -> None:
+        rec.scheduled = rec.sent = at
+        self.push(at + self.latency.arrival_delay, ARRIVE, rec)
 
     # -- events -------------------------------------------------------------
     def on_arrival(self, rec: RequestRecord) -> None:
@@ -185,6 +193,10 @@ class Simulator:
         rec.finish_reason, rec.error = reason, error
         if self._on_done:
             self._on_done(rec)
+        if self._waiting is not None:   # closed loop: the client sends the next one as it sees this end
+            nxt = next(self._waiting, None)
+            if nxt is not None:
+                self._send(nxt, max(nxt.scheduled, rec.done))
 
 
 def simulate(settings: SimSettings, latency: LatencyModel, plan: list[tuple[float, TraceRequest]],

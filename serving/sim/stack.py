@@ -12,7 +12,8 @@ from collections.abc import Callable
 from serving.config.errors import ConfigError
 from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
-from serving.sim.latency import LatencyModel, load_profile
+from serving.sim.latency import LatencyModel
+from serving.sim.profile_io import load_profile
 from serving.sim.simulator import SimSettings, simulate
 from serving.stacks import failures
 from pydantic import Field

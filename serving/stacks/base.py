@@ -23,12 +23,9 @@ from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
-from serving.workload import RequestRecord, TraceRequest
+from serving.workload import Plan, RequestRecord, TraceRequest
 
 __all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
-
-Plan = list[tuple[float, TraceRequest]]
-
 
 @dataclass
 class LaunchSpec:

@@ -1,7 +1,8 @@
 """Failure classes of a trial, read from logs and exit codes. A failure is a result.
 
-The patterns cover our embedded engine and MindSpore llm-serving on Ascend
-(MindSpore runtime, CANN/ACL and GE lines, uvicorn's bind error). The most
+The patterns cover our embedded engine, MindSpore llm-serving on Ascend
+(MindSpore runtime, CANN/ACL and GE lines, uvicorn's bind error) and vLLM (its
+engine core's start failure, its KV-pool check, CUDA/torch OOM). The most
 specific class wins; the caller passes the phase it failed in as the default.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ CRASH_DURING_REPLAY = "crash_during_replay"
 HANG = "hang"
 BAD_RESPONSE = "bad_response"
 CONFIG_REJECTED = "config_rejected"
+KV_POOL_TOO_SMALL = "kv_pool_too_small"
 
 _OOM = "|".join([
     r"out of memory", r"MemoryError", r"\bOOM\b",
@@ -27,6 +29,14 @@ _OOM = "|".join([
     # CANN / ACL / GE: "Memory_Allocation_Failure(EL0004)", "Call rtMalloc fail", "aclrtMalloc failed"
     r"EL0004", r"Memory_Allocation_Failure", r"\brtMalloc\w* fail", r"aclrtMalloc\w* fail",
     r"ACL_ERROR_RT_MEMORY_ALLOCATION", r"ACL_ERROR_GE_MEMORY_ALLOCATION",
+    # torch / vLLM: "torch.OutOfMemoryError: CUDA out of memory", "No available memory for the cache blocks"
+    r"OutOfMemoryError", r"No available memory for the cache blocks",
+])
+# vLLM refuses a pool that cannot hold one max_model_len request: "To serve at least one request with the
+# model's max seq len (512), (0.0 GiB KV cache is needed, which is larger than the available KV cache memory"
+_KV_POOL = "|".join([
+    r"KV cache is needed, which is larger than the available KV cache memory",
+    r"To serve at least one request with the model'?s max seq len",
 ])
 _PORT = "|".join([
     r"address already in use", r"Errno 98", r"EADDRINUSE",
@@ -34,11 +44,28 @@ _PORT = "|".join([
 ])
 
 _PATTERNS = [
+    (KV_POOL_TOO_SMALL, re.compile(_KV_POOL, re.I)),   # before OOM: its text says "memory" too
     (OOM, re.compile(_OOM, re.I)),
     (PORT_IN_USE, re.compile(_PORT, re.I)),
 ]
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+
+# vLLM's engine core dying while its API process may live on (answering 500 to every request)
+_ENGINE_DIED = re.compile("|".join([
+    r"EngineCore failed to start", r"Engine core initialization failed",
+    r"EngineDeadError", r"Engine core proc \S+ died unexpectedly", r"EngineCore encountered a fatal error",
+])).search
+
+
+def engine_died(log: str) -> str | None:
+    """The line of ``log`` that says vLLM's engine core died, None when none does."""
+    m = _ENGINE_DIED(log)
+    if m is None:
+        return None
+    start = log.rfind("\n", 0, m.start()) + 1
+    end = log.find("\n", m.end())
+    return log[start:end if end >= 0 else len(log)].strip()[:300]
 
 
 def classify_log(log: str, default: str) -> str:

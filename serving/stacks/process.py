@@ -5,10 +5,10 @@ Only what we started is ever signalled: the group id we got from start_new_sessi
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
+
+from serving.stacks.groups import end_group, group_alive
 
 
 class ManagedProcess:
@@ -38,24 +38,11 @@ class ManagedProcess:
         return tail(self.log_path, max_chars)
 
     def group_alive(self) -> bool:
-        return bool(live_group_members(self.pgid))
+        return group_alive(self.pgid)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the whole group, then SIGKILL what is left after ``grace`` seconds."""
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(self.pgid, sig)
-            except ProcessLookupError:
-                break
-            end = time.monotonic() + wait
-            while time.monotonic() < end:
-                self.proc.poll()
-                if not self.group_alive():
-                    break
-                time.sleep(0.05)
-            else:
-                continue
-            break
+        end_group(self.pgid, grace, poll=self.proc.poll)
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -72,23 +59,3 @@ def tail(path: Path, max_chars: int = 4000) -> str:
             return f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-
-
-def live_group_members(pgid: int) -> list[int]:
-    """PIDs in process group ``pgid`` that are not zombies.
-
-    killpg(pgid, 0) also succeeds for zombies, which linger when the container's
-    PID 1 does not reap orphans; waiting on them would only burn the grace period.
-    """
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(entry))
-    return out

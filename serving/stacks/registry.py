@@ -11,6 +11,7 @@ _STACKS: dict[str, str | type[Stack]] = {
     "embedded": "serving.stacks.embedded:EmbeddedStack",
     "llm_serving": "serving.stacks.llm_serving:LLMServingStack",
     "sim": "serving.sim.stack:SimStack",
+    "vllm": "serving.stacks.vllm:VLLMStack",
 }
 
 

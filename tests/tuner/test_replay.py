@@ -42,7 +42,7 @@ async def full_handler(request):
     return web.json_response({"generated_tokens": 3, "finish_reason": "length"})
 
 
-async def run_against(modes, timeout=5.0, stream=True):
+async def run_against(modes, timeout=5.0, stream=True, deadline=None, on_done=None):
     app = web.Application()
     app.router.add_post("/models/llama2/generate_stream", stream_handler)
     app.router.add_post("/models/llama2/generate", full_handler)
@@ -52,9 +52,10 @@ async def run_against(modes, timeout=5.0, stream=True):
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     plan = [(0.01 * i, TraceRequest(i, m, 3, 1)) for i, m in enumerate(modes)]
+    opts = ReplayOptions(stream=stream, request_timeout=timeout)
     try:
-        return await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), ReplayOptions(stream=stream, request_timeout=timeout)).run(
-            plan, deadline=timeout + 2)
+        return await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), opts, on_done).run(
+            plan, deadline=timeout + 2 if deadline is None else deadline)
     finally:
         await runner.cleanup()
 
@@ -100,21 +101,7 @@ def test_final_summary_line_is_not_counted_as_a_token():
 
 
 def test_stream_cut_off_by_the_replay_deadline_is_not_a_success():
-    async def go():
-        app = web.Application()
-        app.router.add_post("/models/llama2/generate_stream", stream_handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        done = []
-        try:
-            recs = await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), ReplayOptions(request_timeout=30),
-                                  on_done=done.append).run([(0.0, TraceRequest(0, "slow", 3, 1))], deadline=1.0)
-        finally:
-            await runner.cleanup()
-        return recs, done
-    (r,), done = asyncio.run(go())
+    done = []
+    (r,) = asyncio.run(run_against(["slow"], timeout=30, deadline=1.0, on_done=done.append))
     assert not r.ok and r.error.startswith("timeout: replay deadline") and r.done is None
     assert done == [r]  # reported once, as failed

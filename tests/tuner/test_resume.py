@@ -11,24 +11,21 @@ from pathlib import Path
 import optuna
 import pytest
 
-from serving.stacks.process import live_group_members
-from tuner.study.resume import end_group, fail_dead_trials, owner_alive, owner_id, tagged_groups
-from tuner.study.storage import open_storage
+from serving.stacks.groups import end_group, group_alive
+from tuner.runtime.ownership import owner_alive, owner_id, tagged_groups
+from tuner.study.resume import fail_dead_trials
+from tuner.study.storage import open_storage, requeue
 
 STUDY = "pa_kill"
 ARGS = ["--study", "pa_batching", "--no-progress", "load.qps=20", "load.duration=2", f"study={STUDY}",
         "params.pa_config.num_blocks.low=256", "params.model_config.decode_batch_size.choices=[8,16]"]
 
 
-def group_alive(pgid: int) -> bool:
-    return bool(live_group_members(pgid))  # zombies left to an unreaping PID 1 do not count
-
-
 def test_owner_identity_survives_pid_reuse_and_other_hosts():
     me = owner_id()
     assert owner_alive(me) is True
     host, pid, start = me.rsplit(":", 2)
-    assert owner_alive(f"{host}:{pid}:{int(start) + 1}") is False      # same pid, another process
+    assert owner_alive(f"{host}:{pid}:{int(start) + 100}") is False  # same pid, another process
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     assert owner_alive(f"{host}:{p.pid}:1") is False                   # exited
@@ -42,15 +39,18 @@ def _running_trial(study, owner: str | None):
     return t
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
-def test_dead_and_stale_trials_are_failed_live_ones_kept(tmp_path, monkeypatch):
-    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage", "ignore::optuna.exceptions.ExperimentalWarning")
+def test_dead_and_stale_trials_are_failed_live_ones_kept(tmp_path):
+    # the storage open_storage makes, with a one-second grace period instead of a minute
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1,
+                                         heartbeat_stale_trial_callback=requeue)
     study = optuna.create_study(study_name="s", storage=storage)
     host, pid, start = owner_id().rsplit(":", 2)
-    dead = _running_trial(study, f"{host}:{pid}:{int(start) + 7}")
+    dead = _running_trial(study, f"{host}:{pid}:{int(start) + 100}")
     live = _running_trial(study, owner_id())
     remote = _running_trial(study, "elsewhere:1:1")
-    monkeypatch.setattr(type(storage), "_get_stale_trial_ids", lambda self, sid: [remote._trial_id])
+    storage.record_heartbeat(remote._trial_id)   # a worker on another host beat once, then went silent
+    time.sleep(2.5)
     assert sorted(fail_dead_trials(study)) == sorted([dead.number, remote.number])
     states = {t.number: t for t in study.trials}
     assert states[dead.number].state == optuna.trial.TrialState.FAIL

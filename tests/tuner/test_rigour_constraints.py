@@ -11,7 +11,8 @@ from tuner.runtime import constraints
 from tuner.space.compose import load_space
 from tuner.results.export import export_best
 from tuner.space.spec import Constraint, Objective
-from tuner.study.run import StudyRun, best_trial
+from tuner.study.run import StudyRun
+from tuner.study.selection import best_trial
 from tuner.runtime.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"

@@ -7,21 +7,17 @@ import optuna
 import pytest
 
 from serving.stacks import register_stack
-from serving.stacks.process import live_group_members
+from serving.stacks.groups import group_alive
 from tests.tuner.faulty_stack import EXPECTED
 from tuner.space.compose import load_space
 from tuner.runtime.constraints import is_feasible
-from tuner.study.resume import tagged_groups
+from tuner.runtime.ownership import tagged_groups
 from tuner.study.run import StudyRun
 
 STUDY = "pa_faults"
 FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_timeout=2", "timeouts.ready=20", "timeouts.replay=10",
         "sampler=random", "seed=0", f"study={STUDY}", "params.pa_config.num_blocks.low=256",
         "params.model_config.decode_batch_size.choices=[8,16]", "params.model_config.prefill_batch_size.choices=[2,4]"]
-
-
-def group_alive(pgid: int) -> bool:
-    return bool(live_group_members(pgid))  # zombies left to an unreaping PID 1 do not count
 
 
 @pytest.fixture

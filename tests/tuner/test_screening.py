@@ -52,3 +52,22 @@ def test_real_probe_then_full_run(project_root, monkeypatch):
 def test_probe_and_repeats_do_not_mix(project_root):
     with pytest.raises(ConfigError, match="repeats"):   # at load, before any study or trial exists
         load_space("pa_batching", project_root, SMALL + ["repeats=2", "+prescreen={probe_fraction: 0.5}"])
+
+
+def test_probe_is_gated_on_the_best_so_far_without_early_stop(project_root):
+    """The shipped space leaves early_stop.margin null: the probe must still compare its prediction
+    with the best feasible first objective of the study (issue 12: every probe was promoted)."""
+    space = load_space("pa_batching", project_root, SMALL + [
+        "backend=sim", "sampler=random", "+prescreen={top_fraction: 1.0, warmup: 0, probe_fraction: 0.5, "
+        "promote_within: 0.0}"])
+    assert space.early_stop.margin is None
+    study = StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/pg.db")).run(8)
+    best = None
+    promoted = []
+    for t in sorted(study.trials, key=lambda t: t.number):
+        predicted = t.user_attrs["predicted_total_time"]
+        assert t.user_attrs["probe_promoted"] == (best is None or predicted <= best)
+        promoted.append(t.user_attrs["probe_promoted"])
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            best = t.values[0] if best is None else min(best, t.values[0])
+    assert promoted[0] and not all(promoted)

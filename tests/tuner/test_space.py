@@ -87,8 +87,9 @@ def test_ordered_flag_rules():
 
 
 def test_default_sampler_is_gp_bo_with_one_random_start(project_root):
+    from tests.conftest import ROOT
     from tuner.study.run import StudyRun
-    space = load_space("pa_batching", project_root, ["seed=0"])
+    space = load_space("pa_batching", ROOT, ["seed=0"])   # the shipped space (the test copy samples at random)
     sampler = StudyRun(space, project_root, "").make_sampler()
     assert isinstance(sampler, optuna.samplers.GPSampler) and sampler._n_startup_trials == 1
     tpe = StudyRun(load_space("pa_batching", project_root, ["sampler=tpe", "startup_trials=3"]), project_root, "")

@@ -1,4 +1,5 @@
-"""Write the best trial's configuration: the base YAML with only the tuned keys changed.
+"""Write the best trial's configuration: the base config with only the tuned keys changed, in the
+stack's own format (llm-serving's YAML, vLLM's flat YAML, ...), next to the base config.
 
 The values are the trial's own stored ``config`` (what was measured), never its Optuna params
 mapped through today's choice lists. An existing file is kept unless ``force``; the study's
@@ -12,10 +13,10 @@ from pathlib import Path
 import optuna
 
 from serving.config.errors import ConfigError
-from serving.config.render import render
+from serving.stacks import get_stack
 from tuner.space.spec import StudySpace
-from tuner.study.finalists import current_verdict, describe
-from tuner.study.run import best_trial, trial_config
+from tuner.study.finalists import describe
+from tuner.study.selection import best_trial, current_verdict, trial_config
 
 
 def target(space: StudySpace, root: Path, to: Path | None, force: bool) -> Path:
@@ -50,5 +51,6 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
-    render(root / space.base_config, config, out, header)
+    get_stack(space.backend).config_format.render(root / space.base_config, config, out)
+    out.write_text(header + out.read_text())
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuner.runtime.early_stop import EarlyStop
-from tuner.study.resume import TAG_ENV, write_pgids
+from tuner.runtime.ownership import TAG_ENV, write_pgids
 from tuner.space.spec import StudySpace
 from tuner.runtime.stats import spread
 from tuner.runtime.trial import TrialOutcome, run_trial

@@ -13,10 +13,10 @@ from typing import Any
 
 import optuna
 
-from tuner.runtime.early_stop import best_known
 from tuner.runtime.measure import Measurement
 from tuner.screening.prescreen import PreScreener, Screened, probe_then_full
 from tuner.space.spec import StudySpace
+from tuner.study.selection import best_value
 
 
 class StudyScreen:
@@ -36,11 +36,13 @@ class StudyScreen:
 
     def probe(self, trial: optuna.Trial, screened: Screened, run_dir: Path, device_id, on_request,
               tag: str | None = None) -> tuple[Measurement, bool] | None:
-        """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off."""
+        """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off.
+        The probe is promoted when its prediction is within ``promote_within`` of the best feasible
+        first objective so far, whatever early stop is set to."""
         if not self.spec.probe_fraction:
             return None
         r = probe_then_full(self.space, self.root, screened.params, run_dir, self.plan,
-                            best_known(trial.study, self.space), self.spec.probe_fraction,
+                            best_value(trial.study), self.spec.probe_fraction,
                             self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag,
                             sim_full=screened.value)
         trial.set_user_attr("probe_promoted", r.promoted)

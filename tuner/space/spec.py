@@ -14,6 +14,7 @@ treating 32 and 64 as unrelated labels. The chosen value is what the config and 
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -138,24 +139,56 @@ class Constraint(_Strict):
 
 
 class LoadSpec(_Strict):
-    qps: float = Field(gt=0, description="performance_serving -X: requests per second")
-    duration: float = Field(gt=0, description="performance_serving -T: seconds; N = int(X*T) requests")
+    """How the trace is sent (tuner.workload.plan): which requests, when, how many at once."""
+    qps: float | None = Field(None, gt=0, description="performance_serving -X: requests per second")
+    duration: float | None = Field(None, gt=0, description="performance_serving -T: seconds; N = int(X*T) "
+                                   "requests (arrivals=trace: the window of the trace replayed)")
+    requests: int | None = Field(None, ge=1, description="number of requests (instead of int(X*T))")
+    arrivals: Literal["poisson", "gamma", "constant", "trace"] = "poisson"
+    cv: float | None = Field(None, gt=0, description="gamma only: coefficient of variation of the gaps "
+                             "(1 = Poisson, > 1 bursty)")
+    speedup: float | None = Field(None, gt=0, description="trace only: replay the trace's timestamps this much faster")
+    concurrency: int | None = Field(None, ge=1, description="closed loop: at most N requests in flight")
     seed: int = 0
     stream: bool = True
     parameters: dict[str, Any] = Field(default_factory=lambda: {"do_sample": False, "return_full_text": True})
     request_timeout: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
-    def _requests(self):
-        n = self.qps * self.duration  # performance_serving's N = int(X * T)
-        if not 1 <= n <= MAX_REQUESTS:
-            raise ValueError(f"1 <= qps * duration <= {MAX_REQUESTS:,} requests must hold, got "
-                             f"qps={self.qps:g} x duration={self.duration:g} = {n:g}")
+    def _coherent(self):
+        for key in ("qps", "duration", "cv", "speedup", "request_timeout"):
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{key}: a finite number must hold, got {v}")
+        planned = self.requests if self.requests is not None else (
+            self.qps * self.duration if self.qps is not None and self.duration is not None else None)
+        if planned is not None and planned > MAX_REQUESTS:  # every send is planned in memory first
+            how = (f"requests={planned}" if self.requests is not None else
+                   f"qps * duration = {self.qps:g} x {self.duration:g} = {planned:g}")
+            raise ValueError(f"at most {MAX_REQUESTS:,} requests a trial must hold, got {how}")
+        if self.cv is not None and self.arrivals != "gamma":
+            raise ValueError(f"cv applies to arrivals=gamma only, arrivals is {self.arrivals}")
+        if self.speedup is not None and self.arrivals != "trace":
+            raise ValueError(f"speedup applies to arrivals=trace only, arrivals is {self.arrivals}")
+        if self.arrivals == "trace":
+            if self.qps is not None:
+                raise ValueError("arrivals=trace sends at the trace's own times, so qps must be null (load.qps=null)")
+        elif self.qps is None and self.concurrency is None:
+            raise ValueError(f"arrivals={self.arrivals} needs qps (or a closed loop: concurrency)")
+        elif self.requests is None and (self.qps is None or self.duration is None):
+            raise ValueError("the number of requests needs requests, or qps and duration (N = int(X*T))")
+        elif self.requests is None and int(self.qps * self.duration) < 1:
+            raise ValueError(f"qps * duration >= 1 must hold, got {self.qps} * {self.duration}")
         return self
 
     @property
-    def n_requests(self) -> int:
-        return int(self.qps * self.duration)
+    def n_requests(self) -> int | None:
+        """Requests in the plan (None for arrivals=trace with no cap: the trace's window decides)."""
+        if self.requests is not None:
+            return self.requests
+        if self.qps is not None and self.duration is not None:
+            return int(self.qps * self.duration)
+        return None
 
 
 class Timeouts(_Strict):
@@ -169,6 +202,8 @@ class StudySpace(_Strict):
     backend: str = "embedded"
     base_config: str
     trace: str
+    trace_format: str = Field("auto", description="auto (detected from the content) or a format name "
+                              "(tuner.workload.formats)")
     load: LoadSpec
     objectives: list[Objective]
     params: dict[str, Any]
@@ -216,6 +251,9 @@ class StudySpace(_Strict):
                 where = ".".join(str(x) for x in (name, *e["loc"]))
                 raise ValueError(f"{where}: {e['msg']}, found {e.get('input')!r}") from None
             self.stack_options[name] = opts.model_dump()
+        from tuner.workload.formats import format_names
+        if self.trace_format not in format_names():
+            raise ValueError(f"trace_format must be one of {format_names()}, got {self.trace_format!r}")
         if not self.objectives:
             raise ValueError("at least one objective is needed")
         named = [(f"objectives[{i}].name", o.name) for i, o in enumerate(self.objectives)]

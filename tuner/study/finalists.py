@@ -16,15 +16,13 @@ from typing import Callable
 
 import optuna
 
-from tuner.study.resume import owner_id, trial_tag
+from tuner.runtime.ownership import owner_id, trial_tag
+from tuner.runtime.measure import measure
 from tuner.runtime.stats import compare, spread
-
-ATTR = "finalists"
-
+from tuner.study.selection import ATTR, feasible_trials, n_complete, trial_config
 
 def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The top_k feasible trials on the first objective, one per distinct configuration."""
-    from tuner.study.run import feasible_trials, trial_config
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
     seen, out = set(), []
     for t in sorted(feasible_trials(study), key=lambda t: sign * t.values[0]):
@@ -38,8 +36,6 @@ def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
 def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | None = None,
              confidence: float | None = None, on_sample: Callable[[int, int, float], None] | None = None) -> dict:
     """Re-run the finalists, test best vs runner-up, store and return the verdict."""
-    from tuner.runtime.measure import measure
-    from tuner.study.run import trial_config
     spec = run.space.finalists
     top_k, repeats = top_k or spec.top_k, repeats or spec.repeats
     confidence = confidence or spec.confidence
@@ -74,30 +70,11 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
                "repeats": repeats, "rows": rows, "p_value": v.p_value, "ci": list(v.ci),
                "winner": best["trial"] if v.winner_better else None,
                "tied": [] if v.winner_better else [best["trial"], second["trial"]],
-               "n_complete": _n_complete(study)}
+               "n_complete": n_complete(study)}
     study.set_user_attr(ATTR, json.loads(json.dumps(verdict, default=str, allow_nan=True)))
     run.trials_dir.mkdir(parents=True, exist_ok=True)
     (run.trials_dir / "finalists.json").write_text(json.dumps(verdict, indent=1, default=str))
     return verdict
-
-
-def _n_complete(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-
-
-def current_verdict(study: optuna.Study) -> dict | None:
-    """The stored verdict, unless trials completed after it (then it is stale)."""
-    v = study.user_attrs.get(ATTR)
-    return v if v and v.get("n_complete") == _n_complete(study) else None
-
-
-def verdict_choice(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The declared winner, or the better-median one of a tie, while the verdict is current."""
-    v = current_verdict(study)
-    if v is None:
-        return None
-    number = v["winner"] if v["winner"] is not None else v["tied"][0]
-    return next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
 
 
 def describe(v: dict) -> str:

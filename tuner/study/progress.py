@@ -6,6 +6,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
+from tuner.runtime.output import OUTPUT_ERRORS, silence, silence_broken
+
 STATE_STYLE = {"complete": "green", "infeasible": "red", "failed": "red", "pruned": "yellow"}
 
 
@@ -43,9 +45,18 @@ class Progress:
     def close(self) -> None: ...
 
 
+class QuietConsole(Console):
+    """A rich console that goes quiet when its pipe closes; rich's own default exits the program
+    (SystemExit(1)) mid-trial, which would fail the trial whose result it was printing."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        silence(self.file)
+
+
 class RichStudyProgress(Progress):
     def __init__(self, n_trials: int, n_requests: int, objectives: list[str], console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or QuietConsole(stderr=True)
         self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=self.console, transient=False)
         self.objectives = objectives
@@ -107,3 +118,37 @@ class PlainProgress(Progress):
     def recovered(self, failed, ended):
         print(f"{self.prefix}resumed: trials {failed} of a dead tune marked failed; "
               f"{len(ended)} leftover stack process group(s) ended", flush=True)
+
+
+class GuardedProgress(Progress):
+    """Passes every hook on to ``inner``; the first output failure (stdout or stderr closed, e.g.
+    ``tune ... | head -1``) turns the display off, never the trial: the study goes on and every
+    measurement is stored."""
+
+    def __init__(self, inner: Progress):
+        self.inner = inner
+        self.failed: BaseException | None = None
+
+    def _call(self, hook: str, *args) -> None:
+        if self.failed is not None:
+            return
+        try:
+            getattr(self.inner, hook)(*args)
+        except OUTPUT_ERRORS as err:
+            self.failed = err
+            silence_broken()
+
+
+def _forward(hook: str):
+    def call(self, *args):
+        self._call(hook, *args)
+    call.__name__ = hook
+    return call
+
+
+for _hook in ("trial_started", "repeat_started", "request_done", "trial_finished", "trial_pruned", "recovered", "close"):
+    setattr(GuardedProgress, _hook, _forward(_hook))
+
+
+def guarded(progress: Progress | None) -> Progress | None:
+    return progress if progress is None or isinstance(progress, GuardedProgress) else GuardedProgress(progress)

@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from serving.config.errors import ConfigError
+from serving.stacks import get_stack
+from tuner.study import identity
 from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
-from tuner.study import identity
-from tuner.study.progress import Progress
-from tuner.study.resume import owner_id, recover, trial_tag
+from tuner.study.progress import Progress, guarded
+from tuner.runtime.ownership import owner_alive, owner_id, trial_tag
+from tuner.study.resume import recover
 from tuner.space.spec import StudySpace
+from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import open_storage
-from tuner.workload.trace import load_trace, schedule
+from tuner.workload.plan import PlannedTrace, build_plan
 from tuner.runtime.trial import TrialOutcome
+from tuner.screening.gate import StudyScreen
 
 
 class TrialFailed(Exception):
@@ -45,7 +45,8 @@ class StudyRun:
     storage: Any                      # URL (sqlite:///…, postgresql://…, journal:PATH) or a storage
     device_id: int | None = None
     progress: Progress | None = None
-    _plan: list | None = field(default=None, init=False, repr=False)
+    parent: str | None = None         # owner id of the `tune --devices` that started this worker
+    _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
     _dir: Path | None = field(default=None, init=False, repr=False)
 
@@ -62,12 +63,17 @@ class StudyRun:
         self._dir = identity.study_dir(self.root, study)
         return study
 
-    def plan(self):
-        """The trial's request schedule; read and drawn once, the same for every trial."""
-        if self._plan is None:
+    def planned(self) -> PlannedTrace:
+        """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
+        if self._trace is None:
             s = self.space
-            self._plan = schedule(load_trace(self.root / s.trace), s.load.qps, s.load.duration, s.load.seed)
-        return self._plan
+            counter = get_stack(s.backend).token_counter(self.root / s.base_config, s.backend_options())
+            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format)
+        return self._trace
+
+    def plan(self):
+        """The trial's request schedule, the same for every trial."""
+        return self.planned().plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         s = self.space
@@ -89,7 +95,8 @@ class StudyRun:
         return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=startup)
 
     def open_study(self) -> optuna.Study:
-        """Create or load the study: the storage and the study are made here, after every check."""
+        """Create or load the study (the storage and the study are made here, after every check); refuse
+        one measured under other conditions, and key this run's artifacts by the study's identity."""
         s = self.space
         study = optuna.create_study(study_name=s.study, storage=open_storage(self.storage), load_if_exists=True,
                                     sampler=self.make_sampler(), directions=[o.direction for o in s.objectives])
@@ -146,7 +153,6 @@ class StudyRun:
         if self.space.prescreen is None:
             return None
         if self._screen_cache is None:
-            from tuner.screening.gate import StudyScreen
             self._screen_cache = StudyScreen(self.space, self.root, self.plan())
         return self._screen_cache
 
@@ -189,64 +195,17 @@ class StudyRun:
     def run(self, n_trials: int) -> optuna.Study:
         study = self.open_study()
         self.trials_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = guarded(self.progress)  # printing progress never costs a measurement
         failed, ended = recover(study)  # a previous tune died: fail its trials, end its stacks
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
-        with sigterm_as_interrupt():
-            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,))
+        with stop_signals_interrupt():
+            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
         return study
 
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM unwinds like Ctrl-C, so the running trial's stack is stopped by its ``finally``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def default_storage(root: Path, study: str) -> str:
-    """sqlite:///<root>/trials/<study>.db (its folder is made when the study is, by open_storage)."""
-    return f"sqlite:///{root / 'trials' / (study + '.db')}"
-
-
-def trial_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The configuration a trial measured: its ``config`` user attr, stored when it was drawn. The one
-    source of truth: its Optuna params hold positions in choice lists that may have changed since."""
-    config = trial.user_attrs.get("config")
-    if not isinstance(config, dict):
-        raise ConfigError(f"trial {trial.number} of study has no stored configuration (user attr 'config'); "
-                          "it was never measured", key="study")
-    return dict(config)
-
-
-def feasible_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [t for t in done if constraints.is_feasible(t)]
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The winner, feasible trials only: the `tune finalize` verdict when it is current, else
-    single objective = the best value; several = the Pareto trial best on the first one."""
-    from tuner.study.finalists import verdict_choice
-    chosen = verdict_choice(study)
-    if chosen is not None:
-        return chosen
-    feasible = feasible_trials(study)
-    if not feasible:
-        raise ValueError(f"study {study.study_name!r} has no feasible completed trial to export")
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
-    if len(study.directions) == 1:
-        return min(feasible, key=lambda t: sign * t.values[0])
-    front = [t for t in study.best_trials if constraints.is_feasible(t)] or feasible
-    return min(front, key=lambda t: sign * t.values[0])
+    def _orphaned(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """A worker whose ``tune --devices`` died (even by SIGKILL) stops after the trial it was
+        running: that trial is stored as measured, and nothing runs on unsupervised."""
+        if self.parent and owner_alive(self.parent) is False:
+            study.stop()
 

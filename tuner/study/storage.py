@@ -2,7 +2,8 @@
 or ``journal:PATH`` for an Optuna journal file (several workers, no database server).
 
 RDB storages get a heartbeat, so a trial whose worker died on another host is failed by the
-next worker after the grace period; on one host tuner.study.resume notices a dead owner at once.
+next worker after the grace period (and re-queued by ``requeue``); on one host tuner.study.resume
+notices a dead owner at once.
 
 A bad URL is a ConfigError (one line, exit 2), found before anything is written where it can
 be: ``check_url`` reads nothing and writes nothing. Commands that only read a study
@@ -112,7 +113,7 @@ def open_storage(url: str | optuna.storages.BaseStorage, create: bool = True) ->
         with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5, and what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                              grace_period=GRACE_S)
+                              grace_period=GRACE_S, heartbeat_stale_trial_callback=requeue)
     except (SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
         for d in reversed(made):  # a command that fails leaves nothing behind
             try:
@@ -146,8 +147,22 @@ def load_study(url: str, name: str) -> optuna.Study:
                           f"(studies: {', '.join(names) or 'none'}; run `tune --study {name}` first)") from None
 
 
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a trial that died with its worker again (once), so the study loses no configuration.
+
+    Also the storage's stale-trial callback: optuna's fail_stale_trials (run by optimize() and at
+    resume) calls it for a trial whose worker stopped beating on any host."""
+    if trial.params and "retry_of" not in trial.user_attrs:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
 def dashboard_args(url: str) -> list[str]:
     """optuna-dashboard's arguments for the same storage."""
     if url.startswith(JOURNAL):
         return [str(Path(url[len(JOURNAL):]).expanduser()), "--storage-class", "JournalFileStorage"]
     return [url]
+
+
+def default_storage(root: Path, study: str) -> str:
+    """sqlite:///<root>/trials/<study>.db (its folder is made with the study, by open_storage)."""
+    return f"sqlite:///{root / 'trials' / (study + '.db')}"

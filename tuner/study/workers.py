@@ -3,8 +3,9 @@
 Each worker is a plain ``tune run --device D`` process sharing the study's storage, which is
 how workers on other hosts join too (same command, an RDB URL or a shared journal file).
 Optuna hands each worker its own trial numbers; the sampler sees every worker's results.
-Workers run in their own process groups so a Ctrl-C here is turned into a SIGTERM to each,
-and each stops its running stack before it exits.
+Workers run in their own process groups so a Ctrl-C (or SIGTERM, SIGHUP) here is turned into a
+SIGTERM to each, and each stops its running stack before it exits. If this process is SIGKILLed,
+each worker notices its dead parent after its running trial and stops (stored as measured).
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+from tuner.runtime.ownership import owner_id
+from tuner.runtime.output import safe_print
 
 
 def split(n_trials: int, n_workers: int) -> list[int]:
@@ -33,14 +37,19 @@ def parse_devices(text: str) -> list[int]:
 
 
 def _pump(proc: subprocess.Popen, prefix: str) -> None:
+    """Copy a worker's lines to our stdout; if that is closed (``| head``), keep reading and drop
+    them, so the worker never blocks on a full pipe."""
+    shown = True
     for line in proc.stdout:
-        sys.stdout.write(prefix + line)
-        sys.stdout.flush()
+        if shown:
+            shown = safe_print(prefix + line, end="")
 
 
 def worker_args(space_file: str, root: Path, storage: str, device: int, n: int, overrides: list[str]) -> list[str]:
+    """A worker is a plain ``tune run`` told who its parent is: if we die, even by SIGKILL, it stops
+    after the trial it is running (tuner.study.run.StudyRun._orphaned)."""
     return [sys.executable, "-m", "tuner.cli", "run", "--study", space_file, "--root", str(root), "--storage", storage,
-            "--device", str(device), "--n-trials", str(n), "--no-progress", *overrides]
+            "--device", str(device), "--n-trials", str(n), "--no-progress", "--parent", owner_id(), *overrides]
 
 
 def run_workers(space_file: str, root: Path, storage: str, devices: list[int], n_trials: int,

@@ -13,6 +13,7 @@ from typing import Any
 from serving.config.errors import ConfigError
 from tuner.space.spec import StudySpace
 from tuner.study.run import StudyRun
+from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.runtime.trial import run_trial
 
 LEVELS = [(1, "http", "answered by the HTTP handler"),
@@ -28,10 +29,11 @@ def bare_run(space: StudySpace, root: Path, params: dict[str, Any] | None = None
                           key="backend")
     plan = StudyRun(space, root, "").plan()
     rows = []
+    tag = {TAG_ENV: command_tag(space.study, "bare-run")}  # a SIGKILLed bare-run's engine is ended next time
     base = Path(out_dir or tempfile.mkdtemp(prefix="bare-run-"))
     for level, stub, what in LEVELS:
         outcome = run_trial(space, root, dict(params or {}, **{"engine_config.stub": stub}),
-                            base / f"level{level}", plan)
+                            base / f"level{level}", plan, env=tag)
         m = outcome.metrics
         rows.append({"level": level, "stage": stub or "model", "what": what,
                      "total_time": m.get("total_time"), "ttft_p50": m.get("ttft_p50"),

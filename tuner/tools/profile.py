@@ -5,7 +5,7 @@ For each (concurrency, prompt tokens, completion tokens) cell, ``concurrency`` w
 tokenizer counts one token per word) and a fixed max_new_tokens. Per cell: first-token latency
 min/mean/max, output tokens/s and requests/s over the cell's wall time (prefill included),
 per-token latency P50/P75/P95/P99 (gaps between streamed tokens, the first token excluded, as
-LMDeploy does), and the peak memory of the stack (RSS of its process groups from /proc, plus
+LMDeploy does), and the peak memory of the stack (RSS of its process groups (psutil), plus
 the peak of any accelerator memory probe the stack offers).
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from serving.probes.memory import GroupMemoryProbe
 from serving.replay import ReplayOptions, Replayer
 from serving.stacks import LaunchSpec, RunningStack, get_stack
 from serving.workload import RequestRecord, TraceRequest
+from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.space.spec import StudySpace
 
 PCTS = (50, 75, 95, 99)
@@ -121,7 +122,8 @@ def profile(space: StudySpace, root: Path, cells: list[Cell], rounds: int, run_d
         raise ConfigError("; ".join(broken), config_path)
     opts = ReplayOptions(stream=True, parameters=dict(space.load.parameters),
                          request_timeout=space.load.request_timeout)
-    running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options))
+    tag = {TAG_ENV: command_tag(space.study, "profile")}  # a SIGKILLed profile's stack is ended next time
+    running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options, tag))
     rows = []
     try:
         pgids = running.pgids

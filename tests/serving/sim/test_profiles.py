@@ -5,7 +5,8 @@ import pytest
 
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
-from serving.sim.latency import LatencyModel, interp, load_profile
+from serving.sim.latency import LatencyModel, interp
+from serving.sim.profile_io import load_profile
 from serving.sim.simulator import SimSettings, simulate
 from tests.conftest import ROOT
 from tuner.runtime.metrics import score
@@ -25,14 +26,35 @@ def test_interp_between_and_beyond_points():
     assert interp(pts, 16) == pytest.approx(10.0) and interp({4: 2.0}, 8) == pytest.approx(4.0)
 
 
-def test_profile_errors_name_the_key(tmp_path):
+@pytest.mark.parametrize("text,key,found", [
+    ("decode: {compute: {base: -1}}\n", "decode.compute.base", "greater than or equal to 0"),
+    ("decode: {compute: {bass: 1}}\n", "decode.compute.bass", "Extra inputs"),
+    ("prefill: {table: {4: {17: fast}}}\n", "prefill.table.4.17", "valid number"),
+    ("prefill: {table: {0: {17: 0.1}}}\n", "prefill.table.0.[key]", "greater than or equal to 1"),
+    ("request: {arrival_delay: 0.1, queue_cost: 0.2}\n", "request.queue_cost", "Extra inputs"),
+    ("decode: [1, 2]\n", "decode", "valid dictionary"),
+    ("single_prefil: true\n", "single_prefil", "Extra inputs"),
+])
+def test_profile_errors_name_the_file_and_key(tmp_path, text, key, found):
     bad = tmp_path / "p.yaml"
-    bad.write_text("decode: {compute: {base: -1}}\n")
-    with pytest.raises(ConfigError, match="decode.compute"):
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
         load_profile(bad)
-    bad.write_text("decode: {compute: {bass: 1}}\n")
-    with pytest.raises(ConfigError, match="bass"):
+    assert err.value.path == bad and str(err.value).startswith(f"{bad}: {key}: ") and found in str(err.value)
+
+
+def test_a_profile_must_be_a_mapping(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must be a mapping of sections, found list"):
         load_profile(bad)
+
+
+def test_empty_sections_and_terms_cost_nothing(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("prefill:\n  host:\ndecode: {compute: {base: 0.01}}\n")
+    m = load_profile(p)
+    assert m.name == "p" and m.prefill(1, 1, 8) == (0.0, 0.0) and m.decode(1, 1, 8) == (0.01, 0.0)
 
 
 def _published_run(decode: int, qps: float, limit: int | None = None) -> float:

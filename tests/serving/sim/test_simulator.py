@@ -107,3 +107,18 @@ def test_same_plan_same_result():
     a = simulate(SMALL, flat_model(per_row=0.001), plan).records
     b = simulate(SMALL, flat_model(per_row=0.001), plan).records
     assert [r.token_times for r in a] == [r.token_times for r in b]
+
+
+def test_closed_loop_sends_the_next_request_when_one_finishes():
+    from serving.workload import Plan
+    model = flat_model(prefill=0.1, decode=0.01)
+    res = simulate(SMALL, model, Plan(burst(8), concurrency=2))
+    recs = res.records
+    assert all(r.ok for r in recs)
+    done = sorted(r.done for r in recs)
+    assert [r.sent for r in recs[:2]] == [0, 0]
+    assert [r.sent for r in recs[2:]] == pytest.approx(done[:6])       # one per finished request, in order
+    live = [sum(1 for r in recs if r.sent <= t < r.done) for t in (r.sent for r in recs)]
+    assert max(live) == 2
+    open_loop = simulate(SMALL, model, burst(8)).records
+    assert max(r.done for r in open_loop) < max(r.done for r in recs)

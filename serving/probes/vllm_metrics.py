@@ -1,0 +1,81 @@
+"""vLLM's Prometheus ``/metrics`` during a replay: running and waiting requests, KV-cache usage,
+preemptions. Parsed with prometheus_client's text parser.
+
+One scrape serves every probe of a poll (the sampler asks each probe in turn; they share a
+``MetricsScrape`` that refetches only when its last read is older than ``max_age``). Gauges are
+summed over their label sets (one per engine); ``vllm:kv_cache_usage_perc`` is a fraction
+(0..1) upstream and is reported in percent like every probe here. Preemptions are a counter:
+the probe reports how many happened since the replay began.
+"""
+from __future__ import annotations
+
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.probes.base import Probe
+
+__all__ = ["MetricsScrape", "VLLMGaugeProbe", "VLLMPreemptionProbe", "vllm_probes", "parse_metrics"]
+
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+KV_USAGE = "vllm:kv_cache_usage_perc"
+PREEMPTIONS = "vllm:num_preemptions"   # the family's name; its sample is vllm:num_preemptions_total
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """{family name: value summed over its label sets} for gauges and counters (``_total`` dropped)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type not in ("gauge", "counter"):
+            continue
+        for s in family.samples:
+            if s.name in (family.name, family.name + "_total"):
+                out[family.name] = out.get(family.name, 0.0) + float(s.value)
+    return out
+
+
+class MetricsScrape:
+    def __init__(self, base_url: str, max_age: float = 0.05, timeout: float = 2.0):
+        self.url, self.max_age, self.timeout = base_url.rstrip("/") + "/metrics", max_age, timeout
+        self._at = -1e9
+        self._values: dict[str, float] = {}
+
+    def values(self) -> dict[str, float]:
+        if time.monotonic() - self._at > self.max_age:
+            with urllib.request.urlopen(self.url, timeout=self.timeout) as resp:
+                self._values = parse_metrics(resp.read().decode("utf-8"))
+            self._at = time.monotonic()
+        return self._values
+
+
+class VLLMGaugeProbe(Probe):
+    def __init__(self, scrape: MetricsScrape, name: str, metric: str, scale: float = 1.0):
+        self.scrape, self.name, self.metric, self.scale = scrape, name, metric, scale
+
+    def sample(self) -> float | None:
+        v = self.scrape.values().get(self.metric)
+        return None if v is None else v * self.scale
+
+
+class VLLMPreemptionProbe(Probe):
+    name = "vllm_preemptions"
+
+    def __init__(self, scrape: MetricsScrape):
+        self.scrape = scrape
+        self._first: float | None = None
+
+    def sample(self) -> float | None:
+        v = self.scrape.values().get(PREEMPTIONS)
+        if v is None:
+            return None
+        if self._first is None:
+            self._first = v
+        return v - self._first
+
+
+def vllm_probes(base_url: str) -> list[Probe]:
+    scrape = MetricsScrape(base_url)
+    return [VLLMGaugeProbe(scrape, "vllm_running", RUNNING), VLLMGaugeProbe(scrape, "vllm_waiting", WAITING),
+            VLLMGaugeProbe(scrape, "vllm_kv_cache_usage", KV_USAGE, 100.0), VLLMPreemptionProbe(scrape)]

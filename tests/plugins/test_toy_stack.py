@@ -1,0 +1,53 @@
+"""A new stack from the test folder runs a study end to end; nothing in tuner/ knows it."""
+import optuna
+
+from serving.stacks import register_stack, stack_names
+from tuner.cli import main
+from tuner.runtime.constraints import is_feasible
+
+SPACE = """\
+study: toy
+backend: toy
+base_config: configs/toy.yaml
+trace: traces/alpaca_like_1500.jsonl
+load: {qps: 20, duration: 0.5, request_timeout: 10}
+objectives:
+  - {name: total_time, direction: minimize}
+  - {name: utilisation, direction: maximize}
+params:
+  step_ms: {type: categorical, choices: [0.5, 1, 100]}
+sampler: random
+seed: 0
+timeouts: {ready: 10, replay: 60}
+toy: {busy: 37}
+"""
+
+
+def test_a_stack_registered_from_the_tests_runs_a_study(project_root):
+    register_stack("toy", "tests.plugins.toy_stack:ToyStack")
+    assert "toy" in stack_names()
+    (project_root / "configs/toy.yaml").write_text("step_ms: 1\nmax_tokens: 4096\n")
+    (project_root / "search_spaces/toy.yaml").write_text(SPACE)
+    storage = f"sqlite:///{project_root / 'trials' / 'toy.db'}"
+    args = ["--study", "toy", "--root", str(project_root), "--storage", storage, "--no-progress"]
+    assert main([*args, "--n-trials", "4", "toy.max_step_ms=10"]) == 0
+    trials = optuna.load_study(study_name="toy", storage=storage).trials
+    assert len(trials) == 4
+    assert {t.user_attrs["config"]["step_ms"] == 100 for t in trials} == {True, False}  # both paths taken
+    for t in trials:
+        step = t.user_attrs["config"]["step_ms"]
+        if step == 100:   # the toy format's own pre-launch check rejected it: infeasible, never launched
+            assert t.user_attrs["fail_class"] == "config_rejected" and "max_step_ms" in t.user_attrs["fail_detail"]
+            assert not is_feasible(t)
+        else:
+            assert is_feasible(t), t.user_attrs.get("fail_detail")
+            assert t.user_attrs["requests_ok"] == t.user_attrs["requests"] == 10
+            assert t.user_attrs["utilisation"] == 37.0       # the stack's named probe, not the first by name
+            assert t.user_attrs["aaa_decoy_mean"] == 1.0
+
+
+def test_unknown_option_of_a_plugged_stack_is_rejected_at_load(project_root):
+    register_stack("toy", "tests.plugins.toy_stack:ToyStack")
+    (project_root / "configs/toy.yaml").write_text("step_ms: 1\nmax_tokens: 4096\n")
+    (project_root / "search_spaces/toy.yaml").write_text(SPACE)
+    assert main(["--study", "toy", "--root", str(project_root), "toy.colour=1"]) == 2

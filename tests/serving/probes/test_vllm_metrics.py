@@ -1,0 +1,36 @@
+"""vLLM's /metrics parsed with prometheus_client: a scrape of real vLLM 0.32 (CPU) under load."""
+from pathlib import Path
+
+from serving.probes.vllm_metrics import (KV_USAGE, PREEMPTIONS, RUNNING, WAITING, MetricsScrape, VLLMPreemptionProbe,
+                                        parse_metrics)
+
+SCRAPE = (Path(__file__).with_name("data") / "vllm_metrics_busy.txt").read_text()
+
+
+def test_gauges_and_counters_of_a_real_scrape():
+    m = parse_metrics(SCRAPE)
+    assert (m[RUNNING], m[WAITING], m[PREEMPTIONS]) == (4.0, 1.0, 4.0)
+    assert abs(m[KV_USAGE] - 0.98413) < 1e-5
+    assert "vllm:time_to_first_token_seconds" not in m   # histograms are not usage figures
+
+
+def test_gauges_sum_over_engines():
+    two = ('# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine="0"} 3.0\n'
+           'vllm:num_requests_running{engine="1"} 2.0\n')
+    assert parse_metrics(two)[RUNNING] == 5.0
+
+
+class Scrape(MetricsScrape):
+    """The counter's successive values instead of HTTP scrapes."""
+
+    def __init__(self, values):
+        super().__init__("http://127.0.0.1:9")
+        self.seq = iter(values)
+
+    def values(self):
+        return {PREEMPTIONS: next(self.seq)}
+
+
+def test_preemptions_count_from_the_first_sample():
+    probe = VLLMPreemptionProbe(Scrape([4.0, 4.0, 7.0]))
+    assert [probe.sample() for _ in range(3)] == [0.0, 0.0, 3.0]
