@@ -23,7 +23,7 @@ from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
-from serving.workload import Plan, RequestRecord, TraceRequest
+from serving.workload import Plan, RequestRecord
 
 __all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
 
