@@ -172,20 +172,18 @@ def need_str(obj: dict, key: str, path: Path, where: str, optional: bool = False
 
 
 def need_int(obj: dict, key: str, path: Path, where: str, low: int = 0, optional: bool = False) -> int | None:
-    """An integer field >= ``low``; CSV text like "12" or "12.0" counts as an integer."""
+    """An integer field >= ``low`` (a JSON integer; CSV text like "12" or "12.0")."""
     if key not in obj or obj[key] is None or obj[key] == "":
         if optional:
             return None
         raise bad(path, where, key, "required field missing")
     v = obj[key]
-    if isinstance(v, str):
+    if isinstance(v, str):      # CSV cells are text: "12" (or "12.0") is 12; a JSON 12.0 stays a float
         try:
             f = float(v)
             v = int(f) if f.is_integer() else v
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise bad(path, where, key, f"an integer >= {low} must hold, found {obj[key]!r}"[:200])
     return v
