@@ -22,7 +22,7 @@ from serving.config.schema import load_serving_yaml
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchError, LaunchSpec, get_stack
 from serving.stacks import llm_serving as ls
-from serving.stacks.process import live_group_members
+from serving.stacks.groups import group_alive
 from serving.workload import TraceRequest
 from tests.serving.stacks.real_llm_serving import STUDY, require_real, tree_digest
 from tuner.cli import main
@@ -49,7 +49,7 @@ def assert_cleaned_up(run_dir: Path) -> None:
     pgids = json.loads((run_dir / "pids.json").read_text())
     assert pgids, "the launch recorded no process group"
     for name, pgid in pgids.items():
-        assert live_group_members(pgid) == [], f"{name} process group {pgid} left running"
+        assert not group_alive(pgid), f"{name} process group {pgid} left running"
 
 
 def test_two_trial_study_on_the_real_code(real, project_root):
