@@ -364,6 +364,23 @@ class LLMServingStack(Stack):
             out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
         return out
 
+    def preflight(self, options: dict[str, Any]) -> list[str]:
+        """The checkout, the interpreter and the usage tool, checked once before the first trial."""
+        opts, out = parse_options(options), []
+        try:
+            self._root(opts)
+        except ConfigError as err:
+            out.append(err.message)
+        python = opts.python or sys.executable
+        if shutil.which(python) is None:
+            out.append(f"llm_serving.python must be an executable interpreter, got {python!r}")
+        if opts.mindformers_root and not Path(opts.mindformers_root).expanduser().is_dir():
+            out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
+        if opts.accelerator == "npu" and shutil.which(opts.npu_smi) is None:
+            out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
+                       "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure no usage)")
+        return out
+
     def launch(self, spec: LaunchSpec) -> LLMServingRunning:
         opts = parse_options(spec.options)
         root = self._root(opts)
