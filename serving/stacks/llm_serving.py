@@ -271,7 +271,7 @@ def missing_patches(opts: LLMServingOptions, root: Path) -> list[str]:
 
 def emulate_step_file(profile: str, run_dir: Path) -> Path:
     """The device-time (compute) terms of a latency profile as the patched agent reads them."""
-    from serving.sim.latency import load_profile
+    from serving.sim.profile_io import load_profile
     lm = load_profile(profile)
     if lm.prefill_table or lm.decode_by_bucket:
         raise ConfigError(f"emulation takes a profile of linear terms; {profile!r} has measured tables "
