@@ -1,6 +1,10 @@
 """Replay-client bench: serving.replay.Replayer against a null server, beside a bare aiohttp client.
 
-  python bench/replay.py [--tokens 16] [--quick]
+  python bench/replay.py [--tokens 16] [--quick] [--workers N]
+
+Three clients: ``replayer`` (one process: the path small and slow plans take), ``replayer-mp``
+(serving.replay.ParallelReplayer, ``--workers`` sender processes: the path fast plans take) and
+``bare``. CPU per request counts the sender processes too.
 
 The null server (a child process, 127.0.0.1 port 0) answers every request at once with
 ``max_new_tokens`` lines in llm-serving's stream format and stamps each arrival, so the lag
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import resource
 import time
 
 import _common  # noqa: F401  (puts the project on sys.path)
@@ -27,7 +32,8 @@ import numpy as np
 from aiohttp import web
 
 from serving.engine import api
-from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
+from serving.replay import LLMServingProtocol, ParallelReplayer, ReplayOptions, Replayer
+from serving.replay.client import run_loop
 from serving.workload import TraceRequest
 
 RATES = (250, 500, 750, 1000, 1500, 2000, 3000, 4000)
@@ -120,13 +126,29 @@ async def run_bare(url: str, plan, deadline: float):
     return t0, rows
 
 
-CLIENTS = {"replayer": run_replayer, "bare": run_bare}
+WORKERS = 2
+
+
+async def run_parallel(url: str, plan, deadline: float):
+    """Blocking inside (it waits on its sender processes), which is all this bench needs."""
+    rp = ParallelReplayer(url, LLMServingProtocol(), ReplayOptions(request_timeout=deadline), workers=WORKERS)
+    recs = rp.run(plan, deadline=deadline)
+    return rp.t0, [(r.index, r.scheduled, r.sent, r.done if r.ok else None) for r in recs]
+
+
+CLIENTS = {"replayer": run_replayer, "replayer-mp": run_parallel, "bare": run_bare}
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process and its ended children (the sender processes)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
 def measure(client: str, url: str, plan, deadline: float) -> dict:
-    cpu = time.process_time()
-    t0, rows = asyncio.run(CLIENTS[client](url, plan, deadline))
-    cpu = time.process_time() - cpu
+    cpu = cpu_now()
+    t0, rows = run_loop(CLIENTS[client](url, plan, deadline))
+    cpu = cpu_now() - cpu
     wire = asyncio.run(arrivals(url))
     ok = [r for r in rows if r[3] is not None]
     return {"cpu_ms_per_req": 1e3 * cpu / len(plan),
@@ -140,9 +162,10 @@ def overhead(url: str, tokens: int, n: int, reps: int) -> None:
     print(f"\n1. per-request harness overhead: {n} requests 5 ms apart (one in flight), "
           f"{tokens} tokens each, {reps} alternating repetitions, medians")
     plan = make_plan(np.arange(n) * 5e-3, tokens)
-    res: dict[str, list[dict]] = {c: [] for c in CLIENTS}
+    # replayer-mp is the path of fast plans only: its sender processes' start-up is not a per-request cost
+    res: dict[str, list[dict]] = {c: [] for c in ("replayer", "bare")}
     for _ in range(reps):
-        for c in CLIENTS:
+        for c in res:
             res[c].append(measure(c, url, plan, 30.0))
     med = {c: {k: median(r[k] for r in rs) for k in ("cpu_ms_per_req", "e2e_ms")} for c, rs in res.items()}
     table(["client", "client CPU ms/req", "send->done ms"], [[c, m["cpu_ms_per_req"], m["e2e_ms"]] for c, m in med.items()])
@@ -186,8 +209,9 @@ def sweep(url: str, tokens: int, seconds: float, reps: int, seed: int) -> None:
     print("CPU-bound ceiling, one core (1 / median client CPU per request; robust to other load): "
           + ", ".join(f"{c} {1e3 / cpu[c]:.0f} req/s" for c in CLIENTS))
     ratio = {c: best[c] / best["bare"] if best["bare"] else float("nan") for c in CLIENTS}
+    top = max(best["replayer"], best["replayer-mp"])
     print("highest sustained rate: " + ", ".join(f"{c} {best[c]} req/s (/bare {ratio[c]:.2f})" for c in CLIENTS)
-          + f" -> goal >= 1000 req/s: {'MET' if best['replayer'] >= 1000 else 'MISSED'}")
+          + f" -> goal >= 2000 req/s: {'MET' if top >= 2000 else 'MISSED'}")
 
 
 def main() -> int:
@@ -195,7 +219,10 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=16, help="streamed tokens per response")
     ap.add_argument("--seconds", type=float, default=1.5, help="length of each open-loop run")
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer requests and rates")
+    ap.add_argument("--workers", type=int, default=2, help="sender processes of replayer-mp")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     server = ctx.Process(target=_null_server, args=(child,), daemon=True)

@@ -14,6 +14,9 @@ counted up to ``--horizon`` trials (past the budget) so a method that needs more
 budget still gets a number; random's is also given as the median its
 pooled hit rate implies, steadier than a median over 10 seeds. In-memory optuna storage throughout.
 Goals: ours within 2% of the optimum at 30 trials; ours needs <= 0.6x the trials of random.
+``--hours`` adds machine-hours to within 2% on the 910B host for the default study setup (GP +
+pre-screen + probe + early stop) against GP alone, random and the coarse grid (bench/search_hours.py;
+goal: under 1 h at 15-minute trials); ``--requests N`` a reduced, quicker setting.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from tuner.space.spec import Objective, StudySpace
 from tuner.study.run import StudyRun
 from tuner.workload.trace import load_trace, schedule
 from tuner.runtime.trial import run_trial
+from search_hours import hours_to_tuned, report_hours
 
 Params = dict[str, Any]
 INF = math.inf
@@ -184,7 +188,7 @@ def report(res: dict, seeds: int, budget: int, horizon: int) -> None:
 
 def bench_space(args) -> StudySpace:
     # timeouts.replay: the 1,500-request replay takes 700-3,700 s on the 910B; the sim cuts at it too
-    overrides = ["backend=sim", f"load.qps={args.qps}", f"load.duration={1500 / args.qps:g}", "timeouts.replay=7200",
+    overrides = ["backend=sim", f"load.qps={args.qps}", f"load.duration={args.requests / args.qps:g}", "timeouts.replay=7200",
                  *(f"++sim.{kv}" for kv in args.sim)]
     if args.base_config:
         overrides.append(f"base_config={args.base_config}")
@@ -202,6 +206,11 @@ def main() -> int:
                     help="KEY=VALUE for the space's sim section (default: the 910B LLaMA-2-7B profile)")
     ap.add_argument("--base-config", default="configs/llama/llama_7b_kbk_pa_dyn.yaml",
                     help="serving YAML the trials start from (default: the 7B llm-serving config)")
+    ap.add_argument("--requests", type=int, default=1500, help="requests per trial (N = X*T); fewer = a reduced, "
+                    "quicker setting")
+    ap.add_argument("--hours", action="store_true", help="also: machine-hours to within 2%% on the 910B host "
+                    "(bench/search_hours.py)")
+    ap.add_argument("--hours-only", action="store_true", help="only the machine-hours comparison")
     ap.add_argument("--cache", type=Path, help="JSON file of simulated total_times, read and extended, so a rerun "
                     "with the same sim, space and load skips the simulations")
     args = ap.parse_args()
@@ -216,14 +225,23 @@ def main() -> int:
         if math.isinf(optimum):
             print(f"every configuration failed; first: {f.first_failure}")
             return 1
-        res = compare(space, f, args.seeds, args.budget, args.horizon)
+        res = None if args.hours_only else compare(space, f, args.seeds, args.budget, args.horizon)
+        hours = None
+        if args.hours or args.hours_only:
+            hours = hours_to_tuned(space, f, optimum, coarse_grid(space, args.budget),
+                                   lambda seed: StudyRun(space.model_copy(update={"seed": seed}), ROOT, "").make_sampler(),
+                                   args.seeds, args.horizon)
         if args.cache:
             args.cache.write_text(json.dumps([[k, None if math.isinf(v) else v] for k, v in f.cache.items()]))
         failed = sum(math.isinf(v) for v in f.cache.values())
         print(f"{len(f.cache)} configurations, {f.simulated} simulated now in {f.seconds:.0f} s, the rest from "
               f"--cache; {failed} infeasible (now: {f.failures or 'none'} {f.first_failure[:110]}); "
               f"bench {time.monotonic() - t:.0f} s")
-    report(res, args.seeds, args.budget, args.horizon)
+    if res is not None:
+        report(res, args.seeds, args.budget, args.horizon)
+    if hours is not None:
+        reduced = "" if args.requests == 1500 else f"; REDUCED setting: {args.requests}-request trials, not 1,500"
+        report_hours(hours, optimum, args.seeds, args.horizon, reduced)
     return 0
 
 

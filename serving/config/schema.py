@@ -35,7 +35,10 @@ class ModelSection(_Strict):
     decode_batch_size: list[int] = [1]
     zactivate_len: list[int] = [512, 1024, 2048, 4096]
     model_type: str = "dyn"
-    seq_type: Literal["static", "dynamic"] = "static"
+    # llm-serving pads a prefill batch to its longest prompt when seq_type is 'dyn' and to a
+    # seq_length bucket for any other value (worker.py/_get_seq_length); 'dynamic' is the
+    # embedded engine's spelling of 'dyn' (the llm_serving stack rejects it: there it is static)
+    seq_type: Literal["static", "dyn", "dynamic"] = "static"
     batch_waiting_time: float = 0.0
     decode_batch_waiting_time: float = 0.0
     batching_strategy: Literal["continuous", "static"] = "continuous"
@@ -45,6 +48,11 @@ class ModelSection(_Strict):
     pad_token_id: int = 0
     backend: Literal["kbk", "ge"] = "kbk"
     model_cfg_path: str | None = None
+
+    @property
+    def pads_to_prompt(self) -> bool:
+        """A prefill is padded to its longest prompt, not to a seq_length bucket."""
+        return self.seq_type in ("dyn", "dynamic")
 
     @field_validator("seq_length", "prefill_batch_size", "decode_batch_size")
     @classmethod

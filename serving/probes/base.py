@@ -1,4 +1,10 @@
-"""A probe reads one usage figure (percent) now; a sampler polls probes during a replay."""
+"""A probe reads one usage figure (percent) or power (watts) now; a sampler polls probes during a replay.
+
+A power probe (``unit = "W"``) is also integrated over the replay: ``<name>_joules`` is the sum of
+each sample times the time since the previous one (the first from the sampler's start). A probe
+whose sample is the mean power since its previous sample (NVML's energy counter) makes that sum
+the exact energy; an instantaneous reading (npu-smi) makes it a Riemann sum.
+"""
 from __future__ import annotations
 
 import abc
@@ -7,7 +13,8 @@ import time
 
 
 class Probe(abc.ABC):
-    name: str  # e.g. "engine_busy", "npu_aicore", "gpu_util"
+    name: str  # e.g. "engine_busy", "npu_aicore", "gpu_util", "gpu_power"
+    unit: str = "%"   # "W" for a power probe: its samples are integrated into joules
 
     @abc.abstractmethod
     def sample(self) -> float | None:
@@ -29,6 +36,7 @@ class ProbeSampler:
     def __enter__(self) -> "ProbeSampler":
         for p in self.probes:
             p.sample()  # prime interval-based probes so the first sample covers the replay only
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
@@ -60,4 +68,18 @@ class ProbeSampler:
             out[f"{name}_mean"] = sum(vals) / len(vals)
             out[f"{name}_peak"] = max(vals)
             out[f"{name}_samples"] = float(len(vals))
+        for p in self.probes:
+            if p.unit == "W" and any(n == p.name for _, n, _ in self.samples):
+                out[f"{p.name}_joules"] = self.joules(p.name)
         return out
+
+    def joules(self, name: str) -> float:
+        """Energy of a power probe over the sampled span: each sample times its interval."""
+        total, prev = 0.0, getattr(self, "started", None)
+        for t, n, v in self.samples:
+            if n != name:
+                continue
+            if prev is not None:
+                total += v * (t - prev)
+            prev = t
+        return total

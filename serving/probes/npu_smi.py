@@ -10,6 +10,10 @@
 The rates are the driver's own percentages over its last sampling period, so a reading is
 "right now"; the sampler's mean over a replay is the trial's AI-core usage. One call feeds
 both probes of a device (the AI-core one and the HBM one).
+
+``npu-smi info -t power -i <id>`` prints the chip's power the same way
+(``Power Dissipation(W) : 93.4``; some cards say ``Power(W)``): the power probe samples it and
+the sampler integrates it into the replay's energy (serving.probes.base).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from serving.probes.base import Probe
 
 AICORE = "Aicore Usage Rate(%)"
 HBM = "HBM Usage Rate(%)"
+POWER = ("Power Dissipation(W)", "Power(W)")
 WATCH_HEADER = "NpuID(Idx)"
 
 
@@ -64,13 +69,13 @@ class NpuSmi:
     """One ``npu-smi info -t usages`` call, shared by the probes of a device for ``max_age`` s."""
 
     def __init__(self, device_id: int, executable: str = "npu-smi", chip_id: int | None = None,
-                 timeout: float = 5.0, max_age: float = 0.2):
+                 timeout: float = 5.0, max_age: float = 0.2, kind: str = "usages"):
         path = shutil.which(executable)
         if path is None:
             raise RuntimeError(f"npu-smi not found: {executable!r} is not an executable file or on PATH; "
                                "set llm_serving.npu_smi=/path/to/npu-smi (often /usr/local/sbin/npu-smi), "
                                "or llm_serving.accelerator=none to run without usage probes")
-        self.args = [path, "info", "-t", "usages", "-i", str(device_id)]
+        self.args = [path, "info", "-t", kind, "-i", str(device_id)]
         if chip_id is not None:
             self.args += ["-c", str(chip_id)]
         self.timeout, self.max_age = timeout, max_age
@@ -120,3 +125,16 @@ class NpuHbmProbe(NpuSmiProbe):
     """HBM usage (percent of capacity) of the same NPU, as probe "npu_hbm"."""
     name = "npu_hbm"
     key = HBM
+
+
+class NpuPowerProbe(Probe):
+    """Power (W) of NPU ``device_id`` from ``npu-smi info -t power``, as probe "npu_power"."""
+    name = "npu_power"
+    unit = "W"
+
+    def __init__(self, device_id: int = 0, executable: str = "npu-smi", chip_id: int | None = None):
+        self.smi = NpuSmi(device_id, executable, chip_id, kind="power")
+
+    def sample(self) -> float | None:
+        reading = self.smi.read()
+        return next((reading[k] for k in POWER if reading.get(k) is not None), None)

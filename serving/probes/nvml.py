@@ -1,9 +1,14 @@
-"""GPU utilisation from NVML (the ``pynvml`` module of the nvidia-ml-py package).
+"""GPU utilisation and power from NVML (the ``pynvml`` module of the nvidia-ml-py package).
 
 ``utilization.gpu`` is the percent of the driver's last sample period (1/6 s to 1 s) in
-which a kernel ran: coarse, but the same figure nvidia-smi shows.
+which a kernel ran: coarse, but the same figure nvidia-smi shows. Power comes from the
+total-energy counter (nvmlDeviceGetTotalEnergyConsumption, mJ since the driver loaded, Volta
+and later): the energy between two samples over their interval is the mean power, so the
+sampler's integral is the energy the GPU drew, not an extrapolation of point readings.
 """
 from __future__ import annotations
+
+import time
 
 from serving.probes.base import Probe
 
@@ -53,3 +58,24 @@ class NvmlProbe(Probe):
                 self._nvml.nvmlShutdown()
             except self._nvml.NVMLError:
                 pass
+
+
+class NvmlEnergyProbe(NvmlProbe):
+    """Mean GPU power (W) since the previous sample, from the total-energy counter, as probe "gpu_power"."""
+    name = "gpu_power"
+    unit = "W"
+
+    def __init__(self, device_index: int = 0):
+        super().__init__(device_index)
+        self._last: tuple[float, int] | None = None
+
+    def sample(self) -> float | None:
+        try:
+            mj = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
+        except self._nvml.NVMLError:
+            return None          # no energy counter on this GPU (before Volta)
+        now = time.monotonic()
+        last, self._last = self._last, (now, mj)
+        if last is None or now <= last[0]:
+            return None          # the first reading only sets the baseline
+        return (mj - last[1]) / 1000.0 / (now - last[0])

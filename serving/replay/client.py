@@ -12,6 +12,7 @@ deadline, or a stop condition) is an error too, never a success.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from typing import Callable, Protocol
@@ -22,6 +23,8 @@ from serving.replay.protocol import ReplayOptions, WireProtocol
 from serving.workload import RequestRecord, TraceRequest
 
 __all__ = ["Replayer", "StopCondition", "replay"]
+
+JSON = {"Content-Type": "application/json"}
 
 
 class StopCondition(Protocol):
@@ -35,11 +38,12 @@ class StopCondition(Protocol):
 
 class Replayer:
     def __init__(self, base_url: str, protocol: WireProtocol, options: ReplayOptions | None = None,
-                 on_done: Callable[[RequestRecord], None] | None = None):
+                 on_done: Callable[[RequestRecord], None] | None = None,
+                 on_sent: Callable[[RequestRecord], None] | None = None):
         self.base_url = base_url.rstrip("/")
         self.protocol = protocol
         self.opt = options or ReplayOptions()
-        self.on_done = on_done
+        self.on_done, self.on_sent = on_done, on_sent
         self.t0 = 0.0
         self.records: list[RequestRecord] = []
         self._abort: asyncio.Event | None = None
@@ -47,40 +51,66 @@ class Replayer:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
+    def abort(self) -> None:
+        """End the replay now (from the replay's event loop): what is unfinished is marked stopped."""
+        if self._abort is not None:
+            self._abort.set()
+
     async def run(self, plan: list[tuple[float, TraceRequest]], deadline: float | None = None,
-                  stop: StopCondition | None = None) -> list[RequestRecord]:
+                  stop: StopCondition | None = None, start_at: float | None = None) -> list[RequestRecord]:
+        """Replay ``plan``; ``start_at`` (a time.monotonic() value) fixes time 0 of the schedule, so
+        replayers in several processes share one clock (serving.replay.parallel)."""
         self.records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
         self._abort = asyncio.Event()
+        # the hot path only posts bytes: every body is encoded before time 0
+        url = self.base_url + self.protocol.route(self.opt.stream)
+        bodies = [json.dumps(self.protocol.body(req, self.opt)).encode() for _, req in plan]
         conn = aiohttp.TCPConnector(limit=0, force_close=False)
         timeout = aiohttp.ClientTimeout(total=self.opt.request_timeout, sock_read=self.opt.request_timeout)
+        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-            self.t0 = time.monotonic()
+            self.t0 = time.monotonic() if start_at is None else start_at
             tasks: list[asyncio.Task] = []
             cap = getattr(plan, "concurrency", None)
+            all_sent = asyncio.Event()
+            timers: list[asyncio.TimerHandle] = []
+            if not plan:
+                all_sent.set()
+
+            def launch(i: int) -> None:
+                tasks.append(loop.create_task(self._post(session, self.records[i], url, bodies[i])))
+                if len(tasks) == len(plan):
+                    all_sent.set()
+
+            if cap is None:
+                # Open loop: each request's task is created at its send time by a timer of the loop:
+                # N tasks made at t0 would all take their first step together and delay the earliest
+                # sends (bench/replay.py), and one timer each costs less than a coroutine sleeping
+                # between sends.
+                base = loop.time() - (time.monotonic() - self.t0)
+                timers = [loop.call_at(base + rec.scheduled, launch, i) for i, rec in enumerate(self.records)]
             slots = asyncio.Semaphore(cap) if cap else None
             freed: deque[float] = deque()   # when each slot came free, in order
 
-            async def in_slot(rec: RequestRecord, req: TraceRequest) -> None:
+            async def in_slot(i: int) -> None:
                 try:
-                    await self.send(session, rec, req)
+                    await self._post(session, self.records[i], url, bodies[i])
                 finally:
                     freed.append(self.now())
                     slots.release()
 
             async def dispatch() -> None:
-                # Each request's task is created at its send time: N tasks made at t0 would all
-                # take their first step together and delay the earliest sends (bench/replay.py).
-                for k, (rec, (_, req)) in enumerate(zip(self.records, plan)):
+                if slots is None:
+                    await all_sent.wait()
+                # Closed loop: at most ``cap`` in flight, the next one sent when a slot comes free.
+                for k, rec in enumerate(self.records if slots is not None else ()):
                     delay = rec.scheduled - self.now()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    if slots is None:
-                        tasks.append(asyncio.create_task(self.send(session, rec, req)))
-                        continue
                     await slots.acquire()
                     if k >= cap:                # due once the (k - cap + 1)th slot came free
                         rec.scheduled = max(rec.scheduled, freed.popleft())
-                    tasks.append(asyncio.create_task(in_slot(rec, req)))
+                    tasks.append(asyncio.create_task(in_slot(k)))
                 await asyncio.gather(*tasks, return_exceptions=True)
 
             waiters = [asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())]
@@ -90,6 +120,8 @@ class Replayer:
                 await asyncio.wait(waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 reason = "cancelled: replay stopped early" if self._abort.is_set() else "timeout: replay deadline"
+                for h in timers:
+                    h.cancel()
                 for t in (*waiters, *tasks):
                     t.cancel()
                 await asyncio.gather(*waiters, *tasks, return_exceptions=True)
@@ -114,12 +146,16 @@ class Replayer:
         delay = rec.scheduled - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
+        body = json.dumps(self.protocol.body(req, self.opt)).encode()
+        await self._post(session, rec, self.base_url + self.protocol.route(self.opt.stream), body)
+
+    async def _post(self, session: aiohttp.ClientSession, rec: RequestRecord, url: str, body: bytes) -> None:
         completed = False
         try:
-            body = self.protocol.body(req, self.opt)
-            url = self.base_url + self.protocol.route(self.opt.stream)
             rec.sent = self.now()
-            async with session.post(url, json=body) as resp:
+            if self.on_sent:
+                self.on_sent(rec)
+            async with session.post(url, data=body, headers=JSON) as resp:
                 if resp.status != 200:
                     rec.error = f"http {resp.status}: {(await resp.text())[:200]}"
                 elif self.opt.stream:
@@ -152,4 +188,9 @@ class Replayer:
 
 def replay(base_url: str, protocol: WireProtocol, plan: list[tuple[float, TraceRequest]],
            options: ReplayOptions | None = None, deadline: float | None = None, on_done=None) -> list[RequestRecord]:
-    return asyncio.run(Replayer(base_url, protocol, options, on_done).run(plan, deadline))
+    return run_loop(Replayer(base_url, protocol, options, on_done).run(plan, deadline))
+
+
+def run_loop(coro):
+    """Run ``coro`` on a fresh event loop (one place to change the loop; uvloop measured no gain here)."""
+    return asyncio.run(coro)

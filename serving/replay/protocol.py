@@ -24,6 +24,7 @@ class ReplayOptions:
     stream: bool = True
     parameters: dict = field(default_factory=lambda: {"do_sample": False, "return_full_text": True})
     request_timeout: float = 600.0
+    workers: int | None = None     # sender processes; None: one, or one per CPU for a fast plan
 
 
 class WireProtocol(abc.ABC):

@@ -10,7 +10,6 @@ against it (its wire protocol). The tuner never asks what kind of stack it holds
 from __future__ import annotations
 
 import abc
-import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,11 @@ from pydantic import BaseModel, ConfigDict
 
 from serving.config.format import ConfigFormat, ServingYamlFormat
 from serving.probes.base import Probe, ProbeSampler
-from serving.replay.client import Replayer, StopCondition
+from serving.replay.client import Replayer, StopCondition, run_loop
+from serving.replay.parallel import ParallelReplayer, workers_for
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
-from serving.workload import Plan, RequestRecord, TraceRequest
+from serving.workload import Plan, RequestRecord
 
 __all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
 
@@ -88,9 +88,13 @@ class RunningStack(abc.ABC):
                on_request: Callable[[RequestRecord], None] | None = None,
                deadline: float | None = None, stop: StopCondition | None = None) -> ReplayResult:
         """Replay ``plan`` (send offset, request) and return one record per request and the usage."""
-        replayer = Replayer(self.url, self.protocol, options, on_request)
+        workers = workers_for(plan, options.workers)
         with ProbeSampler(self.probes()) as sampler:
-            records = asyncio.run(replayer.run(plan, deadline, stop))
+            if workers > 1:   # a fast plan: several sender processes (serving.replay.parallel)
+                records = ParallelReplayer(self.url, self.protocol, options, on_request, workers).run(
+                    plan, deadline, stop)
+            else:
+                records = run_loop(Replayer(self.url, self.protocol, options, on_request).run(plan, deadline, stop))
         return ReplayResult(records, sampler.summary())
 
     def __enter__(self) -> "RunningStack":

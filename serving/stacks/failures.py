@@ -74,3 +74,15 @@ def classify_log(log: str, default: str) -> str:
         if pat.search(log):
             return cls
     return default
+
+
+_ERROR_LINE = re.compile(r"^\s*((?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*)$", re.M)
+
+
+def last_error(log: str) -> str:
+    """The last exception line after a Traceback in ``log`` (``ValueError: ...``), or ''."""
+    at = [m.end() for m in TRACEBACK.finditer(log)]
+    if not at:
+        return ""
+    found = _ERROR_LINE.findall(log[at[-1]:])
+    return found[-1].strip()[:300] if found else ""

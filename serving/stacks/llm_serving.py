@@ -5,6 +5,12 @@ its own process group with its log in the trial's run directory, one overall dea
 watch on exit codes and "Traceback" lines (start.py polls forever once an agent has died).
 Every trial gets its own loopback ports and a copy of the mindformers model YAML whose KV
 block settings match pa_config, so the device-side pool is the one being tuned.
+
+Each process runs in the trial's run directory (the checkout is only on PYTHONPATH):
+llm-serving and mindformers write ``output/`` and their logs into the working directory,
+so the checkout is never written to and each trial keeps its own logs. Relative
+``model_cfg_path`` and ``tokenizer.vocab_file`` are looked up in the checkout (upstream's
+working directory), then in ``mindformers_root``, and written absolute into the trial's config.
 """
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -30,9 +38,11 @@ from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
 from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
+from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
-from serving.stacks.process import ManagedProcess, tail
+from serving.stacks.process import ManagedProcess
+from serving.tokenizers import sentencepiece_counter
 
 AGENT_READY = "all agents started"
 SERVER_READY = "Uvicorn running on"
@@ -55,6 +65,8 @@ class LLMServingOptions(StackOptions):
     head_dim: int = Field(128, ge=1)
     dtype_bytes: int = Field(2, ge=1)
     run_level: int | None = None          # RUN_LEVEL bare runs (doc §7); an inherited RUN_LEVEL passes too
+    # at run_level 5, the agent waits each step's device time from this latency profile (serving/sim/profiles)
+    emulate_profile: str | None = None
     env: dict[str, str | int | float | bool] = {}
     warmup_tokens: int = Field(4, ge=1)
     stop_grace: float = Field(10.0, ge=0)  # SIGTERM -> SIGKILL; a clean exit frees the shared memory
@@ -103,15 +115,42 @@ def set_keys(text: str, values: dict[str, Any], path: Path) -> str:
     return buf.getvalue()
 
 
-def write_trial_yaml(spec: LaunchSpec, root: Path, device: int) -> tuple[Path, ServingYaml]:
-    """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device; when
-    model_cfg_path names a mindformers yaml, a copy of it with the same KV pool (doc §1)."""
+def lookup_dirs(opts: LLMServingOptions, root: Path | None) -> list[Path]:
+    """Where a relative model_cfg_path or vocab_file is looked for: the checkout, then mindformers."""
+    dirs = [root] if root is not None else []
+    if opts.mindformers_root:
+        dirs.append(Path(opts.mindformers_root).expanduser().resolve())
+    return dirs
+
+
+def resolve_ref(ref: str | None, dirs: list[Path]) -> Path | None:
+    """``ref`` as an existing absolute path (the first of ``dirs`` holding it), or None."""
+    if not ref:
+        return None
+    p = Path(ref).expanduser()
+    for cand in [p] if p.is_absolute() else [d / p for d in dirs]:
+        if cand.exists():
+            return cand.resolve()
+    return None
+
+
+def vocab_file(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> Path | None:
+    tok = cfg.tokenizer if isinstance(cfg.tokenizer, dict) else {}
+    return resolve_ref(tok.get("vocab_file"), lookup_dirs(opts, root))
+
+
+def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServingOptions) -> tuple[Path, ServingYaml]:
+    """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device, its file
+    references absolute; when model_cfg_path names a mindformers yaml, a copy of it with the
+    same KV pool (doc §1)."""
     cfg, run_dir = load_serving_yaml(spec.config_path), Path(spec.run_dir)
     ports = free_ports(1 + len(cfg.serving_config.agent_ports))
     values: dict[str, Any] = {"serving_config.server_port": ports[0], "serving_config.agent_ports": ports[1:],
                               "serving_config.start_device_id": device}
-    mcp = cfg.model.model_cfg_path
-    src = (Path(mcp) if Path(mcp).is_absolute() else root / mcp) if mcp else None  # relative to cwd = root
+    vocab = vocab_file(cfg, opts, root)
+    if vocab is not None:
+        values["tokenizer.vocab_file"] = str(vocab)
+    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
     if src is not None and src.is_file():
         model = yaml.safe_load(src.read_text()) or {}
         mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
@@ -149,9 +188,8 @@ class LogWatch:
 
 class LLMServingRunning(RunningStack):
     def __init__(self, procs: dict[str, ManagedProcess], url: str, opts: LLMServingOptions,
-                 device: int, run_dir: Path, root: Path, started: float):
-        self.procs, self.url, self.opts, self.device = procs, url, opts, device
-        self.run_dir, self.root, self.started = run_dir, root, started
+                 device: int, run_dir: Path):
+        self.procs, self.url, self.opts, self.device, self.run_dir = procs, url, opts, device, run_dir
         self.watches: dict[str, LogWatch] = {}
 
     @property
@@ -160,13 +198,14 @@ class LLMServingRunning(RunningStack):
 
     @property
     def utilisation(self) -> str | None:
-        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator)
+        # no accelerator probe: the stack's share of the host CPU is the usage figure (named so)
+        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator, HostCpuProbe.name)
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.alive() for p in self.procs.values())
 
     def probes(self) -> list[Probe]:
-        return make_probes(self.opts, self.device)
+        return make_probes(self.opts, self.device) + [HostCpuProbe(self.pgids)]
 
     def log_tail(self, max_chars: int = 4000) -> str:
         per = max_chars // max(1, len(self.procs))
@@ -176,29 +215,80 @@ class LLMServingRunning(RunningStack):
         for name in ("server", "agent"):  # the server first: it leaves the agents and frees its shared memory
             if name in self.procs:
                 self.procs[name].stop(grace=self.opts.stop_grace)
-        # llm-serving also logs to <root>/output/ (agent_<i>.log, server_app.log): keep this trial's tails
-        for src in sorted((self.root / "output").glob("*.log")):
-            if src.stat().st_mtime >= self.started:
-                (self.run_dir / "output").mkdir(exist_ok=True)
-                (self.run_dir / "output" / src.name).write_text(tail(src, 1 << 20))
 
 
 def make_probes(opts: LLMServingOptions, device: int) -> list[Probe]:
     if opts.accelerator == "gpu":
-        from serving.probes.nvml import NvmlProbe
-        return [NvmlProbe(device)]
+        from serving.probes.nvml import NvmlEnergyProbe, NvmlProbe
+        return [NvmlProbe(device), NvmlEnergyProbe(device)]
     if opts.accelerator == "npu":
-        from serving.probes.npu_smi import NpuSmiProbe
-        aicore = NpuSmiProbe(device if opts.npu_id is None else opts.npu_id, opts.npu_smi)
-        return [aicore, aicore.hbm_probe()]
+        from serving.probes.npu_smi import NpuPowerProbe, NpuSmiProbe
+        npu = device if opts.npu_id is None else opts.npu_id
+        aicore = NpuSmiProbe(npu, opts.npu_smi)
+        return [aicore, aicore.hbm_probe(), NpuPowerProbe(npu, opts.npu_smi)]
     return []
+
+
+def seq_type_rules(cfg: ServingYaml) -> list[str]:
+    """What llm-serving's seq_type means there (mindspore_serving/worker/worker.py, agent/...):
+    'dyn' pads a prefill to its longest prompt, any other value to a seq_length bucket. On the kbk
+    backend with PagedAttention the agent copies each padded prompt into a row of
+    pa_config.decode_seq_length tokens (WorkAgent.predict, kbk_targets), so anything but that
+    exact length crashes the agent on the first request ("could not broadcast input array")."""
+    m, d = cfg.model, cfg.pa_config.decode_seq_length
+    if m.seq_type == "dynamic":
+        return ["llm-serving reads any seq_type but 'dyn' as static: seq_type 'dyn' or 'static' must hold, "
+                "got 'dynamic' (the embedded engine's spelling)"]
+    if m.backend == "kbk" and m.page_attention and (m.pads_to_prompt or m.seq_length != [d]):
+        return [f"kbk with page_attention pads each prompt to seq_length and the agent copies it into a "
+                f"pa_config.decode_seq_length row: seq_type 'static' and seq_length [{d}] must hold, got "
+                f"seq_type {m.seq_type!r}, seq_length {m.seq_length}"]
+    return []
+
+
+# what a checkout must hold for a run level below the real forward (the patches that add it)
+LEVEL_PATCHES = [(range(1, 5), "mindspore_serving/bare_run.py", "serving/stacks/patches/llm-serving-run-levels.patch"),
+                 (range(1, 6), "mindspore_serving/agent/agent_multi_post_method.py:_fake_forward",
+                  "../shared/thirdparty/llm-serving-run-level-5.patch")]
+
+
+def missing_patches(opts: LLMServingOptions, root: Path) -> list[str]:
+    """The patches the options need (bare-run levels, emulated step time) that ``root`` lacks."""
+    inherited = os.environ.get("RUN_LEVEL", "")
+    level = opts.run_level if opts.run_level is not None else int(inherited) if inherited.isdigit() else 100
+    out = []
+    for levels, marker, patch in LEVEL_PATCHES:
+        need = level in levels or (opts.emulate_profile is not None and marker.endswith("bare_run.py"))
+        path, _, word = marker.partition(":")
+        f = root / path
+        if need and not (f.is_file() and (not word or word in f.read_text(errors="replace"))):
+            out.append(f"llm_serving.run_level {level}{' with emulate_profile' if opts.emulate_profile else ''} "
+                       f"needs {patch} applied to {root} (patch -p1 < it), found no {marker}")
+    if opts.emulate_profile is not None and level != 5:
+        out.append(f"llm_serving.emulate_profile stands in for the model forward: run_level 5 must hold, got {level}")
+    return out
+
+
+def emulate_step_file(profile: str, run_dir: Path) -> Path:
+    """The device-time (compute) terms of a latency profile as the patched agent reads them."""
+    from serving.sim.latency import load_profile
+    lm = load_profile(profile)
+    if lm.prefill_table or lm.decode_by_bucket:
+        raise ConfigError(f"emulation takes a profile of linear terms; {profile!r} has measured tables "
+                          "(prefill.table / decode.by_bucket)", "llm_serving", "emulate_profile")
+    out = run_dir / "emulate_step.json"
+    out.write_text(json.dumps({"profile": lm.name, "prefill": lm.prefill_compute, "decode": lm.decode_compute}))
+    return out
 
 
 def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str]:
     env = spec.environ()  # RUN_LEVEL and the CANN variables (set_env.sh) pass through
+    if opts.emulate_profile is not None:
+        env["LLMS_EMULATE_STEP"] = str(emulate_step_file(opts.emulate_profile, Path(spec.run_dir)))
     paths = [str(root)] + ([opts.mindformers_root] if opts.mindformers_root else [])
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(GRAPH_OP_RUN="1", MS_ENABLE_INTERNAL_KERNELS="on", PYTHONUNBUFFERED="1")  # unbuffered: ready lines
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ written into the checkout (it is never modified)
     if opts.run_level is not None:
         env["RUN_LEVEL"] = str(opts.run_level)
     env.update({k: str(v) for k, v in opts.env.items()})
@@ -219,6 +309,36 @@ class LLMServingStack(Stack):
                        f"{o.weights_gb:g} + {kv:.2f} GiB (2 x {o.num_layers} layers x num_blocks {pa.num_blocks} x "
                        f"block_size {pa.block_size} x {o.num_kv_heads} kv heads x head_dim {o.head_dim} x "
                        f"{o.dtype_bytes} bytes) = {o.weights_gb + kv:.2f} GiB > {o.device_memory_gb:g} GiB")
+        return out + seq_type_rules(cfg)
+
+    def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
+        """Tokens of a text as the server's tokenizer counts them (no BOS): SentencePiece on the config's
+        ``tokenizer.vocab_file``, as performance_serving sets max_new_tokens. None without a tokenizer."""
+        opts, cfg = parse_options(options), load_serving_yaml(base_config)
+        ref = (cfg.tokenizer or {}).get("vocab_file")
+        if not ref:
+            return None
+        root = Path(opts.root).expanduser().resolve() if opts.root else None
+        vocab = vocab_file(cfg, opts, root)
+        if vocab is None or not vocab.is_file():
+            where = ", ".join(str(d) for d in lookup_dirs(opts, root)) or "no llm_serving.root/mindformers_root set"
+            raise ConfigError(f"tokenizer.vocab_file must name a SentencePiece model; {ref!r} not found "
+                              f"(relative paths are looked up in: {where})", base_config, "tokenizer.vocab_file")
+        return sentencepiece_counter(vocab)
+
+    def preflight(self, options: dict[str, Any]) -> list[str]:
+        """A checkout, an interpreter and the patches the run level needs, before the first trial."""
+        opts = parse_options(options)
+        try:
+            root = self._root(opts)
+        except ConfigError as err:
+            return [err.message]
+        out = missing_patches(opts, root)
+        python = opts.python or sys.executable
+        if shutil.which(python) is None:
+            out.append(f"llm_serving.python must be an executable, got {python!r}")
+        if opts.mindformers_root and not Path(opts.mindformers_root).expanduser().is_dir():
+            out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
         return out
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
@@ -247,23 +367,32 @@ class LLMServingStack(Stack):
         device = opts.device_id if spec.device_id is None else spec.device_id
         for probe in make_probes(opts, device):  # raises now, not after a 5-minute start, if npu-smi/NVML is missing
             probe.close()
+        missing = missing_patches(opts, root)
+        if missing:
+            raise ConfigError("; ".join(missing), "llm_serving", "run_level")
         run_dir = Path(spec.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        config, cfg = write_trial_yaml(spec, root, device)
+        config, cfg = write_trial_yaml(spec, root, device, opts)
         deadline = time.monotonic() + spec.ready_timeout
         env = _env(opts, root, spec)
         running = LLMServingRunning({}, f"http://127.0.0.1:{cfg.serving_config.server_port}", opts, device,
-                                    run_dir, root, time.time())
+                                    run_dir)
+        startup: dict[str, float] = {}   # seconds each stage took to come up: run_dir/startup.json
         try:
             for name, script, line in (("agent", "start_agent.py", AGENT_READY),
                                        ("server", "server_app_post.py", SERVER_READY)):
+                t = time.monotonic()
                 log = run_dir / f"{name}.log"
                 running.watches[name] = LogWatch(log, line)
                 args = [python, str(root / "examples" / script), "--config", str(config)]
-                running.procs[name] = ManagedProcess(args, log, cwd=root, env=env)
+                running.procs[name] = ManagedProcess(args, log, cwd=run_dir, env=env)  # output/ lands here
                 (run_dir / "pids.json").write_text(json.dumps({n: p.pgid for n, p in running.procs.items()}))  # for whoever checks the cleanup
                 self._wait_line(running, name, deadline, spec.ready_timeout)
+                startup[f"{name}_s"] = time.monotonic() - t
+            t = time.monotonic()
             self._warm_up(running, deadline, spec.ready_timeout)
+            startup["warm_up_s"] = time.monotonic() - t
+            (run_dir / "startup.json").write_text(json.dumps(startup))
         except BaseException:
             running.stop()
             raise
@@ -283,43 +412,67 @@ class LLMServingStack(Stack):
         return root
 
     @staticmethod
-    def _wait_line(running: LLMServingRunning, name: str, deadline: float, budget: float) -> None:
+    def _check_crash(running: LLMServingRunning, before: str) -> None:
+        """A process that exited or logged a Traceback fails the start (class from its log, cause in the detail)."""
+        for n, p in running.procs.items():
+            w = running.watches[n]
+            w.scan()
+            if w.traceback or not p.alive():
+                time.sleep(0.3)  # let the rest of the traceback reach the log
+                why = f"{n} logged a Traceback" if p.alive() else f"{n} exited with code {p.returncode}"
+                tail_ = running.log_tail()
+                cause = failures.last_error(tail_)
+                raise LaunchError(failures.classify_log(tail_, failures.CRASH_AT_START),
+                                  f"{why} before {before}" + (f": {cause}" if cause else ""), tail_)
+
+    @classmethod
+    def _wait_line(cls, running: LLMServingRunning, name: str, deadline: float, budget: float) -> None:
         """Until ``name``'s ready line is logged; a process exiting or logging a Traceback fails the start."""
         line = running.watches[name].line
         while True:
-            for n, p in running.procs.items():
-                w = running.watches[n]
-                w.scan()
-                if n == name and w.ready and not w.traceback:
-                    return
-                if w.traceback or not p.alive():
-                    time.sleep(0.3)  # let the rest of the traceback reach the log
-                    why = f"{n} logged a Traceback" if p.alive() else f"{n} exited with code {p.returncode}"
-                    tail_ = running.log_tail()
-                    raise LaunchError(failures.classify_log(tail_, failures.CRASH_AT_START),
-                                      f"{why} before {line!r} was logged", tail_)
+            running.watches[name].scan()
+            if running.watches[name].ready and not running.watches[name].traceback:
+                return
+            cls._check_crash(running, f"{line!r} was logged")
             if time.monotonic() > deadline:
                 tail_ = running.log_tail()
                 raise LaunchError(failures.classify_log(tail_, failures.READY_TIMEOUT),
                                   f"no {line!r} in {name}.log within timeouts.ready = {budget:g} s (hung start)", tail_)
             time.sleep(0.1)
 
-    @staticmethod
-    def _warm_up(running: LLMServingRunning, deadline: float, budget: float) -> None:
-        """One small request: the first one compiles graphs (about 30 s on a 910B), so no trial times it."""
+    @classmethod
+    def _warm_up(cls, running: LLMServingRunning, deadline: float, budget: float) -> None:
+        """One small request: the first one compiles graphs (about 30 s on a 910B), so no trial times it.
+        The processes are watched meanwhile: an agent that dies on its first batch leaves the server
+        holding the request open (it never answers), which must read as a crash, not a timeout."""
         body = {"inputs": "I love Beijing, because", "stream": False,
                 "parameters": {"max_new_tokens": running.opts.warmup_tokens, "do_sample": False}}
         req = urllib.request.Request(running.url + "/models/llama2/generate", json.dumps(body).encode(),
                                      {"Content-Type": "application/json"})
-        try:
+
+        def ask() -> None:
             with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())) as resp:
                 first = resp.read().decode("utf-8", "replace").strip().splitlines()[:1]
             if not first or "generated_text" not in json.loads(first[0]):
                 raise ValueError(f"no generated_text in {first[:1]!r}")
-        except (urllib.error.URLError, OSError, ValueError) as err:
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="warm-up")
+        try:
+            fut = pool.submit(ask)
+            while True:
+                try:
+                    fut.result(timeout=0.2)
+                    break
+                except FutureTimeout:
+                    if fut.done() or time.monotonic() > deadline + 1:
+                        raise
+                    cls._check_crash(running, "the warm-up request was answered")
+        except (urllib.error.URLError, OSError, ValueError, FutureTimeout) as err:
             tail_ = running.log_tail()
-            timed_out = isinstance(getattr(err, "reason", err), TimeoutError)
+            timed_out = isinstance(err, FutureTimeout) or isinstance(getattr(err, "reason", err), TimeoutError)
             default = (failures.READY_TIMEOUT if timed_out else
                        failures.CRASH_AT_START if not running.alive() else failures.BAD_RESPONSE)
             raise LaunchError(failures.classify_log(tail_, default),
-                              f"warm-up request failed within timeouts.ready = {budget:g} s: {err}", tail_) from None
+                              f"warm-up request failed within timeouts.ready = {budget:g} s: {err!r}", tail_) from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)

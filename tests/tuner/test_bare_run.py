@@ -15,7 +15,7 @@ def test_bare_run_table_has_each_stage(project_root, capsys):
     assert "Exec Time" in out and "real model forward" in out
 
 
-def test_bare_run_needs_the_embedded_engine(project_root):
+def test_bare_run_needs_a_stack_with_stages(project_root):
     space = load_space("pa_batching", project_root, ["backend=sim"])
-    with pytest.raises(ValueError, match="RUN_LEVEL"):
+    with pytest.raises(ValueError, match="backend=embedded or backend=llm_serving"):
         bare_run(space, project_root)

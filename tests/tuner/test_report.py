@@ -30,7 +30,7 @@ def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_reques
     records_frame(recs).to_csv(run_dir / "requests.csv", index=False)
     total = max(r.done for r in recs)
     return TrialOutcome(metrics={"total_time": total, "utilisation": 30.0 + dbs, "requests": 20.0,
-                                 "ttft_p99": 0.1}, records=recs)
+                                 "ttft_p99": 0.1, "energy_j_per_token": 0.5 + 0.02 * dbs}, records=recs)
 
 
 def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
@@ -42,7 +42,7 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     folder = study_dir(project_root, study)   # the study's own folder: trials/pa_batching-<uid8>/
     html = (folder / "report.html").read_text()
     for section in ("Optimisation history", "Pareto front", "Parameter importances", "Latency distributions",
-                    "Trials"):
+                    "Energy per token", "Trials"):
         assert f"<h2>{section}</h2>" in html
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
@@ -50,8 +50,17 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     for svg in svgs:
         ET.fromstring(svg)  # well-formed
     assert "importance (PED-ANOVA)" in html and "trial 1" in html
+    energy = re.search(r'<div id="energy-front">.*?</div>', html, flags=re.S).group(0)
+    assert "J/token" in energy and energy.count("(Pareto)") >= 2   # faster costs more energy here: a real front
     df = pd.read_csv(folder / "results.csv")
     assert len(df) == 8 and {"number", "state", "outcome", "total_time", "utilisation", f"param.{DBS}"} <= set(df)
     assert set(df["outcome"]) <= {"feasible", "infeasible"}
     oom = df[df[f"param.{DBS}"] == 64]
     assert (oom["outcome"] == "infeasible").all() and (oom["fail_class"] == "oom").all()
+
+
+def test_energy_front_keeps_points_no_other_beats_on_both():
+    from tuner.results.energy_chart import front
+    pts = [(10.0, 1.0, 0), (12.0, 0.8, 1), (11.0, 1.2, 2), (15.0, 0.8, 3), (9.0, 2.0, 4)]
+    assert [n for _, _, n in front(pts, maximize_x=False)] == [4, 0, 1]
+    assert [n for _, _, n in front(pts, maximize_x=True)] == [3]     # capacity 15 at the lowest J/token

@@ -2,7 +2,8 @@
 
 Sections: the trials' outcomes, optimisation history per objective, the Pareto front (two
 objectives or more), parameter importances (Optuna's default PED-ANOVA evaluator, no extra
-dependency), and per-trial latency distributions from trials/<study>/<n>/requests.csv.
+dependency), the capacity search's curves (capacity studies), time or capacity against energy per token
+(where a power probe measured it), and per-trial latency distributions from trials/<study>/<n>/requests.csv.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pandas as pd
 
 from tuner.runtime.constraints import is_feasible
 from tuner.study.finalists import describe
+from tuner.results.capacity_chart import capacity_svg
+from tuner.results.energy_chart import energy_svg
 from tuner.results.svg import COLORS, Chart
 
 MAX_ROWS = 60  # latency boxes drawn (the best first); results.csv has every trial
@@ -161,6 +164,12 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
     parts += [history_svg(study, i, n) for i, n in enumerate(names)]
     if len(names) >= 2:
         parts += ["<h2>Pareto front</h2>", pareto_svg(study, names)]
+    curves = capacity_svg(study)
+    if curves:
+        parts += ["<h2>Capacity under SLOs</h2>", curves]
+    joules = energy_svg(study)
+    if joules:
+        parts += ["<h2>Energy per token</h2>", joules]
     parts += ["<h2>Parameter importances</h2>", importance_svg(study),
               "<h2>Latency distributions</h2>", latency_svg(study, trials_dir),
               "<h2>Trials</h2>", trials_table(df, names)]

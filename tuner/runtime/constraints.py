@@ -23,7 +23,8 @@ from tuner.space.spec import StudySpace
 
 CONSTRAINTS_KEY = "constraints"          # the list optuna-dashboard reads
 FAILED = "failed"                        # 1.0 when the trial failed for its configuration
-NOT_THE_CONFIG = {failures.PORT_IN_USE, "worker_died", "interrupted"}
+# client_overloaded: the replay client fell behind its schedule, so the load was not what was asked
+NOT_THE_CONFIG = {failures.PORT_IN_USE, "worker_died", "interrupted", "client_overloaded"}
 
 
 def is_infra_failure(fail_class: str | None) -> bool:

@@ -14,7 +14,10 @@ _SPREADS = ("ttft", "e2e", "tpot", "itl", "send_lag")
 #: names a space's objectives and constraints use before anything runs
 METRICS = ("requests", "requests_ok", "requests_failed", "total_time", "throughput_rps", "tokens_per_s",
            "tokens_out", *(f"{p}_{s}" for p in _SPREADS for s in (*(f"p{q}" for q in PCTS), "mean")),
-           "arrival_bound", "efficiency", "utilisation")
+           "arrival_bound", "efficiency", "utilisation", "client_kept_up",
+           # capacity search (tuner.runtime.capacity) and energy (serving.probes energy counters)
+           "capacity_rps", "capacity_low", "capacity_high", "capacity_uncertainty", "capacity_saturation_rps",
+           "capacity_requests_replayed", "energy_j", "energy_j_per_token")
 #: a usage probe's summary (serving.probes.base.ProbeSampler.summary): <probe>_mean, _peak, _samples
 USAGE_SUFFIXES = ("_mean", "_peak", "_samples")
 
@@ -74,3 +77,13 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
         m["arrival_bound"] = bound
         m["efficiency"] = bound / total if total > 0 else float("nan")
     return m
+
+
+def energy(usage: dict[str, float], tokens_out: float) -> dict[str, float]:
+    """Energy the accelerator drew during the replay (the power probes' ``_joules``) and per output
+    token; nothing when no probe reports power."""
+    joules = [v for k, v in usage.items() if k.endswith("_joules")]
+    if not joules:
+        return {}
+    total = float(sum(joules))
+    return {"energy_j": total, "energy_j_per_token": total / tokens_out if tokens_out else float("nan")}

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions, StopCondition
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
 from serving.workload import RequestRecord, TraceRequest
+from tuner.runtime import capacity
 from tuner.runtime.bound import unloaded_service_times
-from tuner.runtime.metrics import records_frame, score
+from tuner.runtime.metrics import energy, records_frame, score
 from tuner.space.spec import StudySpace
 
 
@@ -79,6 +82,8 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     except LaunchError as err:
         return _fail(err.fail_class, err.detail, err.log_tail)
     opts = replay_options(space)
+    if space.capacity_search:
+        return _capacity_trial(space, running, plan, opts, run_dir, on_request, on_launch)
     try:
         if on_launch:
             on_launch(running.pgids)
@@ -91,6 +96,8 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
     metrics = score(records, service) | result.usage
+    metrics |= energy(result.usage, metrics.get("tokens_out", 0.0))
+    metrics |= client_figures(metrics.get("send_lag_p99", float("nan")), space)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
@@ -100,3 +107,55 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         out.metrics = metrics
         return out
     return TrialOutcome(metrics=metrics, records=records)
+
+
+def client_figures(lag_p99: float, space: StudySpace) -> dict[str, Any]:
+    """Whether the replay client sent on schedule (its send-lag p99 within capacity.max_send_lag)."""
+    return {"client_kept_up": bool(lag_p99 <= space.capacity.max_send_lag) if not math.isnan(lag_p99) else None}
+
+
+def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_dir: Path,
+                    on_request, on_launch) -> TrialOutcome:
+    """The rate search on the running stack (tuner.runtime.capacity); the stack is always stopped."""
+    requests = [r for _, r in plan]
+    found: capacity.CapacityResult | None = None
+    search = capacity.CapacitySearch(running, requests, space.slo, space.capacity, opts, space.load.seed,
+                                     space.timeouts.replay, on_request)
+    error: capacity.ClientOverloaded | None = None
+    try:
+        if on_launch:
+            on_launch(running.pgids)
+        try:
+            found = search.run()
+        except capacity.ClientOverloaded as err:
+            error = err
+        alive = running.alive()
+        tail = running.log_tail()
+    finally:
+        running.stop()
+    probes = search.probes
+    frames = [records_frame(p.records).assign(probe=i, rate=p.rate) for i, p in enumerate(probes)]
+    if frames:
+        pd.concat(frames).to_csv(run_dir / "requests.csv", index=False)
+    if not probes:
+        return _fail(failures.BAD_RESPONSE, "the capacity search replayed nothing", tail)
+    rep = found.best if found else probes[-1]
+    metrics = dict(rep.metrics) | rep.usage
+    metrics |= energy(rep.usage, metrics.get("tokens_out", 0.0))
+    lags = [p.metrics.get("send_lag_p99", float("nan")) for p in probes if not math.isinf(p.rate)]
+    metrics |= client_figures(max(lags) if lags else float("nan"), space)  # a burst has no schedule to keep
+    key = f"{running.utilisation}_mean" if running.utilisation else None
+    metrics["utilisation"] = rep.usage.get(key, float("nan")) if key else float("nan")
+    if found:
+        metrics |= found.metrics()
+    else:
+        metrics["capacity_probes"] = [p.row() for p in probes]
+    if error is not None:
+        out = _fail(capacity.CLIENT_OVERLOADED, str(error), tail, records=rep.records)
+    elif not alive:
+        out = _fail(failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
+                    "stack exited during the capacity search", tail, records=rep.records)
+    else:
+        return TrialOutcome(metrics=metrics, records=rep.records)
+    out.metrics = metrics
+    return out

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
 from tuner.runtime.metrics import is_known_metric, known_metrics_text
+from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
 from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
 
 
@@ -211,6 +212,8 @@ class StudySpace(_Strict):
     repeats: int = Field(1, ge=1, description="measurements per configuration; the median is the objective")
     finalists: FinalistSpec = Field(default_factory=FinalistSpec)
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
+    slo: dict[str, Any] | None = Field(default_factory=dict, description="bounds the capacity_rps search holds")
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec)
     prescreen: PrescreenSpec | None = Field(None, description="simulate first; see tuner/screening/")
     n_trials: int = Field(20, ge=1)
     sampler: Literal["gp", "tpe", "nsga2", "random"] = "gp"
@@ -256,6 +259,13 @@ class StudySpace(_Strict):
             raise ValueError(f"trace_format must be one of {format_names()}, got {self.trace_format!r}")
         if not self.objectives:
             raise ValueError("at least one objective is needed")
+        self.slo = check_slo(self.slo or {})
+        if self.capacity_search and not self.slo:
+            raise ValueError(f"the {CAPACITY} objective needs an 'slo:' mapping, e.g. "
+                             "{ttft_p99: 2.0, tpot_p99: 0.1, failed: 0}, found none")
+        if self.slo and not self.capacity_search:
+            raise ValueError(f"slo: applies to the {CAPACITY} objective, which the objectives do not name; "
+                             "for limits at a fixed load use constraints:")
         named = [(f"objectives[{i}].name", o.name) for i, o in enumerate(self.objectives)]
         named += [(f"constraints[{i}].metric", c.metric) for i, c in enumerate(self.constraints)]
         named += [("early_stop.metric", self.early_stop.metric)]
@@ -272,6 +282,11 @@ class StudySpace(_Strict):
         if not flat:
             raise ValueError("params names no parameter to tune")
         return self
+
+    @property
+    def capacity_search(self) -> bool:
+        """True when a trial searches the highest rate meeting the SLOs instead of replaying the load once."""
+        return any(o.name == CAPACITY for o in self.objectives)
 
     def param_specs(self) -> dict[str, ParamSpec]:
         return flatten_params(self.params)

@@ -30,3 +30,17 @@ def test_missing_file_is_a_config_error(tmp_path):
 def test_engine_settings_follow_the_yaml():
     s = engine_settings(load_serving_yaml(TINY))
     assert s.num_blocks == 224 and s.block_size == 16 and s.decode_batch_size == (1,)
+
+
+@pytest.mark.parametrize("seq_type,pads_to_prompt", [("dyn", True), ("dynamic", True), ("static", False)])
+def test_seq_type_takes_llm_servings_dyn(seq_type, pads_to_prompt):
+    m = parse_serving_yaml({"model_config": {"seq_type": seq_type}}).model
+    assert m.pads_to_prompt is pads_to_prompt
+    # the engine pads a prefill to a seq_length bucket only when static, as llm-serving's worker does
+    assert (engine_settings(parse_serving_yaml({"model_config": {"seq_type": seq_type}})).seq_type == "static") \
+        is not pads_to_prompt
+
+
+def test_seq_type_typo_is_rejected():
+    with pytest.raises(ConfigError, match="model_config.seq_type"):
+        parse_serving_yaml({"model_config": {"seq_type": "dynamc"}})

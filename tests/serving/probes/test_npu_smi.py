@@ -86,12 +86,12 @@ def test_missing_npu_smi_says_what_to_set(tmp_path):
 
 
 def test_stack_probes_follow_accelerator_option(smi, monkeypatch):
-    assert [p.name for p in make_probes(parse_options({"npu_smi": smi}), 1)] == ["npu_aicore", "npu_hbm"]
+    assert [p.name for p in make_probes(parse_options({"npu_smi": smi}), 1)] == ["npu_aicore", "npu_hbm", "npu_power"]
     assert make_probes(parse_options({"npu_smi": smi, "npu_id": 5}), 1)[0].smi.args[-1] == "5"
     assert make_probes(parse_options({"accelerator": "none"}), 0) == []
     install_fake_nvml(monkeypatch, util=42)
-    [gpu] = make_probes(parse_options({"accelerator": "gpu"}), 0)
-    assert gpu.name == "gpu_util" and gpu.sample() == 42.0
+    gpu, power = make_probes(parse_options({"accelerator": "gpu"}), 0)
+    assert gpu.name == "gpu_util" and gpu.sample() == 42.0 and (power.name, power.unit) == ("gpu_power", "W")
 
 
 def install_fake_nvml(monkeypatch, util: int):
@@ -113,6 +113,16 @@ def install_fake_nvml(monkeypatch, util: int):
     nv.nvmlDeviceGetHandleByIndex = handle
     nv.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=util, memory=10)
     nv.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=25, total=100)
+    # the real call: total energy in mJ since the driver loaded; here 250 W from the first call on
+    nv.energy_t0 = None
+
+    def energy(h):
+        import time
+        now = time.monotonic()
+        nv.energy_t0 = nv.energy_t0 or now
+        return int(10_000_000 + 250_000 * (now - nv.energy_t0))
+
+    nv.nvmlDeviceGetTotalEnergyConsumption = energy
     monkeypatch.setitem(sys.modules, "pynvml", nv)
     return nv
 
@@ -135,3 +145,42 @@ def test_nvml_missing_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     with pytest.raises(RuntimeError, match="pip install nvidia-ml-py"):
         NvmlProbe(0)
+
+
+def test_npu_power_probe_reads_npu_smi_power_and_the_sampler_integrates_it(smi, monkeypatch):
+    from serving.probes.npu_smi import NpuPowerProbe
+    monkeypatch.setenv("STANDIN_POWER", "120.0")
+    p = NpuPowerProbe(2, smi)
+    assert p.smi.args[1:] == ["info", "-t", "power", "-i", "2"] and p.sample() == 120.0
+    with ProbeSampler([p], interval=0.05) as s:
+        import time
+        time.sleep(0.4)
+    m = s.summary()
+    span = s.samples[-1][0] - s.started
+    assert m["npu_power_mean"] == 120.0 and m["npu_power_joules"] == pytest.approx(120.0 * span, rel=1e-6)
+    assert "npu_aicore_joules" not in m
+
+
+def test_nvml_energy_probe_gives_mean_power_from_the_energy_counter(monkeypatch):
+    from serving.probes.nvml import NvmlEnergyProbe
+    install_fake_nvml(monkeypatch, util=10)
+    p = NvmlEnergyProbe(0)
+    with ProbeSampler([p], interval=0.05) as s:
+        import time
+        time.sleep(0.4)
+    m = s.summary()
+    assert m["gpu_power_mean"] == pytest.approx(250.0, rel=0.02)
+    span = s.samples[-1][0] - s.started
+    assert m["gpu_power_joules"] == pytest.approx(250.0 * span, rel=0.05)
+
+
+def test_nvml_energy_probe_without_the_counter_reads_nothing(monkeypatch):
+    from serving.probes.nvml import NvmlEnergyProbe
+    nv = install_fake_nvml(monkeypatch, util=10)
+
+    def unsupported(h):
+        raise nv.NVMLError("Not Supported")
+
+    nv.nvmlDeviceGetTotalEnergyConsumption = unsupported
+    p = NvmlEnergyProbe(0)
+    assert p.sample() is None and p.sample() is None

@@ -17,7 +17,7 @@ Faults, via STANDIN_FAULT in the processes' environment:
   port_in_use       an agent binds its port twice: OSError [Errno 98] Address already in use
   server_crash      server raises before uvicorn starts
   crash_mid_replay  server kills the engine and exits 1 once STANDIN_CRASH_AFTER (5) requests came
-npu-smi reads STANDIN_AICORE (57) and STANDIN_HBM (30).
+npu-smi reads STANDIN_AICORE (57), STANDIN_HBM (30) and STANDIN_POWER (90.5 W, ``-t power``).
 """
 from __future__ import annotations
 
@@ -195,6 +195,12 @@ USAGES = """        NPU ID                         : {npu}
 WATCH = ("NpuID(Idx)  ChipId(Idx) Pwr(W)      Temp(C)     AI Core(%)  AI Cpu(%)   Ctrl Cpu(%) Memory(%)   Memory BW(%)\n"
          + "".join("{npu:<12d}0           90.{i}        34          {aicore:<12}0           2           5           0\n"
                    .format(npu=0, i=i, aicore=a) for i, a in enumerate([0, 57, 83])))
+POWER = """        NPU ID                         : {npu}
+        Chip Count                     : 1
+
+        Power Dissipation(W)           : {power}
+        Chip ID                        : 0
+"""
 args = sys.argv[1:]
 npu = int(args[args.index("-i") + 1]) if "-i" in args else 0
 if npu >= int(os.environ.get("STANDIN_NPU_COUNT", "8")):
@@ -202,6 +208,8 @@ if npu >= int(os.environ.get("STANDIN_NPU_COUNT", "8")):
     sys.exit(255)
 if args[:3] == ["info", "-t", "usages"]:
     print(USAGES.format(npu=npu, aicore=os.environ.get("STANDIN_AICORE", "57"), hbm=os.environ.get("STANDIN_HBM", "30")))
+elif args[:3] == ["info", "-t", "power"]:
+    print(POWER.format(npu=npu, power=os.environ.get("STANDIN_POWER", "90.5")))
 elif args[:2] == ["info", "watch"]:
     print(WATCH, end="")
 else:
@@ -259,13 +267,17 @@ def build_standin(tmp: Path) -> StandIn:
 
 
 def write_base_config(project_root: Path, name: str = "standin_tiny.yaml") -> str:
-    """A small base config (fast tiny engine) that names the mindformers yaml like the real one."""
+    """A small base config (fast tiny engine) that names the mindformers yaml like the real one.
+    Backend 'ge' with seq_type 'dyn': on kbk + PA llm-serving needs 'static' (prompts padded to
+    seq_length), which would make the stand-in's tiny engine pad every prefill to 1024 tokens."""
     from serving.config.render import render
     out = Path(project_root) / "configs" / "llama" / name
     render(Path(project_root) / "configs" / "llama" / "tiny_llama_pa.yaml",
-           {"engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.num_heads": 4,
+           {"model_config.seq_type": "dyn", "model_config.backend": "ge",
+            "engine_config.hidden_size": 64, "engine_config.num_layers": 1, "engine_config.num_heads": 4,
             "engine_config.num_kv_heads": 4, "engine_config.intermediate_size": 128}, out)
-    text = out.read_text().replace("    backend: 'kbk'\n",
-                                   f"    backend: 'kbk'\n    model_cfg_path: '{MODEL_CFG_PATH}'\n", 1)
+    text = out.read_text().replace("    backend: 'ge'\n",
+                                   f"    backend: 'ge'\n    model_cfg_path: '{MODEL_CFG_PATH}'\n", 1)
+    assert "model_cfg_path" in text
     out.write_text(text)
     return f"configs/llama/{name}"

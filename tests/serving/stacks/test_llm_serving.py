@@ -58,6 +58,9 @@ def test_tune_runs_trials_and_records_aicore_usage(project_root, standin):
         assert a["npu_aicore_mean"] == 57.0 and a["utilisation"] == 57.0 and a["npu_hbm_mean"] == 30.0
         assert a["npu_aicore_samples"] >= 1 and a["requests_ok"] == a["requests"] == 20
         assert "fail_class" not in a
+        # energy: npu-smi -t power (90.5 W) integrated over the replay, per output token
+        assert a["npu_power_mean"] == 90.5 and a["npu_power_joules"] == a["energy_j"] > 0
+        assert a["energy_j_per_token"] == pytest.approx(a["energy_j"] / a["tokens_out"])
         run = Path(a["run_dir"])
         assert "all agents started" in (run / "agent.log").read_text()
         assert "Uvicorn running on http://127.0.0.1:" in (run / "server.log").read_text()
@@ -95,8 +98,14 @@ def test_fault_is_a_classified_failed_trial(project_root, standin, fault, fail_c
     assert_cleaned_up(t)
 
 
+def test_energy_per_token_can_be_an_objective(project_root, standin):
+    [t] = tune(project_root, standin, "objectives=[{name: total_time, direction: minimize}, "
+               "{name: energy_j_per_token, direction: minimize}]")
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.values[1] == t.user_attrs["energy_j_per_token"] > 0
+
 def test_kv_cache_over_device_memory_is_rejected_with_the_rule(tiny_config):
     stack, cfg = get_stack("llm_serving"), load_serving_yaml(tiny_config)
+    cfg = cfg.model_copy(update={"model_config_": cfg.model.model_copy(update={"seq_type": "static"})})
     assert stack.check(cfg, 100, {}) == []  # 64 blocks x 16 tokens: 0.5 GiB of LLaMA-2-7B KV
     big = cfg.model_copy(update={"pa_config": cfg.pa_config.model_copy(update={"num_blocks": 4096})})
     [rule] = stack.check(big, 100, {})      # 65,536 tokens x 512 KiB = 32 GiB, + 13.5 GiB of weights
@@ -131,3 +140,61 @@ def test_bad_options_name_the_key(tiny_config, tmp_path):
 def test_ascend_failure_lines_are_classified(line, cls):
     from serving.stacks import failures
     assert failures.classify_log("Traceback (most recent call last):\n" + line, "crash_at_start") == cls
+
+
+@pytest.mark.parametrize("seq_type,seq_length,rule", [
+    ("static", [1024], None),
+    ("dyn", [1024], "seq_type 'static' and seq_length [1024] must hold"),
+    ("static", [512, 1024], "seq_type 'static' and seq_length [1024] must hold"),
+    ("dynamic", [1024], "llm-serving reads any seq_type but 'dyn' as static"),
+])
+def test_seq_type_rules_follow_the_real_agent(tiny_config, seq_type, seq_length, rule):
+    # the real code's crash behind the kbk rule is shown in test_llm_serving_real.py
+    cfg = load_serving_yaml(tiny_config)
+    m = cfg.model.model_copy(update={"seq_type": seq_type, "seq_length": seq_length})
+    out = get_stack("llm_serving").check(cfg.model_copy(update={"model_config_": m}), 100, {})
+    rules = [r for r in out if "seq_type" in r]
+    assert (rules == []) if rule is None else (len(rules) == 1 and rule in rules[0]), rules
+
+
+def test_last_error_is_the_exception_line_after_the_traceback():
+    from serving.stacks import failures
+    log = ("noise\nTraceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+           "    raise ValueError('shape')\nValueError: could not broadcast input array from shape (8,) into (4096,)\n"
+           "WARNING:root:Child 0 has exited\n")
+    assert failures.last_error(log) == "ValueError: could not broadcast input array from shape (8,) into (4096,)"
+    assert failures.last_error("no traceback here\nValueError: x") == ""
+
+
+def test_emulation_passes_the_profiles_device_terms(tmp_path):
+    from serving.stacks.llm_serving import emulate_step_file
+    step = json.loads(emulate_step_file("ascend910b_llama2_7b", tmp_path).read_text())
+    assert step["profile"] == "ascend910b_llama2_7b"
+    assert step["decode"]["base"] == pytest.approx(0.0178) and step["decode"]["per_live_row"] == pytest.approx(0.0047)
+    assert step["prefill"]["per_padded_token"] == pytest.approx(0.0001)
+    with pytest.raises(ConfigError, match="measured tables"):
+        emulate_step_file("embedded", tmp_path)
+
+
+def test_levels_below_5_need_the_projects_patch(tmp_path):
+    from serving.stacks.llm_serving import missing_patches, parse_options
+    si = build_standin(tmp_path)
+    assert missing_patches(parse_options({}), si.root) == []
+    miss = missing_patches(parse_options({"run_level": 3}), si.root)
+    assert any("llm-serving-run-levels.patch" in m and "run_level 3" in m for m in miss), miss
+    assert any("llm-serving-run-level-5.patch" in m for m in miss), miss
+    [five] = missing_patches(parse_options({"run_level": 5}), si.root)
+    assert "llm-serving-run-level-5.patch" in five
+    assert any("run_level 5 must hold" in m for m in missing_patches(parse_options({"emulate_profile": "x"}), si.root))
+
+
+def test_preflight_names_what_the_host_lacks(tmp_path):
+    stack, si = get_stack("llm_serving"), build_standin(tmp_path)
+    [no_root] = stack.preflight({})
+    assert no_root.startswith("llm_serving.root must name the llm-serving checkout")
+    assert stack.preflight({"root": str(si.root)}) == []
+    bad = stack.preflight({"root": str(si.root), "python": str(tmp_path / "nope"), "run_level": 2,
+                           "mindformers_root": str(tmp_path / "no-mf")})
+    assert any("llm-serving-run-levels.patch" in m for m in bad)
+    assert any(m.startswith("llm_serving.python must be an executable") for m in bad)
+    assert any(m.startswith("llm_serving.mindformers_root must be a folder") for m in bad)

@@ -10,7 +10,7 @@ import pytest
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
-from serving.stacks.process import live_group_members
+from serving.stacks.groups import group_alive
 from serving.workload import TraceRequest
 from tests.conftest import ROOT
 
@@ -30,7 +30,7 @@ def spec(tmp_path, mode, **options):
 
 def assert_gone(run_dir: Path):
     for pgid in json.loads((run_dir / "pids.json").read_text()).values():
-        assert live_group_members(pgid) == []
+        assert not group_alive(pgid)
 
 
 def test_launch_replay_probes_and_stop(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from serving.config.render import render
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
-from serving.stacks.process import live_group_members
+from serving.stacks.groups import group_alive
 from tests.conftest import ROOT
 from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
 from tuner.cli import main
@@ -32,7 +32,7 @@ def assert_cleaned_up(run_dir: Path) -> None:
     pgids = json.loads((run_dir / "pids.json").read_text())
     assert pgids, "the launch recorded no process group"
     for name, pgid in pgids.items():
-        assert live_group_members(pgid) == [], f"{name} process group {pgid} left running"
+        assert not group_alive(pgid), f"{name} process group {pgid} left running"
 
 
 def test_two_trial_study_end_to_end_and_export(project_root, python, model, capsys):
