@@ -271,7 +271,7 @@ def missing_patches(opts: LLMServingOptions, root: Path) -> list[str]:
 
 def emulate_step_file(profile: str, run_dir: Path) -> Path:
     """The device-time (compute) terms of a latency profile as the patched agent reads them."""
-    from serving.sim.latency import load_profile
+    from serving.sim.profile_io import load_profile
     lm = load_profile(profile)
     if lm.prefill_table or lm.decode_by_bucket:
         raise ConfigError(f"emulation takes a profile of linear terms; {profile!r} has measured tables "
@@ -327,7 +327,8 @@ class LLMServingStack(Stack):
         return sentencepiece_counter(vocab)
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
-        """A checkout, an interpreter and the patches the run level needs, before the first trial."""
+        """A checkout, an interpreter, the patches the run level needs and npu-smi for accelerator=npu,
+        checked once before the first trial."""
         opts = parse_options(options)
         try:
             root = self._root(opts)
@@ -339,21 +340,7 @@ class LLMServingStack(Stack):
             out.append(f"llm_serving.python must be an executable, got {python!r}")
         if opts.mindformers_root and not Path(opts.mindformers_root).expanduser().is_dir():
             out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
-        return out
-
-    def preflight(self, options: dict[str, Any]) -> list[str]:
-        """The checkout, the interpreter and the usage tool, checked once before the first trial."""
-        opts, out = parse_options(options), []
-        try:
-            self._root(opts)
-        except ConfigError as err:
-            out.append(err.message)
-        python = opts.python or sys.executable
-        if shutil.which(python) is None:
-            out.append(f"llm_serving.python must be an executable interpreter, got {python!r}")
-        if opts.mindformers_root and not Path(opts.mindformers_root).expanduser().is_dir():
-            out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
-        if opts.accelerator == "npu" and shutil.which(opts.npu_smi) is None:
+        if opts.accelerator == "npu" and shutil.which(opts.npu_smi) is None:  # else every trial's probe fails
             out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
                        "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure no usage)")
         return out
