@@ -327,19 +327,20 @@ class LLMServingStack(Stack):
         return sentencepiece_counter(vocab)
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
-        """The checkout and the patches its run level needs, the interpreter and the usage tool,
+        """A checkout, an interpreter, the patches the run level needs and npu-smi for accelerator=npu,
         checked once before the first trial."""
-        opts, out = parse_options(options), []
+        opts = parse_options(options)
         try:
-            out += missing_patches(opts, self._root(opts))   # the patches the run level needs
+            root = self._root(opts)
         except ConfigError as err:
-            out.append(err.message)
+            return [err.message]
+        out = missing_patches(opts, root)
         python = opts.python or sys.executable
         if shutil.which(python) is None:
-            out.append(f"llm_serving.python must be an executable interpreter, got {python!r}")
+            out.append(f"llm_serving.python must be an executable, got {python!r}")
         if opts.mindformers_root and not Path(opts.mindformers_root).expanduser().is_dir():
             out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
-        if opts.accelerator == "npu" and shutil.which(opts.npu_smi) is None:
+        if opts.accelerator == "npu" and shutil.which(opts.npu_smi) is None:  # else every trial's probe fails
             out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
                        "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure no usage)")
         return out
