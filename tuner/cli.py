@@ -1,10 +1,16 @@
 """``tune``: the one command line over the study, its results and the tools beside it.
 
   tune --study pa_batching [--n-trials N] [--storage URL] [--devices 0,1] [key=value ...]
-  tune export --study pa_batching [--to configs/llama/NAME.yaml]
+  tune export --study pa_batching [--to configs/llama/NAME.yaml] [--force]
   tune finalize | dashboard | report --study pa_batching
   tune bare-run | profile | calibrate --study pa_batching
   tune trace stats FILE | tune trace convert FILE --to OUT [--tokenizer PATH | --study S]
+
+Bad input (a space, an override, a storage URL, a trace, a flag) ends every command with one
+line on stderr, ``tune: error: <file>: <key>: <what must hold>, <what was found>``, and exit
+status 2, before anything is written: every expected error is a ConfigError (argparse's own
+errors go the same way), and ``main`` is the one place that prints it. Any other exception is
+a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -27,10 +33,12 @@ from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
 from tuner.study.progress import PlainProgress, RichStudyProgress
 from tuner.study.resume import end_orphans, recover
+from tuner.study.identity import study_dir
+from tuner.study.preflight import check_inputs
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, feasible_trials
+from tuner.study.selection import best_trial, feasible_trials, trial_config
 from tuner.study.signals import stop_signals_interrupt
-from tuner.study.storage import default_storage, open_storage
+from tuner.study.storage import check_url, default_storage, load_study
 from tuner.study.workers import parse_devices, run_workers
 from tuner.tools import calibrate as cal
 from tuner.tools.bare_run import bare_run
@@ -41,6 +49,41 @@ from tuner.workload.stats import trace_stats
 from tuner.workload.trace import Tally, requests, write_trace
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (what argparse says) and exit 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def count(least: int):
+    """An argparse type: an int >= ``least`` (``--n-trials 0`` is refused, not read as the default)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"an integer >= {least} must be given, got {text!r}") from None
+        if v < least:
+            raise argparse.ArgumentTypeError(f"an integer >= {least} must be given, got {v}")
+        return v
+    parse.__name__ = f"int >= {least}"
+    return parse
+
+
+def between(low: float, high: float):
+    """An argparse type: a number with low < x < high."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = float("nan")
+        if not low < v < high:
+            raise argparse.ArgumentTypeError(f"a number between {low:g} and {high:g} (exclusive) must be given, "
+                                             f"got {text!r}")
+        return v
+    return parse
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", default="pa_batching", help="search_spaces/<study>.yaml (default pa_batching)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///trials/<study>.db)")
@@ -48,13 +91,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides of the search space")
 
 
-def _context(args, sweep: bool = True):
-    """(root, space, storage) for a command; first ends what a SIGKILLed tune of the same study left
-    running on this host (a trial's stack, a bare-run's or profile's engine, a dashboard), which
-    ``tune run`` does itself when it resumes (tuner.study.resume.recover)."""
+def _context(args, sweep: bool = True, create: bool = True):
+    """(root, space, storage) for a command, checked: the storage URL's form, and with ``create=False``
+    (commands that read a study) that its file exists; nothing is written. Then ends what a SIGKILLed
+    tune of the same study left running on this host (a trial's stack, a bare-run's or profile's
+    engine, a dashboard), which ``tune run`` does itself when it resumes (tuner.study.resume.recover)."""
     root = find_root(args.root)
     space = load_space(args.study, root, args.overrides)
-    storage = args.storage or default_storage(root, space.study)
+    storage = default_storage(root, space.study) if args.storage is None else args.storage
+    check_url(storage, create)
     if sweep:
         ended = end_orphans(space.study)
         if ended:
@@ -63,23 +108,22 @@ def _context(args, sweep: bool = True):
     return root, space, storage
 
 
-def _load(storage: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
-
-
 def cmd_run(args) -> int:
     root, space, storage = _context(args, sweep=False)
-    n = args.n_trials or space.n_trials
+    n = space.n_trials if args.n_trials is None else args.n_trials
     if args.devices:
         try:
             devices = parse_devices(args.devices)
         except ValueError as err:
             raise ConfigError(str(err), None, "--devices") from None
-        recover(StudyRun(space, root, storage).open_study())  # once, before the workers race for it
+        run = StudyRun(space, root, storage)
+        check_inputs(space, root, run.plan)   # before the storage, the study and the workers
+        recover(run.open_study())  # once, before the workers race for it; refuses a study of other conditions
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
         safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
         return rc
     run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
+    check_inputs(space, root, run.plan)   # before the storage and the first trial
     safe_print(run.planned().summary(space.load))   # the trace as read, in the stack's tokens
     names = [o.name for o in space.objectives]
     run.progress = PlainProgress(names) if args.no_progress else RichStudyProgress(n, len(run.plan()), names)
@@ -93,23 +137,25 @@ def cmd_run(args) -> int:
     if done:
         best = best_trial(study)
         safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
-                   + " | " + ", ".join(f"{k}={v}" for k, v in space.config_of(best.params).items()))
+                   + " | " + ", ".join(f"{k}={v}" for k, v in trial_config(best).items()))
         safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
     return 0
 
 
 def cmd_export(args) -> int:
-    root, space, storage = _context(args)
-    out = export_best(_load(storage, space.study), space, root, args.to)
+    root, space, storage = _context(args, create=False)
+    out = export_best(load_study(storage, space.study), space, root, args.to, args.force)
     print(f"wrote {out}")
     return 0
 
 
 def cmd_finalize(args) -> int:
-    root, space, storage = _context(args)
+    root, space, storage = _context(args, create=False)
     run = StudyRun(space, root, storage, device_id=args.device)
+    study = run.bind(load_study(storage, space.study))  # refuses re-measuring under other conditions
+    check_inputs(space, root, run.plan)
     try:
-        verdict = finalize(run, _load(storage, space.study), args.top_k, args.repeats, args.confidence,
+        verdict = finalize(run, study, args.top_k, args.repeats, args.confidence,
                            on_sample=lambda n, r, v: print(f"finalist trial {n} run {r}: {space.objectives[0].name}"
                                                            f"={v:.4g}", flush=True))
     except ValueError as err:
@@ -121,19 +167,22 @@ def cmd_finalize(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    root, space, storage = _context(args)
-    return serve(storage, space.study, root / "trials" / space.study / "dashboard.log", args.port)
+    root, space, storage = _context(args, create=False)
+    study = load_study(storage, space.study)  # an existing study: nothing is created for a wrong name
+    return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
 
 
 def cmd_report(args) -> int:
-    root, space, storage = _context(args)
-    html, csv = write_report(_load(storage, space.study), args.out or root / "trials" / space.study)
+    root, space, storage = _context(args, create=False)
+    study = load_study(storage, space.study)
+    html, csv = write_report(study, args.out or study_dir(root, study))
     print(f"wrote {html}\nwrote {csv}")
     return 0
 
 
 def cmd_bare_run(args) -> int:
     root, space, _ = _context(args)
+    check_inputs(space, root, StudyRun(space, root, "").plan)
     bare_run(space, root, params=None)
     return 0
 
@@ -236,7 +285,7 @@ def _trace_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tune", description="Tune an LLM serving stack by measuring it.")
+    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.")
     sub = ap.add_subparsers(dest="command")
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -246,41 +295,42 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     run = command("run", cmd_run, "run (or resume) a study (the default command)")
-    run.add_argument("--n-trials", type=int, help="trials to run now (default: the space's n_trials)")
-    run.add_argument("--device", type=int, help="accelerator device id for the stack")
+    run.add_argument("--n-trials", type=count(1), help="trials to run now, >= 1 (default: the space's n_trials)")
+    run.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     run.add_argument("--devices", help="one worker per device id, e.g. 0,1 (trials split between them)")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
     run.add_argument("--parent", help=argparse.SUPPRESS)  # owner id of the `tune --devices` running this worker
     exp = command("export", cmd_export, "write the best configuration as YAML")
     exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
+    exp.add_argument("--force", action="store_true", help="overwrite an existing output file (never the base config)")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
-    fin.add_argument("--top-k", type=int, help="finalists (default: the space's finalists.top_k)")
-    fin.add_argument("--repeats", type=int, help="fresh runs of each (default: finalists.repeats)")
-    fin.add_argument("--confidence", type=float, help="e.g. 0.95 (default: finalists.confidence)")
-    fin.add_argument("--device", type=int, help="accelerator device id for the stack")
+    fin.add_argument("--top-k", type=count(2), help="finalists (default: the space's finalists.top_k)")
+    fin.add_argument("--repeats", type=count(2), help="fresh runs of each (default: finalists.repeats)")
+    fin.add_argument("--confidence", type=between(0.5, 1.0), help="e.g. 0.95 (default: finalists.confidence)")
+    fin.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     dash = command("dashboard", cmd_dashboard, "start optuna-dashboard on 127.0.0.1 for the study")
-    dash.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    dash.add_argument("--port", type=count(0), default=0, help="port (default: a free one)")
     rep = command("report", cmd_report, "write trials/<study>/report.html and results.csv")
     rep.add_argument("--out", type=Path, help="folder (default trials/<study>/)")
     command("bare-run", cmd_bare_run, "replay the trace with the engine stopped at each stage")
     prof = command("profile", cmd_profile, "static benchmark (LMDeploy profile_generation): concurrency x "
                    "(prompt, completion) tokens, closed loop")
-    prof.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8],
+    prof.add_argument("-c", "--concurrency", type=count(1), nargs="+", default=[1, 8],
                       help="workers per cell (LMDeploy uses 1 16 32 64; mind decode_batch_size)")
-    prof.add_argument("-pt", "--prompt-tokens", type=int, nargs="+", default=[1, 128, 128, 512],
+    prof.add_argument("-pt", "--prompt-tokens", type=count(1), nargs="+", default=[1, 128, 128, 512],
                       help="prompt lengths (words = tokens), paired one to one with --completion-tokens")
-    prof.add_argument("-ct", "--completion-tokens", type=int, nargs="+", default=[128, 128, 512, 128],
+    prof.add_argument("-ct", "--completion-tokens", type=count(1), nargs="+", default=[128, 128, 512, 128],
                       help="max_new_tokens per request, paired with --prompt-tokens")
-    prof.add_argument("-tr", "--rounds", type=int, default=3, help="requests each worker sends per cell")
-    prof.add_argument("-w", "--warmup-rounds", type=int, default=1, help="unrecorded rounds before each cell")
+    prof.add_argument("-tr", "--rounds", type=count(1), default=3, help="requests each worker sends per cell")
+    prof.add_argument("-w", "--warmup-rounds", type=count(0), default=1, help="unrecorded rounds before each cell")
     prof.add_argument("--config", type=Path, help="serving YAML to profile (default: the study's base config)")
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
-    prof.add_argument("--device", type=int, help="accelerator device id for the stack")
+    prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
     calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
     calib.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in cal.RUNS),
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
-    calib.add_argument("--passes", type=int, default=1,
+    calib.add_argument("--passes", type=count(1), default=1,
                        help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
     calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
                        help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
@@ -299,8 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped
             return args.func(args)
-    except ConfigError as err:
-        safe_print(f"tune: error: {err}", file=sys.stderr)
+    except ConfigError as err:  # bad input, found before anything was written: one line
+        safe_print(f"tune: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         safe_print("tune: interrupted; the study is saved and resumes with the same command", file=sys.stderr)

@@ -16,7 +16,18 @@ def from_validation_error(err, path: str | Path | None) -> ConfigError:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        found = e.get("input")
-        line = f"{e['msg']} (found {found!r})" if e["type"] != "missing" else "required key missing"
-        lines.append(f"{key}: {line}" if key else line)
+        msg = e["msg"].removeprefix("Value error, ")  # a validator's own message says what must hold
+        if e["type"] == "missing":
+            lines.append(f"{key}: required key missing")
+        elif not key:   # a whole-model check: its message names the keys, the input is the whole file
+            lines.append(msg)
+        elif e["type"] == "value_error":  # a validator's message says what it found
+            lines.append(f"{key}: {msg}")
+        else:
+            lines.append(f"{key}: {msg} (found {_short(e.get('input'))})")
     return ConfigError("; ".join(lines), path)
+
+
+def _short(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -128,4 +128,8 @@ def load_serving_yaml(path: str | Path) -> ServingYaml:
         raise ConfigError("serving config file not found", path) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"UTF-8 text must hold; byte {err.start} is not", path) from None
+    except OSError as err:
+        raise ConfigError(f"a readable serving config file must hold; {err.strerror}", path) from None
     return parse_serving_yaml(data, path)

@@ -23,7 +23,7 @@ from serving.replay.client import Replayer, StopCondition, run_loop
 from serving.replay.parallel import ParallelReplayer, workers_for
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
-from serving.workload import Plan, RequestRecord, TraceRequest
+from serving.workload import Plan, RequestRecord
 
 __all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
 

@@ -38,3 +38,12 @@ def test_all_failed_gives_nan_total():
 def test_arrival_bound_and_efficiency():
     m = score([rec(0, 0.0, 0.1, 1.0, 10), rec(1, 2.0, 2.1, 4.0, 10)], service_times={1: 1.0})
     assert m["arrival_bound"] == pytest.approx(3.0) and m["efficiency"] == pytest.approx(0.75)
+
+
+def test_every_figure_score_gives_is_a_known_metric_name():
+    """The space checks objective and constraint names against METRICS: it must hold what score gives."""
+    from tuner.runtime.metrics import METRICS, is_known_metric
+    m = score([rec(0, 0.0, 0.1, 1.0, 10), rec(1, 2.0, 2.1, 4.0, 10)], service_times={1: 1.0})
+    assert set(m) <= set(METRICS)
+    assert is_known_metric("utilisation") and is_known_metric("npu_aicore_mean")
+    assert not is_known_metric("ttft_p999") and not is_known_metric("latency") and not is_known_metric("_mean")

@@ -3,9 +3,11 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import optuna
 import pandas as pd
 
 from tuner.cli import main
+from tuner.study.identity import study_dir
 from tuner.runtime.metrics import records_frame
 from serving.workload import RequestRecord
 from tuner.runtime.trial import TrialOutcome
@@ -36,7 +38,9 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     common = ["--root", str(project_root), "--storage", f"sqlite:///{project_root / 'trials' / 'r.db'}"]
     assert main(["run", *common, "--n-trials", "8", "--no-progress", "sampler=random", "seed=2"]) == 0
     assert main(["report", *common]) == 0
-    html = (project_root / "trials/pa_batching/report.html").read_text()
+    study = optuna.load_study(study_name="pa_batching", storage=common[-1])
+    folder = study_dir(project_root, study)   # the study's own folder: trials/pa_batching-<uid8>/
+    html = (folder / "report.html").read_text()
     for section in ("Optimisation history", "Pareto front", "Parameter importances", "Latency distributions",
                     "Energy per token", "Trials"):
         assert f"<h2>{section}</h2>" in html
@@ -48,7 +52,7 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     assert "importance (PED-ANOVA)" in html and "trial 1" in html
     energy = re.search(r'<div id="energy-front">.*?</div>', html, flags=re.S).group(0)
     assert "J/token" in energy and energy.count("(Pareto)") >= 2   # faster costs more energy here: a real front
-    df = pd.read_csv(project_root / "trials/pa_batching/results.csv")
+    df = pd.read_csv(folder / "results.csv")
     assert len(df) == 8 and {"number", "state", "outcome", "total_time", "utilisation", f"param.{DBS}"} <= set(df)
     assert set(df["outcome"]) <= {"feasible", "infeasible"}
     oom = df[df[f"param.{DBS}"] == 64]

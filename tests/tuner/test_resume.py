@@ -67,23 +67,24 @@ def test_sigkilled_tune_resumes_without_orphans_or_lost_trials(project_root):
     base = [sys.executable, "-m", "tuner.cli", "run", "--root", str(project_root), "--storage", storage, *ARGS]
     tune = subprocess.Popen([*base, "--n-trials", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    pgid_file = project_root / "trials" / STUDY / "1" / "stack.pgid"
+    def pgid_file():  # trials/<study>-<uid8>/1/: the folder is named once the study exists
+        return next((project_root / "trials").glob(f"{STUDY}-*/1/stack.pgid"), project_root / "missing")
     try:
         end = time.monotonic() + 60
-        while not pgid_file.exists() and time.monotonic() < end and tune.poll() is None:
+        while not pgid_file().exists() and time.monotonic() < end and tune.poll() is None:
             time.sleep(0.05)
-        assert pgid_file.exists(), "trial 1 never started its stack"
+        assert pgid_file().exists(), "trial 1 never started its stack"
         os.kill(tune.pid, signal.SIGKILL)  # mid-replay of trial 1; trial 0 is complete
         tune.wait()
-        stack_pgid = int(pgid_file.read_text().split()[0])
+        stack_pgid = int(pgid_file().read_text().split()[0])
         assert group_alive(stack_pgid), "the stack should outlive a SIGKILLed tune (own session)"
 
         from tuner.cli import main
         assert main(["run", "--root", str(project_root), "--storage", storage, *ARGS, "--n-trials", "1"]) == 0
         assert not group_alive(stack_pgid), "the leftover stack group was not ended"
     finally:
-        if pgid_file.exists() and group_alive(int(pgid_file.read_text().split()[0])):
-            end_group(int(pgid_file.read_text().split()[0]))
+        if pgid_file().exists() and group_alive(int(pgid_file().read_text().split()[0])):
+            end_group(int(pgid_file().read_text().split()[0]))
     study = optuna.load_study(study_name=STUDY, storage=open_storage(storage))
     by_number = {t.number: t for t in study.trials}
     assert by_number[0].state == optuna.trial.TrialState.COMPLETE          # nothing completed is lost

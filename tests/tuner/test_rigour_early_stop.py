@@ -1,5 +1,6 @@
 """Early stop: a replay already slower than the best known trial (plus margin) is aborted
 through Replayer.abort and stored PRUNED with its partial figures; it is never best."""
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -53,7 +54,7 @@ def test_slow_replay_is_pruned_with_partial_figures(project_root):
     assert t.state == optuna.trial.TrialState.PRUNED
     assert t.user_attrs["pruned_limit_s"] == 0.3 and 0.3 <= t.user_attrs["pruned_after_s"]
     assert t.user_attrs["requests"] == 60 and t.user_attrs["requests_failed"] > 0   # partial figures kept
-    df = pd.read_csv(project_root / "trials" / STUDY / "1" / "requests.csv")
+    df = pd.read_csv(Path(t.user_attrs["run_dir"]) / "requests.csv")
     assert df["error"].fillna("").str.startswith("cancelled: replay stopped early").any()
     # the replay ended at the stop, not at the end of its schedule: requests planned after it never went out
     stop_at = df["sent"].min() + t.user_attrs["pruned_after_s"]

@@ -1,6 +1,7 @@
 """Noise: repeats -> median objective with its spread; `tune finalize` re-runs the finalists and
 declares a winner only at the stated confidence, else a tie; export follows the verdict."""
 import itertools
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -67,7 +68,7 @@ def test_repeats_give_the_median_and_keep_the_spread(project_root, monkeypatch):
     assert t.values[0] == pytest.approx(float(np.median(samples))) == t.user_attrs["total_time"]
     assert t.user_attrs["total_time_rel_spread"] == pytest.approx((1.04 - 0.97) / 1.00)
     assert t.user_attrs["repeats"] == 3 and t.user_attrs["representative_repeat"] == 0
-    run_dir = project_root / "trials/pa_batching/0"
+    run_dir = Path(t.user_attrs["run_dir"])
     assert [d for _, d in fake.calls] == [run_dir / f"repeat{i}" for i in range(3)]
     assert (run_dir / "requests.csv").read_text() == (run_dir / "repeat0" / "requests.csv").read_text()
 

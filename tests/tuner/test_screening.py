@@ -1,4 +1,6 @@
 """Pre-screen wired into the study: simulate first, prune the unpromising, probe then promote."""
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -20,7 +22,7 @@ def test_sim_gate_prunes_without_launching(project_root, capsys):
     assert optuna.trial.TrialState.PRUNED in states
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert all(not t.user_attrs["prescreen_promising"] for t in pruned)
-    assert not any((project_root / "trials/pa_batching" / str(t.number)).exists() for t in pruned)
+    assert not any(Path(t.user_attrs["run_dir"]).exists() for t in pruned)
     lines = capsys.readouterr().out.splitlines()   # every trial ends with a line, pruned ones too
     assert sorted(int(x.split()[1].rstrip(":")) for x in lines) == [t.number for t in study.trials]
     assert sum("pruned: pre-screen" in x for x in lines) == len(pruned)
@@ -38,19 +40,18 @@ def test_real_probe_then_full_run(project_root, monkeypatch):
     assert simulated == [20, 10, 20, 10]  # per trial: the full plan at the gate, the probe's half
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done and all(t.user_attrs["probe_promoted"] for t in done)
-    n = done[0].number
-    assert (project_root / f"trials/pa_batching/{n}/probe/requests.csv").exists()
-    assert (project_root / f"trials/pa_batching/{n}/requests.csv").exists()
+    run_dir = Path(done[0].user_attrs["run_dir"])
+    assert (run_dir / "probe/requests.csv").exists()
+    assert (run_dir / "requests.csv").exists()
     # both stacks were tagged for resume and their process groups noted, as measure() does
-    for d in (f"trials/pa_batching/{n}/probe", f"trials/pa_batching/{n}"):
-        assert int((project_root / d / "stack.pgid").read_text().split()[0]) > 1
+    for d in (run_dir / "probe", run_dir):
+        assert int((d / "stack.pgid").read_text().split()[0]) > 1
     assert done[0].user_attrs["requests"] == 20
 
 
 def test_probe_and_repeats_do_not_mix(project_root):
-    space = load_space("pa_batching", project_root, SMALL + ["repeats=2", "+prescreen={probe_fraction: 0.5}"])
-    with pytest.raises(ConfigError, match="repeats"):
-        StudyRun(space, project_root, "sqlite:///" + str(project_root / "trials/px.db")).run(1)
+    with pytest.raises(ConfigError, match="repeats"):   # at load, before any study or trial exists
+        load_space("pa_batching", project_root, SMALL + ["repeats=2", "+prescreen={probe_fraction: 0.5}"])
 
 
 def test_probe_is_gated_on_the_best_so_far_without_early_stop(project_root):

@@ -54,9 +54,10 @@ def test_a_stop_signal_to_tune_ends_the_trials_stack_and_requeues_it(project_roo
     cleanup(study)
     storage = f"sqlite:///{project_root / 'trials' / 'sig.db'}"
     proc = tune(project_root, "run", "--storage", storage, "--no-progress", "--n-trials", "3", *FAST, f"study={study}")
-    pgid_file = project_root / "trials" / study / "0" / "stack.pgid"
-    wait_for(pgid_file.exists, proc, "trial 0's stack came up")
-    stack = int(pgid_file.read_text().split()[0])
+    def pgid_file():  # trials/<study>-<uid8>/0/: the folder is named once the study exists
+        return next((project_root / "trials").glob(f"{study}-*/0/stack.pgid"), project_root / "missing")
+    wait_for(lambda: pgid_file().exists(), proc, "trial 0's stack came up")
+    stack = int(pgid_file().read_text().split()[0])
     os.kill(proc.pid, sig)
     assert proc.wait(timeout=60) == 130
     assert not group_alive(stack) and tagged_groups(study) == {}

@@ -1,22 +1,48 @@
 """Write the best trial's configuration: the base config with only the tuned keys changed, in the
-stack's own format (llm-serving's YAML, vLLM's flat YAML, ...), next to the base config."""
+stack's own format (llm-serving's YAML, vLLM's flat YAML, ...), next to the base config.
+
+The values are the trial's own stored ``config`` (what was measured), never its Optuna params
+mapped through today's choice lists. An existing file is kept unless ``force``; the study's
+base config is never written over, even with ``force``.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
 
+from serving.config.errors import ConfigError
 from serving.stacks import get_stack
-from tuner.study.finalists import describe
-from tuner.study.selection import current_verdict
 from tuner.space.spec import StudySpace
-from tuner.study.selection import best_trial
+from tuner.study.finalists import describe
+from tuner.study.selection import best_trial, current_verdict, trial_config
 
 
-def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None) -> Path:
-    trial = best_trial(study)
+def target(space: StudySpace, root: Path, to: Path | None, force: bool) -> Path:
+    """Where the export goes, once it is known not to write over what it must not."""
     base = root / space.base_config
-    out = to or base.with_name(f"{base.stem}_{space.study}_best.yaml")
+    out = Path(to) if to else base.with_name(f"{base.stem}_{space.study}_best.yaml")
+    if out.exists() and base.exists() and os.path.samefile(out, base):
+        raise ConfigError(f"--to must not name the study's base config ({space.base_config}): export writes a new "
+                          "file beside it, and the base is what every trial was rendered from", out, "--to")
+    if out.is_dir():
+        raise ConfigError("--to must name a file, this is a folder", out, "--to")
+    if out.exists() and not force:
+        raise ConfigError("--to must name a new file (or add --force to replace it); this one exists", out, "--to")
+    if not out.parent.is_dir():
+        raise ConfigError("--to must be in an existing folder", out.parent, "--to")
+    return out
+
+
+def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None,
+                force: bool = False) -> Path:
+    out = target(space, root, to, force)
+    try:
+        trial = best_trial(study)
+    except ValueError as err:
+        raise ConfigError(str(err), key="study") from None
+    config = trial_config(trial)
     values = ", ".join(f"{n}={v:.4g}" for n, v in zip(study.metric_names or [], trial.values))
     header = (f"# Exported by serving-tuner: study {space.study!r}, trial {trial.number} ({values}).\n"
               f"# Base: {space.base_config}; only the tuned keys differ.\n")
@@ -25,6 +51,6 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
-    get_stack(space.backend).config_format.render(base, space.config_of(trial.params), out)
+    get_stack(space.backend).config_format.render(root / space.base_config, config, out)
     out.write_text(header + out.read_text())
     return out

@@ -38,8 +38,8 @@ def results_frame(study: optuna.Study) -> pd.DataFrame:
                "fail_class": t.user_attrs.get("fail_class"), "infeasible_because": t.user_attrs.get("infeasible_because")}
         for i, n in enumerate(names):
             row[n] = t.values[i] if t.values and outcome(t) == "feasible" else t.user_attrs.get(n)
-        config = t.user_attrs.get("config")  # values; ordered categoricals are positions in t.params
-        row |= {f"param.{k}": v for k, v in (config if isinstance(config, dict) else t.params).items()}
+        config = t.user_attrs.get("config")  # the values measured (tuner.study.run.trial_config); params are positions
+        row |= {f"param.{k}": v for k, v in (config if isinstance(config, dict) else {}).items()}
         row |= {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float, str)) and k not in row
                 and k not in ("log_tail", "fail_detail", "space")}
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
@@ -111,8 +111,9 @@ def importance_svg(study: optuna.Study) -> str:
 def latency_svg(study: optuna.Study, trials_dir: Path) -> str:
     boxes = []
     for t in study.trials:
-        path = Path(t.user_attrs.get("run_dir") or trials_dir / str(t.number)) / "requests.csv"
-        if not path.exists():
+        run_dir = t.user_attrs.get("run_dir")  # stored by the trial: its study's folder, not one rebuilt from a name
+        path = Path(run_dir) / "requests.csv" if run_dir else None
+        if path is None or not path.exists():
             continue
         df = pd.read_csv(path)
         ok = df[df["error"].isna() & df["done"].notna()] if "error" in df else df

@@ -13,21 +13,15 @@ from typing import Any
 
 import optuna
 
-from serving.config.errors import ConfigError
 from tuner.runtime.measure import Measurement
-from tuner.screening.prescreen import PrescreenSpec, PreScreener, Screened, probe_then_full
+from tuner.screening.prescreen import PreScreener, Screened, probe_then_full
 from tuner.space.spec import StudySpace
 from tuner.study.selection import best_value
 
 
 class StudyScreen:
     def __init__(self, space: StudySpace, root: Path, plan):
-        try:
-            self.spec = PrescreenSpec.model_validate(space.prescreen)
-        except Exception as err:  # pydantic's message names the bad key
-            raise ConfigError(f"prescreen: {err}", key="prescreen") from None
-        if self.spec.probe_fraction and space.repeats > 1:
-            raise ConfigError("prescreen.probe_fraction and repeats > 1 cannot be combined", key="prescreen")
+        self.spec = space.prescreen   # typed and checked when the space was loaded
         self.space, self.root, self.plan = space, root, plan
         self.screener = PreScreener(space, root, plan, self.spec)
 

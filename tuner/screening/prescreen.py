@@ -18,25 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tuner.runtime.measure import run_tagged
 from serving.workload import RequestRecord
+from tuner.space.rigour import PrescreenSpec  # noqa: F401  (the section's model, typed at load)
 from tuner.space.spec import StudySpace
 from serving.workload import TraceRequest
 from tuner.runtime.trial import TrialOutcome, run_trial
 
 Plan = list[tuple[float, TraceRequest]]
-
-
-class PrescreenSpec(BaseModel):
-    """The study option ``prescreen:`` (search_spaces/<study>.yaml)."""
-    model_config = ConfigDict(extra="forbid")
-    top_fraction: float = Field(0.3, gt=0, le=1, description="promising = among this best fraction simulated")
-    within: float | None = Field(None, ge=0, description="or: within this fraction of the best simulated value")
-    warmup: int = Field(5, ge=0, description="candidates always let through before the screen starts")
-    probe_fraction: float | None = Field(None, gt=0, lt=1, description="real probe on this share of the plan")
-    promote_within: float = Field(0.1, ge=0, description="promote a probe predicted within this of the best")
 
 
 @dataclass

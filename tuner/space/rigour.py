@@ -1,9 +1,12 @@
-"""The study-rigour sections of a search space: noise (finalists) and early stopping.
+"""The study-rigour sections of a search space: noise (finalists), early stopping, pre-screening.
 
-Kept apart from tuner.space.spec so the space schema only gains three fields:
+Kept apart from tuner.space.spec so the space schema only gains these fields:
   repeats: 3                                            # each configuration measured 3 times
   finalists: {top_k: 2, repeats: 5, confidence: 0.95}   # `tune finalize` re-runs and compares
   early_stop: {metric: total_time, margin: 0.5}         # abort replays 50 % slower than the best
+  prescreen: {top_fraction: 0.3, warmup: 5}             # simulate first (tuner.screening)
+PrescreenSpec lives here, not in tuner.screening.prescreen (which re-exports it), because that
+module needs StudySpace and the space must type its ``prescreen:`` section when it is loaded.
 """
 from __future__ import annotations
 
@@ -26,3 +29,12 @@ class EarlyStopSpec(_Strict):
     metric: str = "total_time"
     margin: float | None = Field(None, gt=0, description="fraction over the best; null = never stop early")
     grace: float = Field(1.0, ge=0, description="seconds added to the limit (startup jitter)")
+
+
+class PrescreenSpec(_Strict):
+    """The study option ``prescreen:`` (tuner.screening.gate uses it)."""
+    top_fraction: float = Field(0.3, gt=0, le=1, description="promising = among this best fraction simulated")
+    within: float | None = Field(None, ge=0, description="or: within this fraction of the best simulated value")
+    warmup: int = Field(5, ge=0, description="candidates always let through before the screen starts")
+    probe_fraction: float | None = Field(None, gt=0, lt=1, description="real probe on this share of the plan")
+    promote_within: float = Field(0.1, ge=0, description="promote a probe predicted within this of the best")

@@ -14,6 +14,8 @@ treating 32 and 64 as unrelated labels. The chosen value is what the config and 
 """
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,11 +24,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
+from tuner.runtime.metrics import is_known_metric, known_metrics_text
 from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
-from tuner.space.rigour import EarlyStopSpec, FinalistSpec
+from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
 
 
 INDEX_SUFFIX = ".index"
+#: a study name is a file name under trials/ (database, run folders): no separators, no hidden names
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+#: the most requests a load may schedule: a plan of every send is held in memory (and replayed)
+MAX_REQUESTS = 1_000_000
+
+
+def check_study_name(name: str) -> str:
+    if not STUDY_NAME.fullmatch(name):
+        raise ValueError(f"study: a name of letters, digits, '_', '.' and '-' (not starting with '.' or '-', "
+                         f"at most 100) must hold, got {name!r}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -50,6 +64,9 @@ class ParamSpec(_Strict):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical param needs a non-empty 'choices' list")
+            odd = [c for c in self.choices if c is not None and not isinstance(c, (bool, int, float, str))]
+            if odd:  # what Optuna can store as a categorical value
+                raise ValueError(f"each choice must be a number, a string, a bool or null, got {odd[0]!r}")
             if len(set(map(repr, self.choices))) != len(self.choices):
                 raise ValueError(f"categorical choices must be distinct, got {self.choices}")
         elif self.low is None or self.high is None or self.low > self.high:
@@ -140,6 +157,16 @@ class LoadSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self):
+        for key in ("qps", "duration", "cv", "speedup", "request_timeout"):
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{key}: a finite number must hold, got {v}")
+        planned = self.requests if self.requests is not None else (
+            self.qps * self.duration if self.qps is not None and self.duration is not None else None)
+        if planned is not None and planned > MAX_REQUESTS:  # every send is planned in memory first
+            how = (f"requests={planned}" if self.requests is not None else
+                   f"qps * duration = {self.qps:g} x {self.duration:g} = {planned:g}")
+            raise ValueError(f"at most {MAX_REQUESTS:,} requests a trial must hold, got {how}")
         if self.cv is not None and self.arrivals != "gamma":
             raise ValueError(f"cv applies to arrivals=gamma only, arrivals is {self.arrivals}")
         if self.speedup is not None and self.arrivals != "trace":
@@ -187,7 +214,7 @@ class StudySpace(_Strict):
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec)
     slo: dict[str, Any] | None = Field(default_factory=dict, description="bounds the capacity_rps search holds")
     capacity: CapacitySpec = Field(default_factory=CapacitySpec)
-    prescreen: dict[str, Any] | None = Field(None, description="simulate first; see tuner/screening.py")
+    prescreen: PrescreenSpec | None = Field(None, description="simulate first; see tuner/screening/")
     n_trials: int = Field(20, ge=1)
     sampler: Literal["gp", "tpe", "nsga2", "random"] = "gp"
     startup_trials: int | None = Field(None, ge=0, description="random trials before the model takes over "
@@ -214,15 +241,19 @@ class StudySpace(_Strict):
 
     @model_validator(mode="after")
     def _check(self):
+        check_study_name(self.study)
         if self.backend not in stack_names():
             raise ValueError(f"backend must be one of {stack_names()}, got {self.backend!r}")
-        try:
-            opts = get_stack(self.backend).parse_options(self.stack_options.get(self.backend, {}))
-        except ValidationError as err:
-            e = err.errors()[0]
-            where = ".".join(str(x) for x in (self.backend, *e["loc"]))
-            raise ValueError(f"{where}: {e['msg']}, found {e.get('input')!r}") from None
-        self.stack_options[self.backend] = opts.model_dump()
+        # every stack's section is checked, not only the chosen one's: a typo there is a bad file too,
+        # and it would surface only on the day that backend is picked
+        for name in {self.backend, *self.stack_options}:
+            try:
+                opts = get_stack(name).parse_options(self.stack_options.get(name, {}))
+            except ValidationError as err:
+                e = err.errors()[0]
+                where = ".".join(str(x) for x in (name, *e["loc"]))
+                raise ValueError(f"{where}: {e['msg']}, found {e.get('input')!r}") from None
+            self.stack_options[name] = opts.model_dump()
         from tuner.workload.formats import format_names
         if self.trace_format not in format_names():
             raise ValueError(f"trace_format must be one of {format_names()}, got {self.trace_format!r}")
@@ -235,6 +266,18 @@ class StudySpace(_Strict):
         if self.slo and not self.capacity_search:
             raise ValueError(f"slo: applies to the {CAPACITY} objective, which the objectives do not name; "
                              "for limits at a fixed load use constraints:")
+        named = [(f"objectives[{i}].name", o.name) for i, o in enumerate(self.objectives)]
+        named += [(f"constraints[{i}].metric", c.metric) for i, c in enumerate(self.constraints)]
+        named += [("early_stop.metric", self.early_stop.metric)]
+        for where, metric in named:
+            if not is_known_metric(metric):  # else every trial misses it: all infeasible, or all FAIL
+                raise ValueError(f"{where}: a metric a trial reports must be named, got {metric!r}; "
+                                 f"known: {known_metrics_text()}")
+        for i, c in enumerate(self.constraints):
+            if c.min is None and c.max is None:
+                raise ValueError(f"constraints[{i}] ({c.metric}): a min or a max must be given")
+        if self.prescreen and self.prescreen.probe_fraction and self.repeats > 1:
+            raise ValueError("prescreen.probe_fraction and repeats > 1 cannot be combined (a probe is one run)")
         flat = flatten_params(self.params)
         if not flat:
             raise ValueError("params names no parameter to tune")

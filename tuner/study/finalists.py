@@ -19,14 +19,14 @@ import optuna
 from tuner.runtime.ownership import owner_id, trial_tag
 from tuner.runtime.measure import measure
 from tuner.runtime.stats import compare, spread
-from tuner.study.selection import ATTR, feasible_trials, n_complete
+from tuner.study.selection import ATTR, feasible_trials, n_complete, trial_config
 
 def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The top_k feasible trials on the first objective, one per distinct configuration."""
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
     seen, out = set(), []
     for t in sorted(feasible_trials(study), key=lambda t: sign * t.values[0]):
-        key = json.dumps(t.params, sort_keys=True, default=str)
+        key = json.dumps(trial_config(t), sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             out.append(t)
@@ -50,7 +50,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     for r in range(repeats):
         for t in finalists:
             rdir = run.trials_dir / "finalists" / str(t.number) / f"r{r}"
-            m = measure(single, run.root, run.space.config_of(t.params), rdir, plan,
+            m = measure(single, run.root, trial_config(t), rdir, plan,
                         trial_tag(run.space.study, f"finalist{t.number}", owner), run.device_id)
             v = m.outcome.metrics.get(metric.name, math.nan) if m.outcome.ok else math.nan
             samples[t.number].append(v)
@@ -59,7 +59,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     rows = []
     for t in finalists:
         ok = [v for v in samples[t.number] if not math.isnan(v)]
-        rows.append({"trial": t.number, "params": run.space.config_of(t.params), "samples": samples[t.number],
+        rows.append({"trial": t.number, "params": trial_config(t), "samples": samples[t.number],
                      "failed_runs": len(samples[t.number]) - len(ok), **spread(ok)})
     sign = 1 if minimize else -1
     rows.sort(key=lambda r: math.inf if math.isnan(r["median"]) else sign * r["median"])

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from serving.stacks import get_stack
+from tuner.study import identity
 from tuner.runtime import constraints
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
@@ -47,10 +48,20 @@ class StudyRun:
     parent: str | None = None         # owner id of the `tune --devices` that started this worker
     _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
+    _dir: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def trials_dir(self) -> Path:
-        return self.root / "trials" / self.space.study
+        """trials/<study>-<uid8>/: this study's own folder (tuner.study.identity), known once opened."""
+        if self._dir is None:
+            raise RuntimeError("StudyRun.trials_dir is known once the study is opened (open_study or bind)")
+        return self._dir
+
+    def bind(self, study: optuna.Study) -> optuna.Study:
+        """Check that ``study`` was measured under this space's conditions and key its artifacts by it."""
+        identity.check(study, self.space, self.root)
+        self._dir = identity.study_dir(self.root, study)
+        return study
 
     def planned(self) -> PlannedTrace:
         """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
@@ -84,9 +95,13 @@ class StudyRun:
         return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=startup)
 
     def open_study(self) -> optuna.Study:
+        """Create or load the study (the storage and the study are made here, after every check); refuse
+        one measured under other conditions, and key this run's artifacts by the study's identity."""
         s = self.space
         study = optuna.create_study(study_name=s.study, storage=open_storage(self.storage), load_if_exists=True,
                                     sampler=self.make_sampler(), directions=[o.direction for o in s.objectives])
+        identity.claim(study, s, self.root)
+        self._dir = identity.study_dir(self.root, study)
         with warnings.catch_warnings():  # experimental in optuna, stable enough to name dashboard axes
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([o.name for o in s.objectives])
@@ -173,8 +188,8 @@ class StudyRun:
             trial.set_user_attr("fail_detail", outcome.fail_detail[:2000])
             trial.set_user_attr("log_tail", outcome.log_tail[-2000:])
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "outcome.json").write_text(json.dumps(
-            {"params": self.space.config_of(trial.params), "metrics": outcome.metrics, "fail_class": outcome.fail_class,
+        (run_dir / "outcome.json").write_text(json.dumps(  # the config as stored with the trial (trial_config)
+            {"config": trial.user_attrs.get("config"), "metrics": outcome.metrics, "fail_class": outcome.fail_class,
              "fail_detail": outcome.fail_detail}, indent=1, default=str))
 
     def run(self, n_trials: int) -> optuna.Study:

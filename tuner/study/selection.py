@@ -1,11 +1,15 @@
 """Which trial wins: feasible trials only, and the `tune finalize` verdict while it is current."""
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 
+from serving.config.errors import ConfigError
 from tuner.runtime import constraints
 
-__all__ = ["ATTR", "feasible_trials", "best_trial", "best_value", "current_verdict", "verdict_choice", "n_complete"]
+__all__ = ["ATTR", "feasible_trials", "best_trial", "best_value", "current_verdict", "verdict_choice", "n_complete",
+           "trial_config"]
 
 ATTR = "finalists"   # the study user attr holding the finalists' verdict
 
@@ -56,3 +60,14 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
         return min(feasible, key=lambda t: sign * t.values[0])
     front = [t for t in study.best_trials if constraints.is_feasible(t)] or feasible
     return min(front, key=lambda t: sign * t.values[0])
+
+
+def trial_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The configuration a trial measured: its ``config`` user attr, stored when it was drawn. The one
+    source of truth for every reader: its Optuna params hold positions in choice lists that may have
+    changed since (StudySpace.config_of would map them through today's lists)."""
+    config = trial.user_attrs.get("config")
+    if not isinstance(config, dict):
+        raise ConfigError(f"trial {trial.number} has no stored configuration (user attr 'config'); "
+                          "it was never measured", key="study")
+    return dict(config)

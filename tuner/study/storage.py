@@ -4,35 +4,147 @@ or ``journal:PATH`` for an Optuna journal file (several workers, no database ser
 RDB storages get a heartbeat, so a trial whose worker died on another host is failed by the
 next worker after the grace period (and re-queued by ``requeue``); on one host tuner.study.resume
 notices a dead owner at once.
+
+A bad URL is a ConfigError (one line, exit 2), found before anything is written where it can
+be: ``check_url`` reads nothing and writes nothing. Commands that only read a study
+(export, report, finalize, dashboard) open with ``create=False``, which never creates a
+database or journal file; a folder made for a new storage is removed again if opening fails.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from serving.config.errors import ConfigError
 
 JOURNAL = "journal:"
 HEARTBEAT_S = 10      # a live trial touches the storage this often
 GRACE_S = 60          # a RUNNING trial silent this long belongs to a dead worker
+KEY = "--storage"
 
 
-def open_storage(url: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+def shown(url: str) -> str:
+    """The URL as errors print it: without a password."""
+    if url.startswith(JOURNAL):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _error(url: str, message: str) -> ConfigError:
+    return ConfigError(f"{message} (storage {shown(url)})", key=KEY)
+
+
+def file_path(url: str) -> Path | None:
+    """The file a journal or SQLite URL names (None for a database server); checks the URL's form."""
+    if url.startswith(JOURNAL):
+        rest = url[len(JOURNAL):]
+        if not rest.strip():
+            raise _error(url, "journal:PATH must name a file")
+        return Path(rest).expanduser()
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise _error(url, "a storage URL (sqlite:///PATH, postgresql://..., journal:PATH) must be given") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise _error(url, f"a known database kind must be named, got {parsed.get_backend_name()!r}") from None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        raise _error(url, "sqlite:///PATH must name a database file (an in-memory study would lose every trial)")
+    return Path(parsed.database).expanduser()
+
+
+def _nearest_dir(path: Path) -> Path:
+    p = path.absolute().parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_url(url: str, create: bool = True) -> None:
+    """What can be known without opening: the URL's form, and for a file storage that the file
+    exists (``create=False``) or can be made (``create=True``). Writes nothing."""
+    path = file_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise _error(url, f"a file must be named, {path} is a folder")
+    if not create:
+        if not path.is_file():
+            raise _error(url, f"an existing study storage must be named; {path} does not exist")
+        return
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise _error(url, f"a writable file must be named; {path} is not writable")
+        return
+    parent = _nearest_dir(path)
+    if not parent.is_dir():
+        raise _error(url, f"a file under a folder must be named; {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _error(url, f"a writable folder must hold the storage; {parent} is not writable")
+
+
+def open_storage(url: str | optuna.storages.BaseStorage, create: bool = True) -> optuna.storages.BaseStorage:
     if not isinstance(url, str):
         return url
-    if url.startswith(JOURNAL):
-        path = Path(url[len(JOURNAL):]).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    engine_kwargs = {}
-    if url.startswith("sqlite"):  # several local workers: wait for the write lock instead of failing
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5, and what we need
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=requeue)
+    check_url(url, create)
+    path = file_path(url)
+    made: list[Path] = []
+    try:
+        if path is not None and create:
+            _make_parents(path, made)
+        if url.startswith(JOURNAL):
+            return JournalStorage(JournalFileBackend(str(path)))
+        engine_kwargs = {}
+        if url.startswith("sqlite"):  # several local workers: wait for the write lock instead of failing
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5, and what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                              grace_period=GRACE_S, heartbeat_stale_trial_callback=requeue)
+    except (SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
+        for d in reversed(made):  # a command that fails leaves nothing behind
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        detail = " ".join(str(getattr(err, "orig", None) or err).split())[:300]
+        raise _error(url, f"a storage that can be opened must be named; opening it failed: {detail}") from None
+
+
+def _make_parents(path: Path, made: list[Path]) -> None:
+    """Make the missing folders above ``path``, noting each in ``made`` (to remove them on failure)."""
+    missing = []
+    p = path.absolute().parent
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir()
+        made.append(d)
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    """An existing study, for the commands that read one; never creates a storage or a study."""
+    storage = open_storage(url, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage))
+        raise _error(url, f"an existing study must be named; there is no study {name!r} here "
+                          f"(studies: {', '.join(names) or 'none'}; run `tune --study {name}` first)") from None
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -52,5 +164,5 @@ def dashboard_args(url: str) -> list[str]:
 
 
 def default_storage(root: Path, study: str) -> str:
-    (root / "trials").mkdir(parents=True, exist_ok=True)
+    """sqlite:///<root>/trials/<study>.db (its folder is made with the study, by open_storage)."""
     return f"sqlite:///{root / 'trials' / (study + '.db')}"

@@ -1,0 +1,95 @@
+"""A study's identity in its storage, and the conditions its trials were measured under.
+
+The same study name can live in two storages (a laptop's SQLite file and a team's PostgreSQL,
+or two SQLite files), so a study's artifacts are keyed by a uid the study is given when it is
+created (user attr ``uid``): ``trials/<study>-<uid[:8]>/<n>/``. Each trial also stores its own
+``run_dir``; readers use that, never a path rebuilt from the name.
+
+A study compares trials, so all of them must be measured alike. Its fingerprint (backend, the
+base config's and the trace's content, the trace's format, the load, the objectives) is stored at creation and
+compared at every start: a study re-run under another load, trace or stack stops with what
+differs, instead of mixing 10-request trials with 50-request ones and calling the short one best.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from serving.config.errors import ConfigError
+from tuner.space.spec import StudySpace
+from tuner.workload import formats
+
+UID = "uid"
+FINGERPRINT = "fingerprint"
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def fingerprint(space: StudySpace, root: Path) -> dict[str, Any]:
+    """What every trial of a study must share to be compared (JSON-able, readable in the dashboard)."""
+    return {"backend": space.backend,
+            "base_config": f"{space.base_config} sha256:{_digest(root / space.base_config)}",
+            "trace": f"{space.trace} sha256:{_digest(root / space.trace)}",
+            # the format the records are read as (auto resolved): the same file read as another format
+            # gives other requests (vLLM's reader ignores output_len, for one)
+            "trace_format": formats.detect(root / space.trace)[0].name if space.trace_format == "auto"
+            else space.trace_format,
+            "load": space.load.model_dump(mode="json"),
+            "objectives": [f"{o.name} ({o.direction})" for o in space.objectives]}
+
+
+def differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    out = []
+    for key in now:
+        if key in stored and stored[key] != now[key]:
+            a, b = stored[key], now[key]
+            if isinstance(a, dict) and isinstance(b, dict):  # the load: name only the keys that changed
+                changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+                a, b = {k: a.get(k) for k in changed}, {k: b.get(k) for k in changed}
+            out.append(f"{key} was {a} and is now {b}")
+    return out
+
+
+def check(study: optuna.Study, space: StudySpace, root: Path) -> None:
+    """Refuse (ConfigError) a study whose trials were measured under other conditions."""
+    stored = study.user_attrs.get(FINGERPRINT)
+    if not isinstance(stored, dict):
+        return
+    diff = differences(stored, fingerprint(space, root))
+    if diff:
+        raise ConfigError(f"study {study.study_name!r} holds trials measured under other conditions, and one study "
+                          f"must not mix them: {'; '.join(diff)}. Start a new study for these (e.g. add "
+                          f"study={study.study_name}_2 to the command), or restore the old settings", key="study")
+
+
+def claim(study: optuna.Study, space: StudySpace, root: Path) -> None:
+    """At every start: check the fingerprint; give a new study (or one from before fingerprints) its
+    fingerprint and uid."""
+    check(study, space, root)
+    attrs = study.user_attrs
+    if not isinstance(attrs.get(FINGERPRINT), dict):
+        study.set_user_attr(FINGERPRINT, fingerprint(space, root))
+    if not attrs.get(UID):
+        study.set_user_attr(UID, uuid.uuid4().hex)
+
+
+def key(study: optuna.Study) -> str:
+    """``<name>-<uid[:8]>``: the study's folder name under trials/ (the bare name for a study made
+    before studies had a uid, where its files are)."""
+    uid = study.user_attrs.get(UID)
+    return f"{study.study_name}-{str(uid)[:8]}" if uid else study.study_name
+
+
+def study_dir(root: Path, study: optuna.Study) -> Path:
+    """trials/<name>-<uid8>/: the study's own folder (its trials' run dirs, finalists, report)."""
+    return Path(root) / "trials" / key(study)
