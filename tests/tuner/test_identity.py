@@ -62,6 +62,17 @@ def test_a_study_refuses_another_trace_backend_or_base_config(project_root, caps
     assert len(trials(storage)) == 1
 
 
+def test_a_study_refuses_its_trace_read_as_another_format_but_not_the_same_one_named(project_root, capsys):
+    storage = f"sqlite:///{project_root / 'trials' / 's.db'}"
+    assert tune(project_root, storage) == 0                          # auto: this project's JSON lines
+    assert tune(project_root, storage, "trace_format=jsonl") == 0    # the same reading, named
+    capsys.readouterr()
+    assert tune(project_root, storage, "trace_format=vllm") == 2     # output_tokens absent: 256 each
+    err = capsys.readouterr().err
+    assert "trace_format was jsonl and is now vllm" in err
+    assert len(trials(storage)) == 2
+
+
 def test_readers_use_the_run_dir_each_trial_stored(project_root):
     """The report finds requests.csv through each trial's run_dir, wherever the study's folder is."""
     storage = f"sqlite:///{project_root / 'trials' / 's.db'}"

@@ -6,7 +6,7 @@ created (user attr ``uid``): ``trials/<study>-<uid[:8]>/<n>/``. Each trial also 
 ``run_dir``; readers use that, never a path rebuilt from the name.
 
 A study compares trials, so all of them must be measured alike. Its fingerprint (backend, the
-base config's and the trace's content, the load, the objectives) is stored at creation and
+base config's and the trace's content, the trace's format, the load, the objectives) is stored at creation and
 compared at every start: a study re-run under another load, trace or stack stops with what
 differs, instead of mixing 10-request trials with 50-request ones and calling the short one best.
 """
@@ -21,6 +21,7 @@ import optuna
 
 from serving.config.errors import ConfigError
 from tuner.space.spec import StudySpace
+from tuner.workload import formats
 
 UID = "uid"
 FINGERPRINT = "fingerprint"
@@ -39,6 +40,10 @@ def fingerprint(space: StudySpace, root: Path) -> dict[str, Any]:
     return {"backend": space.backend,
             "base_config": f"{space.base_config} sha256:{_digest(root / space.base_config)}",
             "trace": f"{space.trace} sha256:{_digest(root / space.trace)}",
+            # the format the records are read as (auto resolved): the same file read as another format
+            # gives other requests (vLLM's reader ignores output_len, for one)
+            "trace_format": formats.detect(root / space.trace)[0].name if space.trace_format == "auto"
+            else space.trace_format,
             "load": space.load.model_dump(mode="json"),
             "objectives": [f"{o.name} ({o.direction})" for o in space.objectives]}
 

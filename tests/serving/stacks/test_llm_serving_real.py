@@ -116,7 +116,6 @@ def test_agent_port_in_use_is_port_in_use(real, project_root, monkeypatch):
 
 
 def test_server_killed_mid_replay_is_crash_during_replay(real, project_root):
-    trials_dir = project_root / "trials" / STUDY / "0"
     killed = threading.Event()
 
     def killer():
@@ -124,6 +123,8 @@ def test_server_killed_mid_replay_is_crash_during_replay(real, project_root):
         # server process (its leader only: its resource tracker then frees the shared memory)
         end = time.monotonic() + 600
         while time.monotonic() < end and not killed.is_set():
+            # trials/<study>-<uid8>/0/: the study's folder is named once the study exists
+            trials_dir = next((project_root / "trials").glob(f"{STUDY}-*/0"), project_root / "missing")
             log = trials_dir / "server.log"
             if (trials_dir / "pids.json").exists() and log.exists() and log.read_text().count("generate_stream") >= 3:
                 os.kill(json.loads((trials_dir / "pids.json").read_text())["server"], signal.SIGKILL)
