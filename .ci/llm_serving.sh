@@ -21,7 +21,10 @@ if ! .venv-llms/bin/python -c "$probe" >/dev/null 2>&1; then
   rm -rf .venv-llms
   "$PY" -m venv .venv-llms
   .venv-llms/bin/python -m pip install -q --upgrade pip
-  .venv-llms/bin/python -m pip install -q --no-compile "${PINS[@]}"   # imports compile what they use
+  .venv-llms/bin/python -m pip install -q --no-compile "${PINS[@]}"
+  # the stack runs with PYTHONDONTWRITEBYTECODE (the checkout is never written to), so the venv is
+  # byte-compiled here, on every core, or each start would compile MindSpore's modules again
+  .venv-llms/bin/python -m compileall -q -j 0 .venv-llms/lib >/dev/null || true
   .venv-llms/bin/python -c "$probe"
 fi
 

@@ -30,7 +30,7 @@ import yaml
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT, table
 
-from serving.sim.latency import load_profile
+from serving.sim.profile_io import load_profile
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
 from tuner.runtime.trial import run_trial

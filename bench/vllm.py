@@ -28,7 +28,7 @@ from serving.config.render import render
 from tuner.cli import main as tune
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial
+from tuner.study.selection import best_trial, trial_config
 from tuner.runtime.trial import run_trial
 
 STUDY = "vllm_batching"
@@ -65,7 +65,7 @@ def main() -> int:
         study_s = time.monotonic() - t
         space = load_space(STUDY, root, overrides)
         study = optuna.load_study(study_name=STUDY, storage=storage)
-        best = space.config_of(best_trial(study).params)
+        best = trial_config(best_trial(study))   # what the trial measured
         n_ok = sum(1 for tr in study.trials if "fail_class" not in tr.user_attrs)
         print(f"study: {len(study.trials)} trials ({n_ok} without a failure) in {study_s:.0f} s; best: {best}")
         configs = {"vLLM default": {}, "tuned": best}

@@ -29,7 +29,7 @@ from tuner.runtime.trial import run_trial
 from tuner.space.compose import load_space
 from tuner.space.spec import Objective, StudySpace
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial
+from tuner.study.selection import best_trial, trial_config
 
 TRACES = {"alpaca_like": "traces/alpaca_like_1500.jsonl", "long_prompt": "traces/long_prompt_1500.jsonl"}
 
@@ -78,7 +78,7 @@ def main() -> int:
             print(run.planned().summary(spaces[k].load), flush=True)
             study = run.run(args.trials)
             trial = best_trial(study)
-            best[k] = spaces[k].config_of(trial.params)
+            best[k] = trial_config(trial)   # what the trial measured
             print(f"{k}: tuned in {time.monotonic() - t:.0f} s ({args.trials} trials): total_time "
                   f"{trial.values[0]:.1f} s at {best[k]}", flush=True)
         cost = {(c, w): total_time(spaces[w], root, runs[w], best[c], Path(tmp) / f"x_{c}_{w}")

@@ -28,6 +28,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import psutil
 import yaml
 from pydantic import Field, ValidationError
 from ruamel.yaml import YAML
@@ -41,6 +42,7 @@ from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.groups import group_processes
 from serving.stacks.process import ManagedProcess
 from serving.tokenizers import sentencepiece_counter
 
@@ -212,9 +214,30 @@ class LLMServingRunning(RunningStack):
         return "\n".join(f"== {p.log_path.name} ==\n{p.log_tail(per)}" for p in self.procs.values())
 
     def stop(self) -> None:
+        segments = shm_segments(self.pgids)
         for name in ("server", "agent"):  # the server first: it leaves the agents and frees its shared memory
             if name in self.procs:
                 self.procs[name].stop(grace=self.opts.stop_grace)
+        # a server killed (or stuck on a dead agent until SIGKILL) leaves its 1 GiB segments behind
+        left = [seg for seg in segments if os.path.exists(seg)]
+        for seg in left:
+            try:
+                os.unlink(seg)
+            except OSError:
+                pass
+        if segments:
+            (self.run_dir / "shm.json").write_text(json.dumps({"mapped": segments, "removed_after_stop": left}))
+
+
+def shm_segments(pgids: list[int]) -> list[str]:
+    """The /dev/shm segments the groups' processes have mapped (the server's Worker makes 9 of 1 GiB)."""
+    out: set[str] = set()
+    for proc in group_processes(pgids):
+        try:
+            out |= {m.path for m in proc.memory_maps(grouped=True) if m.path.startswith("/dev/shm/")}
+        except (psutil.Error, OSError):
+            continue
+    return sorted(out)
 
 
 def make_probes(opts: LLMServingOptions, device: int) -> list[Probe]:
@@ -271,7 +294,7 @@ def missing_patches(opts: LLMServingOptions, root: Path) -> list[str]:
 
 def emulate_step_file(profile: str, run_dir: Path) -> Path:
     """The device-time (compute) terms of a latency profile as the patched agent reads them."""
-    from serving.sim.latency import load_profile
+    from serving.sim.profile_io import load_profile
     lm = load_profile(profile)
     if lm.prefill_table or lm.decode_by_bucket:
         raise ConfigError(f"emulation takes a profile of linear terms; {profile!r} has measured tables "
@@ -327,25 +350,11 @@ class LLMServingStack(Stack):
         return sentencepiece_counter(vocab)
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
-        """A checkout, an interpreter and the patches the run level needs, before the first trial."""
-        opts = parse_options(options)
-        try:
-            root = self._root(opts)
-        except ConfigError as err:
-            return [err.message]
-        out = missing_patches(opts, root)
-        python = opts.python or sys.executable
-        if shutil.which(python) is None:
-            out.append(f"llm_serving.python must be an executable, got {python!r}")
-        if opts.mindformers_root and not Path(opts.mindformers_root).expanduser().is_dir():
-            out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
-        return out
-
-    def preflight(self, options: dict[str, Any]) -> list[str]:
-        """The checkout, the interpreter and the usage tool, checked once before the first trial."""
+        """The checkout (and the patches its run level needs), the interpreter and the usage tool,
+        checked once before the first trial."""
         opts, out = parse_options(options), []
         try:
-            self._root(opts)
+            out += missing_patches(opts, self._root(opts))   # the patches the run level needs
         except ConfigError as err:
             out.append(err.message)
         python = opts.python or sys.executable
@@ -355,7 +364,7 @@ class LLMServingStack(Stack):
             out.append(f"llm_serving.mindformers_root must be a folder, got {opts.mindformers_root!r}")
         if opts.accelerator == "npu" and shutil.which(opts.npu_smi) is None:
             out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
-                       "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure no usage)")
+                       "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure the host CPU share)")
         return out
 
     def launch(self, spec: LaunchSpec) -> LLMServingRunning:

@@ -55,11 +55,10 @@ def test_llm_serving_running_reports_a_list_of_process_groups(tmp_path):
     from serving.stacks.llm_serving import LLMServingOptions, LLMServingRunning
     from serving.stacks.process import ManagedProcess
     procs = {n: ManagedProcess(["sleep", "30"], tmp_path / f"{n}.log") for n in ("agent", "server")}
-    running = LLMServingRunning(procs, "http://127.0.0.1:9", LLMServingOptions(accelerator="none"), 0,
-                                tmp_path, tmp_path, 0.0)
+    running = LLMServingRunning(procs, "http://127.0.0.1:9", LLMServingOptions(accelerator="none"), 0, tmp_path)
     try:
         assert running.pgids == [procs["agent"].pgid, procs["server"].pgid]
-        assert running.utilisation is None
+        assert running.utilisation == "host_cpu"   # no accelerator: its share of the host CPU, named so
     finally:
         running.stop()
 

@@ -15,7 +15,7 @@ from tuner.runtime.ownership import tagged_groups
 from tuner.study.run import StudyRun
 
 STUDY = "pa_faults"
-FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_timeout=2", "timeouts.ready=20", "timeouts.replay=10",
+FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_timeout=8", "timeouts.ready=30", "timeouts.replay=20",
         "sampler=random", "seed=0", f"study={STUDY}", "params.pa_config.num_blocks.low=256",
         "params.model_config.decode_batch_size.choices=[8,16]", "params.model_config.prefill_batch_size.choices=[2,4]"]
 

@@ -190,9 +190,12 @@ def test_levels_below_5_need_the_projects_patch(tmp_path):
 
 def test_preflight_names_what_the_host_lacks(tmp_path):
     stack, si = get_stack("llm_serving"), build_standin(tmp_path)
-    [no_root] = stack.preflight({})
+    [no_root] = stack.preflight({"accelerator": "none"})
     assert no_root.startswith("llm_serving.root must name the llm-serving checkout")
-    assert stack.preflight({"root": str(si.root)}) == []
+    assert stack.preflight({"root": str(si.root), "npu_smi": str(si.bin / "npu-smi")}) == []
+    [no_smi] = stack.preflight({"root": str(si.root), "npu_smi": str(tmp_path / "no-npu-smi")})
+    assert no_smi.startswith("llm_serving.npu_smi must name the npu-smi tool when accelerator=npu")
+    assert stack.preflight({"root": str(si.root), "npu_smi": str(tmp_path / "no-npu-smi"), "accelerator": "none"}) == []
     bad = stack.preflight({"root": str(si.root), "python": str(tmp_path / "nope"), "run_level": 2,
                            "mindformers_root": str(tmp_path / "no-mf")})
     assert any("llm-serving-run-levels.patch" in m for m in bad)

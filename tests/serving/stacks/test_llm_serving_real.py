@@ -50,6 +50,9 @@ def assert_cleaned_up(run_dir: Path) -> None:
     assert pgids, "the launch recorded no process group"
     for name, pgid in pgids.items():
         assert not group_alive(pgid), f"{name} process group {pgid} left running"
+    if (run_dir / "shm.json").exists():   # the server's shared memory is gone too
+        shm = json.loads((run_dir / "shm.json").read_text())
+        assert not [seg for seg in shm["mapped"] if Path(seg).exists()], shm
 
 
 def test_two_trial_study_on_the_real_code(real, project_root):
@@ -78,6 +81,8 @@ def test_two_trial_study_on_the_real_code(real, project_root):
         mc = yaml.safe_load((run / "model_config.yaml").read_text())["model"]["model_config"]
         assert (mc["num_blocks"], mc["block_size"]) == (a["config"]["pa_config.num_blocks"],
                                                         a["config"]["pa_config.block_size"])
+        shm = json.loads((run / "shm.json").read_text())   # the Worker's segments were seen (and are gone)
+        assert any(Path(seg).name.startswith("psm_") for seg in shm["mapped"]), shm
         assert_cleaned_up(run)
 
 
@@ -111,7 +116,6 @@ def test_agent_port_in_use_is_port_in_use(real, project_root, monkeypatch):
 
 
 def test_server_killed_mid_replay_is_crash_during_replay(real, project_root):
-    trials_dir = project_root / "trials" / STUDY / "0"
     killed = threading.Event()
 
     def killer():
@@ -119,6 +123,8 @@ def test_server_killed_mid_replay_is_crash_during_replay(real, project_root):
         # server process (its leader only: its resource tracker then frees the shared memory)
         end = time.monotonic() + 600
         while time.monotonic() < end and not killed.is_set():
+            # trials/<study>-<uid8>/0/: the study's folder is named once the study exists
+            trials_dir = next((project_root / "trials").glob(f"{STUDY}-*/0"), project_root / "missing")
             log = trials_dir / "server.log"
             if (trials_dir / "pids.json").exists() and log.exists() and log.read_text().count("generate_stream") >= 3:
                 os.kill(json.loads((trials_dir / "pids.json").read_text())["server"], signal.SIGKILL)
