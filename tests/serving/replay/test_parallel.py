@@ -9,7 +9,7 @@ from aiohttp import web
 from serving.replay import LLMServingProtocol, ParallelReplayer, ReplayOptions, Replayer, workers_for
 from serving.replay.client import run_loop
 from serving.workload import TraceRequest
-from tests.tuner.test_replay import full_handler, stream_handler
+from tests.serving.replay.test_client import full_handler, stream_handler
 
 
 @pytest.fixture(scope="module")
