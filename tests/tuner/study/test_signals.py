@@ -117,9 +117,11 @@ def test_workers_of_a_killed_parent_finish_their_trial_store_it_and_stop(project
     storage = f"journal:{project_root / 'trials' / 'orphans.log'}"
     parent = tune(project_root, "run", "--storage", storage, "--devices", "0,1", "--n-trials", "8", "--no-progress",
                   *FAST, f"study={study}", stdout=subprocess.PIPE)
-    wait_for(lambda: len(tagged_groups(study)) >= 1, parent, "a worker started a trial's stack")
-    workers = psutil.Process(parent.pid).children()
-    assert len(workers) == 2
+    def both_up():  # both workers listed and one of them inside a trial (its stack tagged)
+        kids = psutil.Process(parent.pid).children()
+        return kids if len(kids) == 2 and tagged_groups(study) else None
+
+    workers = wait_for(both_up, parent, "both workers up and a trial's stack started")
     os.kill(parent.pid, signal.SIGKILL)   # the workers' stdout pipes now have no reader
     parent.wait()
     parent.stdout.close()
