@@ -31,3 +31,23 @@ def from_validation_error(err, path: str | Path | None) -> ConfigError:
 def _short(value, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_yaml(path: Path, missing: str = "file not found") -> object:
+    """A YAML file's data; any way it cannot be read is one ConfigError naming the file (and the
+    line and column of a syntax error), never a yaml or OS traceback."""
+    import yaml
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(missing, path) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise ConfigError(f"valid YAML must hold; {err.problem or err} at {where}", path) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"valid YAML must hold; {err}", path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"UTF-8 text must hold; byte {err.start} is not", path) from None
+    except OSError as err:
+        raise ConfigError(f"a readable file must hold; {err.strerror}", path) from None

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from serving.config.errors import ConfigError, from_validation_error
+from serving.config.errors import ConfigError, from_validation_error, read_yaml
 
 
 class _Strict(BaseModel):
@@ -122,14 +121,5 @@ def parse_serving_yaml(data: Any, path: str | Path | None = None) -> ServingYaml
 
 def load_serving_yaml(path: str | Path) -> ServingYaml:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("serving config file not found", path) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", path) from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"UTF-8 text must hold; byte {err.start} is not", path) from None
-    except OSError as err:
-        raise ConfigError(f"a readable serving config file must hold; {err.strerror}", path) from None
+    data = read_yaml(path, "serving config file not found")
     return parse_serving_yaml(data, path)

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from serving.config.errors import ConfigError
+from serving.config.errors import ConfigError, read_yaml
 from serving.stacks import stack_names
 from tuner.space.spec import StudySpace, check_study_name, parse_space
 
@@ -35,18 +34,7 @@ def find_root(start: Path | None = None) -> Path:
 
 def _read_yaml(path: Path) -> None:
     """The file as YAML, checked before hydra reads it: hydra lets yaml's own errors through."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise ConfigError(f"valid YAML must hold; {err.problem or err} at {where}", path) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"valid YAML must hold; {err}", path) from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"UTF-8 text must hold; byte {err.start} is not", path) from None
-    except OSError as err:
-        raise ConfigError(f"a readable file must hold; {err.strerror}", path) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"a search space must be a mapping of keys (study, params, load ...), "
                           f"found {type(data).__name__}", path)
