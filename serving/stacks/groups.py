@@ -105,3 +105,26 @@ def env_tagged(name: str, accept=lambda value: True) -> dict[int, str]:
         if pgid is not None and pgid > 1 and pgid != me:
             out[pgid] = value
     return out
+
+
+def shm_segments(pgids: Iterable[int]) -> list[str]:
+    """The /dev/shm segments the groups' processes have mapped (llm-serving's 1 GiB worker buffers,
+    vLLM's message queues): what a stopped stack may leave behind."""
+    out: set[str] = set()
+    for proc in group_processes(pgids):
+        try:
+            out |= {m.path for m in proc.memory_maps(grouped=True) if m.path.startswith("/dev/shm/")}
+        except (psutil.Error, OSError):
+            continue
+    return sorted(out)
+
+
+def remove_segments(segments: list[str]) -> list[str]:
+    """Unlink those of ``segments`` still there once their processes are gone; the ones removed."""
+    left = [seg for seg in segments if os.path.exists(seg)]
+    for seg in left:
+        try:
+            os.unlink(seg)
+        except OSError:
+            pass
+    return left

@@ -28,7 +28,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import psutil
 import yaml
 from pydantic import Field, ValidationError
 from ruamel.yaml import YAML
@@ -42,7 +41,7 @@ from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
-from serving.stacks.groups import group_processes
+from serving.stacks.groups import remove_segments, shm_segments
 from serving.stacks.process import ManagedProcess
 from serving.tokenizers import sentencepiece_counter
 
@@ -219,25 +218,9 @@ class LLMServingRunning(RunningStack):
             if name in self.procs:
                 self.procs[name].stop(grace=self.opts.stop_grace)
         # a server killed (or stuck on a dead agent until SIGKILL) leaves its 1 GiB segments behind
-        left = [seg for seg in segments if os.path.exists(seg)]
-        for seg in left:
-            try:
-                os.unlink(seg)
-            except OSError:
-                pass
+        left = remove_segments(segments)
         if segments:
             (self.run_dir / "shm.json").write_text(json.dumps({"mapped": segments, "removed_after_stop": left}))
-
-
-def shm_segments(pgids: list[int]) -> list[str]:
-    """The /dev/shm segments the groups' processes have mapped (the server's Worker makes 9 of 1 GiB)."""
-    out: set[str] = set()
-    for proc in group_processes(pgids):
-        try:
-            out |= {m.path for m in proc.memory_maps(grouped=True) if m.path.startswith("/dev/shm/")}
-        except (psutil.Error, OSError):
-            continue
-    return sorted(out)
 
 
 def make_probes(opts: LLMServingOptions, device: int) -> list[Probe]:

@@ -34,6 +34,7 @@ from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.groups import remove_segments, shm_segments
 from serving.stacks.llm_serving import free_ports
 from serving.stacks.process import ManagedProcess
 from serving.stacks.readiness import http_ok
@@ -91,7 +92,9 @@ class VLLMRunning(RunningStack):
         return self.proc.log_tail(max_chars)
 
     def stop(self) -> None:
+        segments = shm_segments(self.pgids)
         self.proc.stop(grace=self.opts.stop_grace)
+        remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
 
 
 def accelerator_probes(opts: VLLMOptions, device: int | None) -> list[Probe]:

@@ -44,7 +44,10 @@ def test_two_trial_study_end_to_end_and_export(project_root, python, model, caps
     argv = [*common, "--n-trials", "2", "--no-progress", f"vllm.python={python}", "seed=0",
             "load.qps=10", "load.duration=2", "params.enable_chunked_prefill.choices=[true]",
             "params.num_gpu_blocks_override.low=40", "params.num_gpu_blocks_override.high=128"]
+    shm_before = set(Path("/dev/shm").glob("psm_*"))
     assert main(argv) == 0
+    # vLLM's shared-memory message queues outlive its stopped group unless the stack removes them
+    assert set(Path("/dev/shm").glob("psm_*")) <= shm_before
     trials = optuna.load_study(study_name=STUDY, storage=storage).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for t in trials:
