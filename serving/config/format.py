@@ -13,9 +13,11 @@ __all__ = ["ConfigFormat", "ServingYamlFormat"]
 
 
 class ConfigFormat(abc.ABC):
-    @abc.abstractmethod
     def render(self, base: Path, params: dict[str, Any], out: Path) -> None:
-        """Write ``out``: the base with only the tuned keys (dotted) changed; ConfigError if one is missing."""
+        """Write ``out``: the base with only the tuned keys (dotted) changed; ConfigError if one is missing.
+        The default edits any YAML in place (comments and layout kept); a format not in YAML overrides it."""
+        from serving.config.render import render
+        render(base, params, out)
 
     @abc.abstractmethod
     def load(self, path: Path) -> Any:
@@ -28,10 +30,6 @@ class ConfigFormat(abc.ABC):
 
 class ServingYamlFormat(ConfigFormat):
     """llm-serving's YAML (model_config, pa_config, ...), comments kept on render."""
-
-    def render(self, base: Path, params: dict[str, Any], out: Path) -> None:
-        from serving.config.render import render
-        render(base, params, out)
 
     def load(self, path: Path) -> Any:
         from serving.config.schema import load_serving_yaml

@@ -153,9 +153,7 @@ def check_vllm(cfg: VLLMConfig, max_request_len: int, options: dict[str, Any]) -
 
 
 class VLLMYamlFormat(ConfigFormat):
-    def render(self, base: Path, params: dict[str, Any], out: Path) -> None:
-        from serving.config.render import render
-        render(base, params, out)
+    """vLLM's flat YAML (keys = CLI flags); rendered by the base's comment-keeping YAML edit."""
 
     def load(self, path: Path) -> VLLMConfig:
         return load_vllm_yaml(path)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
 from serving.workload import TraceRequest
+from tests.serving.replay.servers import serve
 
 
 def line(tok, reason=None):
@@ -43,21 +44,12 @@ async def full_handler(request):
 
 
 async def run_against(modes, timeout=5.0, stream=True, deadline=None, on_done=None):
-    app = web.Application()
-    app.router.add_post("/models/llama2/generate_stream", stream_handler)
-    app.router.add_post("/models/llama2/generate", full_handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
     plan = [(0.01 * i, TraceRequest(i, m, 3, 1)) for i, m in enumerate(modes)]
     opts = ReplayOptions(stream=stream, request_timeout=timeout)
-    try:
-        return await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), opts, on_done).run(
+    routes = {"/models/llama2/generate_stream": stream_handler, "/models/llama2/generate": full_handler}
+    async with serve(routes) as url:
+        return await Replayer(url, LLMServingProtocol(), opts, on_done).run(
             plan, deadline=timeout + 2 if deadline is None else deadline)
-    finally:
-        await runner.cleanup()
 
 
 def test_stream_records_every_token_and_timestamps_in_order():

@@ -6,6 +6,7 @@ import json
 from aiohttp import web
 
 from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
+from tests.serving.replay.servers import serve
 from serving.workload import Plan, TraceRequest
 
 
@@ -33,17 +34,8 @@ async def replay(plan, seconds=0.05):
         live["now"] -= 1
         return resp
 
-    app = web.Application()
-    app.router.add_post("/models/llama2/generate_stream", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        recs = await Replayer(f"http://127.0.0.1:{port}", LLMServingProtocol(), ReplayOptions()).run(plan, deadline=30)
-    finally:
-        await runner.cleanup()
+    async with serve({"/models/llama2/generate_stream": handler}) as url:
+        recs = await Replayer(url, LLMServingProtocol(), ReplayOptions()).run(plan, deadline=30)
     return recs, live["peak"]
 
 

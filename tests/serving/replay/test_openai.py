@@ -7,6 +7,7 @@ from aiohttp import web
 
 from serving.replay import ReplayOptions, Replayer
 from serving.replay.openai import OpenAIProtocol
+from tests.serving.replay.servers import serve
 from serving.workload import TraceRequest
 
 MODEL = "/models/tiny"
@@ -52,20 +53,12 @@ async def completions(request):
 async def run_against(prompts, stream=True, parameters=None, token_ids=False):
     app = web.Application()
     app[BODIES] = []
-    app.router.add_post("/v1/completions", completions)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
     plan = [(0.0, TraceRequest(i, p, 6, 1)) for i, p in enumerate(prompts)]
     opts = ReplayOptions(stream=stream, request_timeout=10,
                          parameters=parameters if parameters is not None else {"do_sample": False})
-    try:
-        records = await Replayer(f"http://127.0.0.1:{port}", OpenAIProtocol(MODEL, token_ids), opts).run(plan, deadline=20)
+    async with serve({"/v1/completions": completions}, app) as url:
+        records = await Replayer(url, OpenAIProtocol(MODEL, token_ids), opts).run(plan, deadline=20)
         return records, app[BODIES]
-    finally:
-        await runner.cleanup()
 
 
 def test_body_forces_the_trace_output_length_and_asks_for_usage():
