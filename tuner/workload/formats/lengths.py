@@ -42,26 +42,32 @@ def _csv_lengths(path: Path, where: str, row: dict, ts: float, prompt_key: str, 
     return RawRecord(where, prompt_tokens=prompt, output_tokens=out, timestamp=ts)
 
 
-class AzureCsv(TraceFormat):
-    name = "azure"
+class _CsvWithColumns(TraceFormat):
+    """A CSV format known by its header: every name in ``columns`` present."""
     containers = ("csv",)
-    description = "Azure LLM inference CSV: TIMESTAMP, ContextTokens, GeneratedTokens"
-    columns = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+    columns: tuple[str, ...] = ()
 
     def sniff(self, first) -> bool:
         return isinstance(first, list) and all(c in first for c in self.columns)
+
+
+class AzureCsv(_CsvWithColumns):
+    name = "azure"
+    description = "Azure LLM inference CSV: TIMESTAMP, ContextTokens, GeneratedTokens"
+    columns = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
     @staticmethod
     def seconds(text: str, path: Path, where: str) -> float:
         """'2023-11-16 18:15:46.6805900' (seconds with up to 7 decimals) -> POSIX seconds."""
         head, _, frac = text.strip().partition(".")
+        malformed = bad(path, where, "TIMESTAMP", f"a date 'YYYY-MM-DD hh:mm:ss[.fff]' must hold, found {text!r}"[:200])
         try:
             when = datetime.fromisoformat(head)
             whole = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
         except ValueError:
-            raise bad(path, where, "TIMESTAMP", f"a date 'YYYY-MM-DD hh:mm:ss[.fff]' must hold, found {text!r}"[:200]) from None
+            raise malformed from None
         if frac and not frac.isdigit():
-            raise bad(path, where, "TIMESTAMP", f"a date 'YYYY-MM-DD hh:mm:ss[.fff]' must hold, found {text!r}"[:200])
+            raise malformed
         return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
     def read(self, path: Path, container: str) -> Iterator[RawRecord | Skipped]:
@@ -70,15 +76,11 @@ class AzureCsv(TraceFormat):
                                "ContextTokens", "GeneratedTokens")
 
 
-class BurstGptCsv(TraceFormat):
+class BurstGptCsv(_CsvWithColumns):
     """BurstGPT logs failed requests with 0 response tokens: those are skipped and counted."""
     name = "burstgpt"
-    containers = ("csv",)
     description = "BurstGPT CSV: Timestamp (s), Model, Request tokens, Response tokens, Total tokens, Log Type"
     columns = ("Timestamp", "Request tokens", "Response tokens")
-
-    def sniff(self, first) -> bool:
-        return isinstance(first, list) and all(c in first for c in self.columns)
 
     def read(self, path: Path, container: str) -> Iterator[RawRecord | Skipped]:
         for where, row in csv_rows(path, self.columns):
