@@ -21,6 +21,8 @@ import math
 import shutil
 import tempfile
 import time
+
+import numpy as np
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
@@ -96,7 +98,9 @@ def run_method(method: str, space: StudySpace, params: dict, work: Path) -> tupl
 def _no_stop(search: capacity.CapacitySearch):
     """auto_tune's probe: every step replays all its prompts (no live stop, no stop accounting)."""
     def probe(rate: float) -> capacity.Probe:
-        plan = capacity.rate_plan(search.requests, rate, search.burst if math.isinf(rate) else search.unit)
+        # auto_tune's own burst: its 100 prompts at rate inf, whatever our saturation burst is
+        burst = np.zeros(search.spec.requests)
+        plan = capacity.rate_plan(search.requests, rate, burst if math.isinf(rate) else search.unit)
         t = time.monotonic()
         res = search.running.replay(plan, search.options, deadline=search.deadline)
         v, why, metrics = slo.verdict(res.records, search.slo)

@@ -5,7 +5,9 @@ replay runs, a verdict of FAIL is certain once enough requests are already over 
 no later request can bring the percentile back under it: with numpy's linear interpolation the
 p-th percentile of n values lies at or above the value of rank floor(p/100 * (n-1)), so it is
 over the bound when at least n - floor(p/100 * (n-1)) values are. What is known before a request
-ends are lower bounds: a request sent at s with no first token yet at time t has TTFT >= t - s.
+ends are lower bounds: a request sent at s with no first token yet at time t has TTFT >= t - s
+(and E2E too); one still streaming since its first token at f has TPOT >= (t - f) / (output_len - 1),
+as it ends after t with at most output_len tokens.
 A stop condition (``SloStop``) polls this and ends a replay whose verdict is settled.
 """
 from __future__ import annotations
@@ -61,6 +63,10 @@ def _over(records: list[RequestRecord], key: str, bound: float, now: float) -> t
             total += r.output_len > 1
             if done is not None and first is not None and r.n_tokens > 1:
                 final += (done - first) / (r.n_tokens - 1) > bound
+            elif first is not None and r.output_len > 1 and sum(t <= now for t in r.token_times) > 1:
+                # still streaming with two tokens in (so in the sample unless it fails): it ends after
+                # now with at most output_len tokens, so its TPOT is at least this
+                pending += (now - first) / (r.output_len - 1) > bound
         else:  # itl: a gap between two tokens is known once its second token came
             total += max(r.output_len - 1, 0)
             times = [t for t in r.token_times if t <= now]

@@ -27,7 +27,8 @@ class CapacitySpec(_Strict):
     """How the highest rate meeting the SLOs is searched on one running stack."""
     requests: int = Field(100, ge=10, description="requests per rate tried (vLLM auto_tune uses 100)")
     saturation_requests: int | None = Field(None, ge=10, description="requests of the all-at-once "
-                                            "probe that bounds the rate from above (default: requests)")
+                                            "burst whose throughput is the first rate tried "
+                                            "(default: a quarter of requests, at least 10)")
     tolerance: float = Field(0.05, gt=0, lt=1, description="stop when (high - low) / high is below this")
     max_probes: int = Field(10, ge=1, description="rates tried after the saturation probe, at most")
     min_rate: float = Field(0.05, gt=0, description="req/s; below it the capacity is 0")

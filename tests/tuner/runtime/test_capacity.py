@@ -33,7 +33,7 @@ def test_capacity_on_the_simulator_brackets_the_highest_rate_meeting_the_slo(pro
     assert out.ok, out.fail_detail
     m = out.metrics
     probes = m["capacity_probes"]
-    assert probes[0]["rate"] is None and probes[0]["planned"] == 40          # the saturation probe
+    assert probes[0]["rate"] is None and probes[0]["planned"] == 10          # the saturation burst: 40 // 4
     rated = [p for p in probes[1:]]
     passed = [p["rate"] for p in rated if p["verdict"] == "pass"]
     failed = [p["rate"] for p in rated if p["verdict"] == "fail"]
