@@ -66,3 +66,20 @@ def test_an_early_fail_is_never_contradicted_by_the_finished_replay(ttfts, pct, 
     if final > bound:   # and at the end it is certain whenever the rank statistic is over
         ranked = np.sort(ttfts)[math.floor(pct / 100 * (len(ttfts) - 1))]
         assert (at is not None) == (ranked > bound)
+
+
+def test_a_request_still_streaming_bounds_its_tpot_from_below():
+    """Two tokens in at 0.1 and 0.2 s of 11 asked for: by 2.1 s its TPOT is at least 2.0 / 10 > 0.15."""
+    recs = [done(i, 0.0, 0.05, tpot=0.01, n=11) for i in range(98)]
+    for i in (98, 99):
+        r = RequestRecord(i, 4, 11, 0.0, sent=0.0)
+        r.first_token, r.token_times, r.n_tokens = 0.1, [0.1, 0.2], 2
+        recs.append(r)
+    bounds = {"tpot_p99": 0.15, "failed": 0}
+    assert slo.certain_fail(recs, bounds, now=1.5) is None            # (1.5 - 0.1) / 10 = 0.14
+    assert "tpot_p99" in slo.certain_fail(recs, bounds, now=2.1)
+    # the finished replay agrees: both end after 2.1 s, so their TPOT is over the bound
+    for r in recs[98:]:
+        r.token_times = [0.1 + k * 0.25 for k in range(11)]
+        r.n_tokens, r.done, r.finish_reason = 11, r.token_times[-1], "length"
+    assert slo.verdict(recs, bounds)[0] == slo.FAIL
