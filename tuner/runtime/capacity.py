@@ -197,10 +197,10 @@ class Bracket:
         tol = self.tol
         if self.low is None:                      # nothing passed yet: step down from the lowest fail
             load = self.loads.get(self.high, 1.0)
-            # gallop: every third fail in a row steps further, so a capacity far under the burst's
+            # gallop: every fifth fail in a row steps further, so a capacity far under the burst's
             # rate (a TPOT bound, a busy host) is reached within max_probes
-            step = DESCENT ** (1 + (len(self.moved) - 1) // 3)
-            return self.high * max(0.5 ** (1 + (len(self.moved) - 1) // 3), min(step, 1.0 / load))
+            step = DESCENT ** (1 + (len(self.moved) - 1) // 5)
+            return self.high * max(0.5 ** (1 + (len(self.moved) - 1) // 5), min(step, 1.0 / load))
         top = self.high if self.high is not None else self.low * 2 * (1 + tol)
         lo_end, hi_end = self.low * (1 + tol), top / (1 + tol)
         if hi_end <= lo_end:                      # any verdict at lo_end closes the bracket
