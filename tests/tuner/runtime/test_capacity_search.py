@@ -20,7 +20,7 @@ CASES = [((2, 1), "{ttft_p99: 0.1, failed: 0}"), ((8, 2), "{ttft_p99: 0.1, tpot_
 def setup(project_root, batches, bounds, tag):
     space = load_space("pa_batching", project_root, [
         "backend=sim", "objectives=[{name: capacity_rps, direction: maximize}]", f"slo={bounds}",
-        f"capacity.requests={N}", "load.qps=20", f"load.duration={N / 20}"])
+        f"capacity.requests={N}", "capacity.max_probes=14", "load.qps=20", f"load.duration={N / 20}"])
     reqs = [r for _, r in StudyRun(space, project_root, "").plan()]
     d = project_root / "trials" / tag
     d.mkdir(parents=True)
