@@ -186,6 +186,11 @@ def report(res: dict, seeds: int, budget: int, horizon: int) -> None:
               f"expected -> goal <= 0.6: {'MET' if ratios and max(ratios) <= 0.6 else 'MISSED'}")
 
 
+def save_cache(path: Path | None, f: Evaluator) -> None:
+    if path:
+        path.write_text(json.dumps([[k, None if math.isinf(v) else v] for k, v in f.cache.items()]))
+
+
 def bench_space(args) -> StudySpace:
     # timeouts.replay: the 1,500-request replay takes 700-3,700 s on the 910B; the sim cuts at it too
     overrides = ["backend=sim", f"load.qps={args.qps}", f"load.duration={args.requests / args.qps:g}", "timeouts.replay=7200",
@@ -222,6 +227,7 @@ def main() -> int:
             f.cache = {tuple(tuple(kv) for kv in k): INF if v is None else v for k, v in json.loads(args.cache.read_text())}
         t = time.monotonic()
         optimum, _ = exhaustive(space, f)
+        save_cache(args.cache, f)  # the grid is the slow part: keep it even if a later step fails
         if math.isinf(optimum):
             print(f"every configuration failed; first: {f.first_failure}")
             return 1
@@ -231,8 +237,7 @@ def main() -> int:
             hours = hours_to_tuned(space, f, optimum, coarse_grid(space, args.budget),
                                    lambda seed: StudyRun(space.model_copy(update={"seed": seed}), ROOT, "").make_sampler(),
                                    args.seeds, args.horizon)
-        if args.cache:
-            args.cache.write_text(json.dumps([[k, None if math.isinf(v) else v] for k, v in f.cache.items()]))
+        save_cache(args.cache, f)
         failed = sum(math.isinf(v) for v in f.cache.values())
         print(f"{len(f.cache)} configurations, {f.simulated} simulated now in {f.seconds:.0f} s, the rest from "
               f"--cache; {failed} infeasible (now: {f.failures or 'none'} {f.first_failure[:110]}); "
