@@ -9,7 +9,7 @@ again, and again (a study once spent 40 trials on one). ``PrunedAware`` wraps th
     scaled by how far real trials were from it; a configuration the simulator saw fail is
     infeasible there, as a failed real trial is. The stored study keeps its PRUNED trials;
   - it never proposes a configuration already measured, pruned or running: a repeat is moved
-    to an untried neighbour (one parameter one step away), else left to random sampling.
+    to the nearest untried configuration (fewest one-parameter steps away).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from tuner.runtime import constraints
 from tuner.space.spec import StudySpace
 
 TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+MAX_VISITED = 20000   # configurations looked at for an untried one near a repeat
 LOG_STEPS = 16   # a log-scaled int or float moves by 1/16 of its log range (num_blocks 32..1024: x1.24)
 
 
@@ -165,15 +166,24 @@ class PrunedAware(optuna.samplers.BaseSampler):
         return tuple(params.get(k) for k in sorted(search_space))
 
     def _neighbour(self, params: dict[str, Any], search_space: dict[str, BaseDistribution], tried: set) -> dict:
-        options = []
-        for name in sorted(search_space):
-            for v in _steps(search_space[name], params[name]):
-                moved = params | {name: v}
-                if self._key(moved, search_space) not in tried:
-                    options.append(moved)
-        if not options:
-            return {}   # every neighbour tried: the independent sampler draws afresh
-        return options[int(self._rng.integers(len(options)))]
+        """An untried configuration nearest ``params`` (fewest one-parameter steps), picked at random among
+        the nearest; {} when none is within reach (the independent sampler then draws afresh)."""
+        frontier, visited = [params], {self._key(params, search_space)}
+        while frontier and len(visited) < MAX_VISITED:
+            ring = []
+            for p in frontier:
+                for name in sorted(search_space):
+                    for v in _steps(search_space[name], p[name]):
+                        moved = p | {name: v}
+                        k = self._key(moved, search_space)
+                        if k not in visited:
+                            visited.add(k)
+                            ring.append(moved)
+            untried = [p for p in ring if self._key(p, search_space) not in tried]
+            if untried:
+                return untried[int(self._rng.integers(len(untried)))]
+            frontier = ring
+        return {}
 
 
 def _steps(d: BaseDistribution, v: Any) -> list[Any]:
