@@ -11,6 +11,8 @@ from serving.replay.client import run_loop
 from serving.workload import TraceRequest
 from tests.serving.replay.test_client import full_handler, stream_handler
 
+pytestmark = pytest.mark.xdist_group("parallel_replay")  # one worker runs the module: its server is made once
+
 
 @pytest.fixture(scope="module")
 def server_url():
