@@ -6,6 +6,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "llama" / "tiny_llama_pa.yaml"
 SMALL_MODEL = {"engine_config.hidden_size": 48, "engine_config.num_layers": 1, "engine_config.intermediate_size": 128}
+#: the fuzz suite's distinct inputs per kind (tests/fuzz/conftest.py), gathered here so the count is
+#: printed whether the suite ran in one process or in pytest-xdist workers
+FUZZ_SEEN = pytest.StashKey[dict]()
+
+
+def pytest_testnodedown(node, error):  # xdist controller: a worker ended; keep its fuzz inputs
+    seen = node.config.stash.setdefault(FUZZ_SEEN, {})
+    for kind, values in getattr(node, "workeroutput", {}).get("fuzz_seen", {}).items():
+        seen.setdefault(kind, set()).update(values)
+
+
+def pytest_terminal_summary(terminalreporter):
+    seen = terminalreporter.config.stash.get(FUZZ_SEEN, {})
+    if seen:
+        total = sum(len(v) for v in seen.values())
+        kinds = ", ".join(f"{k} {len(v)}" for k, v in sorted(seen.items()))
+        terminalreporter.write_line(f"fuzz: {total} distinct bad inputs exercised ({kinds})")
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from serving.stacks import LaunchError, get_stack
 from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
-from tuner.results.report import write_report
 from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.space.compose import find_root, load_space
@@ -175,6 +174,7 @@ def cmd_dashboard(args) -> int:
 def cmd_report(args) -> int:
     root, space, storage = _context(args, create=False)
     study = load_study(storage, space.study)
+    from tuner.results.report import write_report  # pandas: only `tune report` needs it at start
     html, csv = write_report(study, args.out or study_dir(root, study))
     print(f"wrote {html}\nwrote {csv}")
     return 0

@@ -13,7 +13,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
 from serving.sim.latency import DECODE_COMPUTE, HOST, PREFILL_COMPUTE, LatencyModel
 
@@ -32,6 +31,7 @@ def fit_terms(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], trim: float 
     """NNLS, then once more without points beyond ``trim`` robust sigmas (GC pauses, a busy neighbour)."""
     if len(y) == 0:
         return Fit(dict.fromkeys(names, 0.0), 0, float("nan"), float("nan"))
+    from scipy.optimize import nnls  # here, not at the top: scipy.optimize adds ~0.5 s to every `tune` start
     coef, _ = nnls(X, y)
     res = y - X @ coef
     mad = 1.4826 * np.median(np.abs(res - np.median(res)))

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 import urllib.error
@@ -42,6 +41,7 @@ from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.groups import remove_segments, shm_segments
+from serving.stacks.ports import free_ports
 from serving.stacks.process import ManagedProcess
 from serving.tokenizers import sentencepiece_counter
 
@@ -78,18 +78,6 @@ def parse_options(options: dict[str, Any]) -> LLMServingOptions:
         return LLMServingOptions.model_validate(dict(options or {}))
     except ValidationError as err:
         raise from_validation_error(err, "search space section llm_serving") from None
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports; all held open until chosen so none repeats."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def set_keys(text: str, values: dict[str, Any], path: Path) -> str:

@@ -35,7 +35,7 @@ from serving.replay.openai import OpenAIProtocol
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.groups import remove_segments, shm_segments
-from serving.stacks.llm_serving import free_ports
+from serving.stacks.ports import free_ports
 from serving.stacks.process import ManagedProcess
 from serving.stacks.readiness import http_ok
 

@@ -5,7 +5,7 @@ traceback, nothing created or changed under the project (the tree before and aft
 compared, file sizes and mtimes included) and no process left. ``tune`` runs in-process
 (tuner.cli.main); the storage URLs a case names outside the project are checked apart.
 
-Each distinct input is counted; the total is printed at the end of the run.
+Each distinct input is counted; tests/conftest.py prints the total at the end of the run.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, SMALL_MODEL
+from tests.conftest import FUZZ_SEEN, ROOT, SMALL_MODEL
 
 #: distinct inputs exercised, per kind (a set per kind, so repeated examples count once)
 SEEN: dict[str, set[str]] = {}
@@ -29,11 +29,14 @@ def seen(kind: str, value) -> None:
     SEEN.setdefault(kind, set()).add(repr(value))
 
 
-def pytest_terminal_summary(terminalreporter):
-    if SEEN:
-        total = sum(len(v) for v in SEEN.values())
-        kinds = ", ".join(f"{k} {len(v)}" for k, v in sorted(SEEN.items()))
-        terminalreporter.write_line(f"fuzz: {total} distinct bad inputs exercised ({kinds})")
+def pytest_sessionfinish(session):
+    """Hand this process's inputs to tests/conftest.py's summary (under xdist, through the worker's output)."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["fuzz_seen"] = {k: sorted(v) for k, v in SEEN.items()}
+    else:  # one process (or the xdist controller, whose SEEN is empty): merge, never replace
+        for kind, values in SEEN.items():
+            session.config.stash.setdefault(FUZZ_SEEN, {}).setdefault(kind, set()).update(values)
 
 
 def tree(root: Path) -> dict[str, tuple]:

@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["Verdict", "bootstrap_median_diff", "compare", "mann_whitney_less", "spread"]
 
@@ -24,6 +23,7 @@ def spread(values: list[float]) -> dict[str, float]:
     if a.size == 0:
         return {"median": math.nan, "min": math.nan, "max": math.nan, "iqr": math.nan, "rel_spread": math.nan}
     med = float(np.median(a))
+    from scipy import stats  # in each function: scipy.stats adds ~0.5 s to every `tune` start
     return {"median": med, "min": float(a.min()), "max": float(a.max()), "iqr": float(stats.iqr(a)),
             "rel_spread": float((a.max() - a.min()) / med) if med else math.nan}
 
@@ -32,6 +32,7 @@ def mann_whitney_less(x: list[float], y: list[float]) -> float:
     """One-sided p-value of H1 "x tends to be smaller than y" (1.0 when a sample is empty)."""
     if len(x) == 0 or len(y) == 0:
         return 1.0
+    from scipy import stats
     return float(stats.mannwhitneyu(x, y, alternative="less", method="auto").pvalue)
 
 
@@ -45,6 +46,7 @@ def bootstrap_median_diff(x: list[float], y: list[float], level: float = 0.95, s
     sample has fewer than two values, which a bootstrap cannot resample."""
     if len(x) < 2 or len(y) < 2:
         return math.nan, math.nan
+    from scipy import stats
     res = stats.bootstrap((np.asarray(x, float), np.asarray(y, float)), _median_diff, n_resamples=n_boot,
                           confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions, StopCondition
@@ -136,6 +135,7 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
     probes = search.probes
     frames = [records_frame(p.records).assign(probe=i, rate=p.rate) for i, p in enumerate(probes)]
     if frames:
+        import pandas as pd  # lazily, as in records_frame
         pd.concat(frames).to_csv(run_dir / "requests.csv", index=False)
     if not probes:
         return _fail(failures.BAD_RESPONSE, "the capacity search replayed nothing", tail)
