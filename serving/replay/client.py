@@ -55,7 +55,7 @@ class Replayer:
         self.t0 = 0.0
         self.records: list[RequestRecord] = []
         self._abort: asyncio.Event | None = None
-        self._timeout: aiohttp.ClientTimeout | None = None   # None: the session's (Replayer.send)
+        self._post_kw: dict = {}     # run() adds its timeout; Replayer.send keeps the session's
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -80,7 +80,7 @@ class Replayer:
         url = URL(self.base_url + self.protocol.route(self.opt.stream))
         bodies = [json.dumps(self.protocol.body(req, self.opt)).encode() for _, req in plan]
         # one total timeout per request (a read timeout would re-arm a timer on every read)
-        self._timeout = aiohttp.ClientTimeout(total=self.opt.request_timeout)
+        self._post_kw = {"timeout": aiohttp.ClientTimeout(total=self.opt.request_timeout)}
         loop = asyncio.get_running_loop()
         self.t0 = time.monotonic() if start_at is None else start_at
         tasks: list[asyncio.Task] = []
@@ -168,7 +168,7 @@ class Replayer:
             rec.sent = self.now()
             if self.on_sent:
                 self.on_sent(rec)
-            async with session.post(url, data=body, timeout=self._timeout) as resp:
+            async with session.post(url, data=body, **self._post_kw) as resp:
                 if resp.status != 200:
                     rec.error = f"http {resp.status}: {(await resp.text())[:200]}"
                 elif self.opt.stream:

@@ -91,10 +91,12 @@ class RunningStack(abc.ABC):
                deadline: float | None = None, stop: StopCondition | None = None) -> ReplayResult:
         """Replay ``plan`` (send offset, request) and return one record per request and the usage."""
         workers = workers_for(plan, options.workers)
+        # a fast plan goes out from the stack's sender processes (serving.replay.pool), started
+        # before the probes sample so their start-up is never in the usage figures
+        senders = self.senders(workers) if workers > 1 else None
         with ProbeSampler(self.probes()) as sampler:
-            if workers > 1:   # a fast plan: the stack's sender processes (serving.replay.pool)
-                records = self.senders(workers).replay(self.url, self.protocol, options, plan, on_request,
-                                                       deadline, stop)
+            if senders is not None:
+                records = senders.replay(self.url, self.protocol, options, plan, on_request, deadline, stop)
             else:
                 records = run_loop(Replayer(self.url, self.protocol, options, on_request).run(plan, deadline, stop))
         return ReplayResult(records, sampler.summary())
