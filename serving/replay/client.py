@@ -66,11 +66,12 @@ class Replayer:
             self._abort.set()
 
     async def run(self, plan: list[tuple[float, TraceRequest]], deadline: float | None = None,
-                  stop: StopCondition | None = None, start_at: float | None = None,
+                  stop: StopCondition | None = None, start_at: float | asyncio.Future | None = None,
                   session: aiohttp.ClientSession | None = None) -> list[RequestRecord]:
-        """Replay ``plan``; ``start_at`` (a time.monotonic() value) fixes time 0 of the schedule, so
-        replayers in several processes share one clock (serving.replay.pool); ``session`` (from
-        open_session) keeps its connections for the next replay, else one is opened for this one."""
+        """Replay ``plan``; ``start_at`` (a time.monotonic() value, or a future of one awaited once the
+        requests are ready) fixes time 0 of the schedule, so replayers in several processes share one
+        clock (serving.replay.pool); ``session`` (from open_session) keeps its connections for the
+        next replay, else one is opened for this one."""
         if session is None:
             async with open_session() as own:
                 return await self.run(plan, deadline, stop, start_at, own)
@@ -82,6 +83,8 @@ class Replayer:
         # one total timeout per request (a read timeout would re-arm a timer on every read)
         self._post_kw = {"timeout": aiohttp.ClientTimeout(total=self.opt.request_timeout)}
         loop = asyncio.get_running_loop()
+        if isinstance(start_at, asyncio.Future):
+            start_at = await start_at
         self.t0 = time.monotonic() if start_at is None else start_at
         tasks: list[asyncio.Task] = []
         cap = getattr(plan, "concurrency", None)

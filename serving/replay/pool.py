@@ -39,6 +39,7 @@ __all__ = ["SenderPool"]
 READY_TIMEOUT = 60.0   # s for a worker to start, or to take its part of a plan
 GRACE = 30.0           # s past a replay's deadline before a silent worker is killed
 CLOSE_WAIT = 5.0       # s a closing worker has to end before it is killed
+START_MARGIN = 0.05    # s from "go" to time 0: every worker is awake and waiting by then
 
 #: a live update: (position in the plan, sent, first_token, done, n_tokens, finish_reason, error)
 Update = tuple[int, float | None, float | None, float | None, int, str | None, str | None]
@@ -111,14 +112,16 @@ class _Worker:
             changed[where[id(rec)]] = rec
 
         rp = self.replayer = Replayer(url, protocol, options, on_done=note, on_sent=note)
-        if not self._send(("taken",)):
-            return False
-        go = await self.inbox.get()
-        if go[0] != "go":
-            return False
-        run = asyncio.create_task(rp.run(plan, deadline, start_at=go[1], session=session))
-        await asyncio.sleep(0)         # run() has made its records (nothing is sent before time 0)
+        start_at = asyncio.get_running_loop().create_future()
+        run = asyncio.create_task(rp.run(plan, deadline, start_at=start_at, session=session))
+        await asyncio.sleep(0)         # run() has made its records and bodies and waits for time 0
         where.update({id(r): p for p, r in zip(positions, rp.records)})
+        go = await self.inbox.get() if self._send(("taken",)) else ("close",)
+        if go[0] != "go":
+            run.cancel()
+            self.replayer = None
+            return False
+        start_at.set_result(go[1])
 
         async def flusher() -> None:
             while True:
@@ -215,7 +218,7 @@ class SenderPool:
             conn.send(("job", base_url, protocol, options, positions, [plan[p] for p in positions], deadline))
         for k in range(self.size):
             self._await(k, "taken", READY_TIMEOUT)
-        start_at = self.t0 = time.monotonic() + 0.01   # every worker has its part: time 0 can be near
+        start_at = self.t0 = time.monotonic() + START_MARGIN   # every worker has its part, ready to send
         for conn in self._conns:
             conn.send(("go", start_at))
         dead = self._collect(start_at, deadline, stop, on_done)
