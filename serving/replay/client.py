@@ -30,9 +30,11 @@ JSON = {"Content-Type": "application/json"}
 
 def open_session() -> aiohttp.ClientSession:
     """An HTTP session for replays: keep-alive connections without a cap, and none of the per-request
-    work a replay does not need (cookies, decompression); each request brings its own timeout."""
+    work a replay does not need (cookies; decompression, so no Accept-Encoding is offered either);
+    each request brings its own timeout."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=JSON,
-                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                                 skip_auto_headers=("Accept-Encoding",))
 
 
 class StopCondition(Protocol):

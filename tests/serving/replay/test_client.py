@@ -116,3 +116,18 @@ def test_stream_lines_are_scanned_as_their_json_says():
     for bad in (b"not json", b'{"tokens": 7', b"[1, 2]"):
         with pytest.raises(ValueError):
             scan_line(bad)
+
+
+def test_requests_offer_no_compression_the_client_would_not_undo():
+    seen = []
+
+    async def handler(request):
+        seen.append(request.headers.get("Accept-Encoding"))
+        return await stream_handler(request)
+
+    async def go():
+        async with serve({"/models/llama2/generate_stream": handler}) as url:
+            return await Replayer(url, LLMServingProtocol(), ReplayOptions(request_timeout=5)).run(
+                [(0.0, TraceRequest(0, "ok", 3, 1))], deadline=10)
+    (r,) = asyncio.run(go())
+    assert r.ok and seen == [None]
