@@ -174,6 +174,10 @@ class SenderPool:
         self.start_s = time.monotonic() - started   # what the pool cost to start, once
 
     @property
+    def closed(self) -> bool:
+        return not self._procs
+
+    @property
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
@@ -209,19 +213,23 @@ class SenderPool:
                plan: list[tuple[float, TraceRequest]], on_done: Callable[[RequestRecord], None] | None = None,
                deadline: float | None = None, stop: StopCondition | None = None) -> list[RequestRecord]:
         """The Replayer's contract (one record per request in plan order, every outcome kept), sent by the pool."""
-        if not self._procs:
+        if self.closed:
             raise RuntimeError("the sender pool is closed")
-        self._revive()
         self.records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
         owner = [k % self.size for k in range(len(plan))]
-        for k, conn in enumerate(self._conns):
-            positions = list(range(k, len(plan), self.size))
-            conn.send(("job", base_url, protocol, options, positions, [plan[p] for p in positions], deadline))
-        for k in range(self.size):
-            self._await(k, "taken", READY_TIMEOUT)
-        start_at = self.t0 = time.monotonic() + START_MARGIN   # every worker has its part, ready to send
-        for conn in self._conns:
-            conn.send(("go", start_at))
+        try:
+            self._revive()
+            for k, conn in enumerate(self._conns):
+                positions = list(range(k, len(plan), self.size))
+                conn.send(("job", base_url, protocol, options, positions, [plan[p] for p in positions], deadline))
+            for k in range(self.size):
+                self._await(k, "taken", READY_TIMEOUT)
+            start_at = self.t0 = time.monotonic() + START_MARGIN   # every worker has its part, ready to send
+            for conn in self._conns:
+                conn.send(("go", start_at))
+        except (RuntimeError, OSError) as err:
+            self.close()      # workers half into a replay are of no use to the next one
+            raise RuntimeError(f"the sender pool could not start the replay: {err}") from err
         dead = self._collect(start_at, deadline, stop, on_done)
         for pos, rec in enumerate(self.records):
             if owner[pos] in dead and rec.done is None and rec.error is None:

@@ -106,7 +106,7 @@ class RunningStack(abc.ABC):
     def senders(self, workers: int) -> SenderPool:
         """This stack's sender processes: started by the first fast replay, reused by every later one
         (a capacity search replays ten times or more), ended by ``stop()``."""
-        if self._senders is not None and self._senders.size != workers:
+        if self._senders is not None and (self._senders.size != workers or self._senders.closed):
             self.close_senders()
         if self._senders is None:
             self._senders = SenderPool(workers)
