@@ -11,6 +11,7 @@ SMALL_MODEL = {"engine_config.hidden_size": 48, "engine_config.num_layers": 1, "
 FUZZ_SEEN = pytest.StashKey[dict]()
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):  # xdist controller: a worker ended; keep its fuzz inputs
     seen = node.config.stash.setdefault(FUZZ_SEEN, {})
     for kind, values in getattr(node, "workeroutput", {}).get("fuzz_seen", {}).items():

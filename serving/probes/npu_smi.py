@@ -11,9 +11,11 @@ The rates are the driver's own percentages over its last sampling period, so a r
 "right now"; the sampler's mean over a replay is the trial's AI-core usage. One call feeds
 both probes of a device (the AI-core one and the HBM one).
 
-``npu-smi info -t power -i <id>`` prints the chip's power the same way
-(``Power Dissipation(W) : 93.4``; some cards say ``Power(W)``): the power probe samples it and
-the sampler integrates it into the replay's energy (serving.probes.base).
+``npu-smi info -t power -i <id>`` prints the chip's power the same way: on a 910B (and every NPU
+but the 310) ``NPU Real-time Power(W) : 93.4``; for an MCU, and in older driver releases,
+``Power Dissipation(W)``; some cards say ``Power(W)``. The 310 prints ``Rated Power
+Dissipation(W)``, its rating and not a reading, so it is never taken as power. The power probe
+samples it and the sampler integrates it into the replay's energy (serving.probes.base).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from serving.probes.base import Probe
 
 AICORE = "Aicore Usage Rate(%)"
 HBM = "HBM Usage Rate(%)"
-POWER = ("Power Dissipation(W)", "Power(W)")
+POWER = ("NPU Real-time Power(W)", "Power Dissipation(W)", "Power(W)")  # a rating is not a reading
 WATCH_HEADER = "NpuID(Idx)"
 
 

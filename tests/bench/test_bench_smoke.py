@@ -13,6 +13,8 @@ import search  # noqa: E402
 
 from tuner.space.compose import load_space  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("bench_smoke")  # one worker runs the module: its simulated grid is made once
+
 
 def toy(p):
     """Infeasible below a KV pool size; faster with bigger decode batches and pools."""

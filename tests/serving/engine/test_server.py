@@ -7,6 +7,8 @@ import pytest
 from serving.stacks.base import LaunchSpec
 from serving.stacks.embedded import EmbeddedStack
 
+pytestmark = pytest.mark.xdist_group("engine_server")  # one worker runs the module: its engine server is made once
+
 
 def post(url, body):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})

@@ -161,6 +161,15 @@ def test_npu_power_probe_reads_npu_smi_power_and_the_sampler_integrates_it(smi, 
     assert "npu_aicore_joules" not in m
 
 
+@pytest.mark.parametrize("label, watts", [("NPU Real-time Power(W)", 88.5), ("Power Dissipation(W)", 88.5),
+                                          ("Power(W)", 88.5), ("Rated Power Dissipation(W)", None)])
+def test_npu_power_probe_reads_each_drivers_label_but_not_a_rating(smi, monkeypatch, label, watts):
+    from serving.probes.npu_smi import NpuPowerProbe
+    monkeypatch.setenv("STANDIN_POWER", "88.5")
+    monkeypatch.setenv("STANDIN_POWER_LABEL", label)
+    assert NpuPowerProbe(0, smi).sample() == watts
+
+
 def test_nvml_energy_probe_gives_mean_power_from_the_energy_counter(monkeypatch):
     from serving.probes.nvml import NvmlEnergyProbe
     install_fake_nvml(monkeypatch, util=10)

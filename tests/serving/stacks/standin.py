@@ -17,7 +17,7 @@ Faults, via STANDIN_FAULT in the processes' environment:
   port_in_use       an agent binds its port twice: OSError [Errno 98] Address already in use
   server_crash      server raises before uvicorn starts
   crash_mid_replay  server kills the engine and exits 1 once STANDIN_CRASH_AFTER (5) requests came
-npu-smi reads STANDIN_AICORE (57), STANDIN_HBM (30) and STANDIN_POWER (90.5 W, ``-t power``).
+npu-smi reads STANDIN_AICORE (57), STANDIN_HBM (30) and STANDIN_POWER (90.5 W, ``-t power``, labelled as a 910B does unless STANDIN_POWER_LABEL).
 """
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ WATCH = ("NpuID(Idx)  ChipId(Idx) Pwr(W)      Temp(C)     AI Core(%)  AI Cpu(%) 
 POWER = """        NPU ID                         : {npu}
         Chip Count                     : 1
 
-        Power Dissipation(W)           : {power}
+        {label:<31s}: {power}
         Chip ID                        : 0
 """
 args = sys.argv[1:]
@@ -209,7 +209,8 @@ if npu >= int(os.environ.get("STANDIN_NPU_COUNT", "8")):
 if args[:3] == ["info", "-t", "usages"]:
     print(USAGES.format(npu=npu, aicore=os.environ.get("STANDIN_AICORE", "57"), hbm=os.environ.get("STANDIN_HBM", "30")))
 elif args[:3] == ["info", "-t", "power"]:
-    print(POWER.format(npu=npu, power=os.environ.get("STANDIN_POWER", "90.5")))
+    print(POWER.format(npu=npu, power=os.environ.get("STANDIN_POWER", "90.5"),
+                       label=os.environ.get("STANDIN_POWER_LABEL", "NPU Real-time Power(W)")))
 elif args[:2] == ["info", "watch"]:
     print(WATCH, end="")
 else:

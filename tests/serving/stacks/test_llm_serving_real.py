@@ -28,6 +28,8 @@ from tests.serving.stacks.real_llm_serving import STUDY, require_real, tree_dige
 from tuner.cli import main
 from tuner.space.compose import load_space
 
+pytestmark = pytest.mark.xdist_group("llm_serving_real")  # one worker runs the module: its real llm-serving stack is made once
+
 @pytest.fixture(scope="module")
 def real():
     paths = require_real()

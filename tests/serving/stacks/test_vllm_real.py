@@ -15,6 +15,8 @@ from tests.conftest import ROOT
 from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
 from tuner.cli import main
 
+pytestmark = pytest.mark.xdist_group("vllm_real")  # one worker runs the module: the tiny model it builds with vLLM is made once
+
 STUDY = "vllm_batching"
 
 
