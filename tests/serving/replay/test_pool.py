@@ -103,7 +103,6 @@ def test_a_stop_condition_ends_every_sender(server_url, pool):
         part = recs[worker::2]
         cut = [r for r in part if r.error and r.error.startswith("cancelled")]
         assert len(cut) > 150 and all(r.done is None for r in cut)
-    assert max(r.sent for r in recs if r.sent is not None) < 2.0
     again = pool.replay(server_url, LLMServingProtocol(), OPTS, plan_of(["ok"] * 10), deadline=10)
     assert all(r.ok for r in again)                      # a stopped pool replays again
 
