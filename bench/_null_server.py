@@ -53,7 +53,7 @@ class LeanHttp(asyncio.Protocol):
         while (end := self.buf.find(b"\r\n\r\n")) >= 0:
             head = self.buf[:end].lower()
             at = head.find(b"content-length:")
-            size = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None]) if at >= 0 else 0
+            size = int(head[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
             if len(self.buf) < end + 4 + size:
                 return                                   # the body is still coming
             body, self.buf = self.buf[end + 4:end + 4 + size], self.buf[end + 4 + size:]
