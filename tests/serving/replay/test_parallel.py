@@ -4,8 +4,6 @@ import os
 from serving.replay import workers_for
 from serving.workload import Plan, TraceRequest
 
-pytestmark = pytest.mark.xdist_group("parallel_replay")  # one worker runs the module: its server is made once
-
 
 def test_only_a_fast_plan_of_some_size_gets_several_senders():
     slow = [(i * 0.01, TraceRequest(i, "ok", 3, 1)) for i in range(1000)]    # 100 req/s

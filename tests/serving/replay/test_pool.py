@@ -18,6 +18,7 @@ from serving.workload import TraceRequest
 from tests.serving.replay.test_client import full_handler, stream_handler
 
 OPTS = ReplayOptions(request_timeout=5)
+pytestmark = pytest.mark.xdist_group("sender_pool")  # one worker runs the module: its server and pool are made once
 
 
 @pytest.fixture(scope="module")
