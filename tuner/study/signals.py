@@ -2,39 +2,77 @@
 
 Python's default for SIGTERM and SIGHUP is to die at once, skipping every ``finally``: a closed
 terminal (HUP) or a process manager (TERM) would leave the running trial's stack behind. Here
-both raise KeyboardInterrupt in the main thread, like SIGINT. The first one wins: later TERM/HUP
-are ignored until the context exits, so a second signal cannot cut the clean-up short (SIGKILL
-still ends everything; the next command then ends the orphans it can prove are its own).
+INT, TERM and HUP raise ``StopSignal`` (a KeyboardInterrupt) in the main thread. The first one
+wins: later ones are ignored until the context exits, so a second signal cannot cut the clean-up
+short (SIGKILL still ends everything; the next command then ends the orphans it can prove are
+its own).
+
+A signal handler runs wherever the main thread happens to be, and when that is a finaliser or a
+weakref callback (the garbage collector, aiohttp's and asyncio's clean-ups) Python drops the
+exception with an "Exception ignored in" note, and the command would go on as if never told to
+stop. The unraisable hook below sees exactly that exception and has the signal delivered again
+10 ms later (by then the finaliser has ended), so it is raised in ordinary code instead.
 """
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
-__all__ = ["STOP_SIGNALS", "stop_signals_interrupt", "sigterm_as_interrupt"]
+__all__ = ["STOP_SIGNALS", "StopSignal", "stop_signals_interrupt", "sigterm_as_interrupt"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_HANDLED = (signal.SIGINT, *STOP_SIGNALS)
+
+
+class StopSignal(KeyboardInterrupt):
+    """A stop signal, raised in the main thread as Ctrl-C is."""
+
+
+class _State:
+    raised: int | None = None       # the signal being unwound; later ones are ignored
+
+
+def _handler(signum, frame):
+    if _State.raised is not None:
+        return  # the first stop signal is unwinding: let its clean-up finish
+    _State.raised = signum
+    raise StopSignal(signal.Signals(signum).name)
+
+
+def _unraisable(args) -> None:
+    """Python dropped our StopSignal (raised inside a finaliser): raise it again at the next line."""
+    if isinstance(args.exc_value, StopSignal) and _State.raised is not None:
+        signum, _State.raised = _State.raised, None
+        # from another thread a moment later: raised here, it would be dropped again (inside this hook)
+        threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
+        return
+    _previous_hook(args)
+
+
+_previous_hook = sys.unraisablehook
 
 
 @contextmanager
 def stop_signals_interrupt():
-    if threading.current_thread() is not threading.main_thread():
+    global _previous_hook
+    # a context inside another (the CLI's around a study's) leaves the outer one's set-up alone
+    if threading.current_thread() is not threading.main_thread() or sys.unraisablehook is _unraisable:
         yield
         return
-
-    def handler(signum, frame):
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
     # one ignored on purpose stays ignored (`nohup tune ...` must survive its terminal closing)
-    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN}
+    old = {sig: signal.signal(sig, _handler) for sig in _HANDLED if signal.getsignal(sig) != signal.SIG_IGN}
+    _State.raised = None
+    _previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = _previous_hook
         for sig, h in old.items():
             signal.signal(sig, h)
+        _State.raised = None
 
 
 sigterm_as_interrupt = stop_signals_interrupt  # the earlier name: SIGHUP is handled the same way now
