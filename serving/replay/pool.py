@@ -145,7 +145,10 @@ class _Worker:
 
 def _serve(conn: Connection, flush: float) -> None:
     """A worker process's entry point."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # a terminal's Ctrl-C is the parent's to handle
+    # a terminal's Ctrl-C and hang-up reach its whole process group: the parent handles them and
+    # closes the pool in its clean-up, so a replay it still records is not cut here first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run_loop(_Worker(conn, flush).main())
     conn.close()
 
