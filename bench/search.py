@@ -14,9 +14,10 @@ counted up to ``--horizon`` trials (past the budget) so a method that needs more
 budget still gets a number; random's is also given as the median its
 pooled hit rate implies, steadier than a median over 10 seeds. In-memory optuna storage throughout.
 Goals: ours within 2% of the optimum at 30 trials; ours needs <= 0.6x the trials of random.
-``--hours`` adds machine-hours to within 2% on the 910B host for the default study setup (GP +
-pre-screen + probe + early stop) against GP alone, random and the coarse grid (bench/search_hours.py;
-goal: under 1 h at 15-minute trials); ``--requests N`` a reduced, quicker setting.
+``--hours`` adds machine-hours to within 2% on the 910B host for the default study setup (sim-guided
+warm start + GP + pre-screen + probe + early stop, through the product's functions) against the same
+without warm start, GP alone, random and the coarse grid (bench/search_hours.py; goal: under 1 h at
+15-minute trials); ``--requests N`` a reduced, quicker setting.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from tuner.space.spec import Objective, StudySpace
 from tuner.study.run import StudyRun
 from tuner.workload.trace import load_trace, schedule
 from tuner.runtime.trial import run_trial
-from search_hours import hours_to_tuned, report_hours
+from search_hours import DEFAULT_PRESCREEN, hours_to_tuned, report_hours
 
 Params = dict[str, Any]
 INF = math.inf
@@ -79,10 +80,17 @@ class Evaluator:
         return self.cache[key]
 
 
-def exhaustive(space: StudySpace, f: Callable[[Params], float]) -> tuple[float, Params]:
+def full_grid(space: StudySpace) -> list[Params]:
     specs = space.param_specs()
-    grid = [dict(zip(specs, vals)) for vals in itertools.product(*(s.grid() for s in specs.values()))]
-    return min((f(p), i, p) for i, p in enumerate(grid))[::2]
+    return [dict(zip(specs, vals)) for vals in itertools.product(*(s.grid() for s in specs.values()))]
+
+
+def exhaustive(space: StudySpace, f: Callable[[Params], float]) -> tuple[float, Params]:
+    return min((f(p), i, p) for i, p in enumerate(full_grid(space)))[::2]
+
+
+def grid_values(space: StudySpace, f: Callable[[Params], float]) -> list[float]:
+    return [f(p) for p in full_grid(space)]
 
 
 def coarse_grid(space: StudySpace, budget: int) -> list[Params]:
@@ -186,6 +194,11 @@ def report(res: dict, seeds: int, budget: int, horizon: int) -> None:
               f"expected -> goal <= 0.6: {'MET' if ratios and max(ratios) <= 0.6 else 'MISSED'}")
 
 
+def save_cache(path: Path | None, f: Evaluator) -> None:
+    if path:
+        path.write_text(json.dumps([[k, None if math.isinf(v) else v] for k, v in f.cache.items()]))
+
+
 def bench_space(args) -> StudySpace:
     # timeouts.replay: the 1,500-request replay takes 700-3,700 s on the 910B; the sim cuts at it too
     overrides = ["backend=sim", f"load.qps={args.qps}", f"load.duration={args.requests / args.qps:g}", "timeouts.replay=7200",
@@ -211,6 +224,8 @@ def main() -> int:
     ap.add_argument("--hours", action="store_true", help="also: machine-hours to within 2%% on the 910B host "
                     "(bench/search_hours.py)")
     ap.add_argument("--hours-only", action="store_true", help="only the machine-hours comparison")
+    ap.add_argument("--sim-trials", type=int, default=DEFAULT_PRESCREEN.sim_trials,
+                    help="--hours: trials of the warm start's simulator study (prescreen.sim_trials)")
     ap.add_argument("--cache", type=Path, help="JSON file of simulated total_times, read and extended, so a rerun "
                     "with the same sim, space and load skips the simulations")
     args = ap.parse_args()
@@ -222,17 +237,17 @@ def main() -> int:
             f.cache = {tuple(tuple(kv) for kv in k): INF if v is None else v for k, v in json.loads(args.cache.read_text())}
         t = time.monotonic()
         optimum, _ = exhaustive(space, f)
+        save_cache(args.cache, f)  # the grid is the slow part: keep it even if a later step fails
         if math.isinf(optimum):
             print(f"every configuration failed; first: {f.first_failure}")
             return 1
         res = None if args.hours_only else compare(space, f, args.seeds, args.budget, args.horizon)
         hours = None
         if args.hours or args.hours_only:
-            hours = hours_to_tuned(space, f, optimum, coarse_grid(space, args.budget),
-                                   lambda seed: StudyRun(space.model_copy(update={"seed": seed}), ROOT, "").make_sampler(),
-                                   args.seeds, args.horizon)
-        if args.cache:
-            args.cache.write_text(json.dumps([[k, None if math.isinf(v) else v] for k, v in f.cache.items()]))
+            spec = DEFAULT_PRESCREEN.model_copy(update={"sim_trials": args.sim_trials})
+            hours = hours_to_tuned(space, f, optimum, coarse_grid(space, args.budget), args.seeds, args.horizon,
+                                   spec=spec)
+        save_cache(args.cache, f)
         failed = sum(math.isinf(v) for v in f.cache.values())
         print(f"{len(f.cache)} configurations, {f.simulated} simulated now in {f.seconds:.0f} s, the rest from "
               f"--cache; {failed} infeasible (now: {f.failures or 'none'} {f.first_failure[:110]}); "
@@ -241,7 +256,7 @@ def main() -> int:
         report(res, args.seeds, args.budget, args.horizon)
     if hours is not None:
         reduced = "" if args.requests == 1500 else f"; REDUCED setting: {args.requests}-request trials, not 1,500"
-        report_hours(hours, optimum, args.seeds, args.horizon, reduced)
+        report_hours(hours, optimum, args.seeds, args.horizon, reduced, grid_values(space, f))
     return 0
 
 

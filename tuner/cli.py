@@ -30,7 +30,7 @@ from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
-from tuner.study.progress import PlainProgress, RichStudyProgress
+from tuner.study.progress import PlainProgress, RichStudyProgress, warm_line
 from tuner.study.resume import end_orphans, recover
 from tuner.study.identity import study_dir
 from tuner.study.preflight import check_inputs
@@ -117,7 +117,11 @@ def cmd_run(args) -> int:
             raise ConfigError(str(err), None, "--devices") from None
         run = StudyRun(space, root, storage)
         check_inputs(space, root, run.plan)   # before the storage, the study and the workers
-        recover(run.open_study())  # once, before the workers race for it; refuses a study of other conditions
+        study = run.open_study()   # refuses a study of other conditions
+        recover(study)             # once, before the workers race for it
+        warm = run.warm_start(study)   # once too: the workers find its trials queued
+        if warm:
+            safe_print(warm_line(len(warm.simulated), [p for p, _ in warm.candidates]))
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
         safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
         return rc

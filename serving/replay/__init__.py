@@ -2,8 +2,9 @@
 from serving.replay.client import Replayer, StopCondition, replay
 from serving.replay.openai import OpenAIProtocol
 from serving.replay.llm_serving import LLMServingProtocol
-from serving.replay.parallel import ParallelReplayer, workers_for
+from serving.replay.parallel import workers_for
+from serving.replay.pool import SenderPool
 from serving.replay.protocol import ReplayOptions, WireProtocol
 
 __all__ = ["Replayer", "StopCondition", "replay", "ReplayOptions", "WireProtocol", "LLMServingProtocol", "OpenAIProtocol",
-           "ParallelReplayer", "workers_for"]
+           "SenderPool", "workers_for"]

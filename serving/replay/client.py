@@ -18,13 +18,23 @@ from collections import deque
 from typing import Callable, Protocol
 
 import aiohttp
+from yarl import URL
 
 from serving.replay.protocol import ReplayOptions, WireProtocol
 from serving.workload import RequestRecord, TraceRequest
 
-__all__ = ["Replayer", "StopCondition", "replay"]
+__all__ = ["Replayer", "StopCondition", "replay", "open_session"]
 
 JSON = {"Content-Type": "application/json"}
+
+
+def open_session() -> aiohttp.ClientSession:
+    """An HTTP session for replays: keep-alive connections without a cap, and none of the per-request
+    work a replay does not need (cookies; decompression, so no Accept-Encoding is offered either);
+    each request brings its own timeout."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=JSON,
+                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                                 skip_auto_headers=("Accept-Encoding",))
 
 
 class StopCondition(Protocol):
@@ -47,6 +57,7 @@ class Replayer:
         self.t0 = 0.0
         self.records: list[RequestRecord] = []
         self._abort: asyncio.Event | None = None
+        self._post_kw: dict = {}     # run() adds its timeout; Replayer.send keeps the session's
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -57,79 +68,86 @@ class Replayer:
             self._abort.set()
 
     async def run(self, plan: list[tuple[float, TraceRequest]], deadline: float | None = None,
-                  stop: StopCondition | None = None, start_at: float | None = None) -> list[RequestRecord]:
-        """Replay ``plan``; ``start_at`` (a time.monotonic() value) fixes time 0 of the schedule, so
-        replayers in several processes share one clock (serving.replay.parallel)."""
+                  stop: StopCondition | None = None, start_at: float | asyncio.Future | None = None,
+                  session: aiohttp.ClientSession | None = None) -> list[RequestRecord]:
+        """Replay ``plan``; ``start_at`` (a time.monotonic() value, or a future of one awaited once the
+        requests are ready) fixes time 0 of the schedule, so replayers in several processes share one
+        clock (serving.replay.pool); ``session`` (from open_session) keeps its connections for the
+        next replay, else one is opened for this one."""
+        if session is None:
+            async with open_session() as own:
+                return await self.run(plan, deadline, stop, start_at, own)
         self.records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
         self._abort = asyncio.Event()
-        # the hot path only posts bytes: every body is encoded before time 0
-        url = self.base_url + self.protocol.route(self.opt.stream)
+        # the hot path only posts bytes: the URL is parsed and every body encoded before time 0
+        url = URL(self.base_url + self.protocol.route(self.opt.stream))
         bodies = [json.dumps(self.protocol.body(req, self.opt)).encode() for _, req in plan]
-        conn = aiohttp.TCPConnector(limit=0, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=self.opt.request_timeout, sock_read=self.opt.request_timeout)
+        # one total timeout per request (a read timeout would re-arm a timer on every read)
+        self._post_kw = {"timeout": aiohttp.ClientTimeout(total=self.opt.request_timeout)}
         loop = asyncio.get_running_loop()
-        async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-            self.t0 = time.monotonic() if start_at is None else start_at
-            tasks: list[asyncio.Task] = []
-            cap = getattr(plan, "concurrency", None)
-            all_sent = asyncio.Event()
-            timers: list[asyncio.TimerHandle] = []
-            if not plan:
+        if isinstance(start_at, asyncio.Future):
+            start_at = await start_at
+        self.t0 = time.monotonic() if start_at is None else start_at
+        tasks: list[asyncio.Task] = []
+        cap = getattr(plan, "concurrency", None)
+        all_sent = asyncio.Event()
+        timers: list[asyncio.TimerHandle] = []
+        if not plan:
+            all_sent.set()
+
+        def launch(i: int) -> None:
+            tasks.append(loop.create_task(self._post(session, self.records[i], url, bodies[i])))
+            if len(tasks) == len(plan):
                 all_sent.set()
 
-            def launch(i: int) -> None:
-                tasks.append(loop.create_task(self._post(session, self.records[i], url, bodies[i])))
-                if len(tasks) == len(plan):
-                    all_sent.set()
+        if cap is None:
+            # Open loop: each request's task is created at its send time by a timer of the loop:
+            # N tasks made at t0 would all take their first step together and delay the earliest
+            # sends (bench/replay.py), and one timer each costs less than a coroutine sleeping
+            # between sends.
+            base = loop.time() - (time.monotonic() - self.t0)
+            timers = [loop.call_at(base + rec.scheduled, launch, i) for i, rec in enumerate(self.records)]
+        slots = asyncio.Semaphore(cap) if cap else None
+        freed: deque[float] = deque()   # when each slot came free, in order
 
-            if cap is None:
-                # Open loop: each request's task is created at its send time by a timer of the loop:
-                # N tasks made at t0 would all take their first step together and delay the earliest
-                # sends (bench/replay.py), and one timer each costs less than a coroutine sleeping
-                # between sends.
-                base = loop.time() - (time.monotonic() - self.t0)
-                timers = [loop.call_at(base + rec.scheduled, launch, i) for i, rec in enumerate(self.records)]
-            slots = asyncio.Semaphore(cap) if cap else None
-            freed: deque[float] = deque()   # when each slot came free, in order
-
-            async def in_slot(i: int) -> None:
-                try:
-                    await self._post(session, self.records[i], url, bodies[i])
-                finally:
-                    freed.append(self.now())
-                    slots.release()
-
-            async def dispatch() -> None:
-                if slots is None:
-                    await all_sent.wait()
-                # Closed loop: at most ``cap`` in flight, the next one sent when a slot comes free.
-                for k, rec in enumerate(self.records if slots is not None else ()):
-                    delay = rec.scheduled - self.now()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    await slots.acquire()
-                    if k >= cap:                # due once the (k - cap + 1)th slot came free
-                        rec.scheduled = max(rec.scheduled, freed.popleft())
-                    tasks.append(asyncio.create_task(in_slot(k)))
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-            waiters = [asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())]
-            if stop is not None:
-                waiters.append(asyncio.create_task(self._watch(stop)))
+        async def in_slot(i: int) -> None:
             try:
-                await asyncio.wait(waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+                await self._post(session, self.records[i], url, bodies[i])
             finally:
-                reason = "cancelled: replay stopped early" if self._abort.is_set() else "timeout: replay deadline"
-                for h in timers:
-                    h.cancel()
-                for t in (*waiters, *tasks):
-                    t.cancel()
-                await asyncio.gather(*waiters, *tasks, return_exceptions=True)
-                for rec in self.records:
-                    if rec.done is None and rec.error is None:
-                        rec.error = reason
-                        if rec.sent is not None and self.on_done:
-                            self.on_done(rec)  # sent but cut off: reported once, as failed
+                freed.append(self.now())
+                slots.release()
+
+        async def dispatch() -> None:
+            if slots is None:
+                await all_sent.wait()
+            # Closed loop: at most ``cap`` in flight, the next one sent when a slot comes free.
+            for k, rec in enumerate(self.records if slots is not None else ()):
+                delay = rec.scheduled - self.now()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                if k >= cap:                # due once the (k - cap + 1)th slot came free
+                    rec.scheduled = max(rec.scheduled, freed.popleft())
+                tasks.append(asyncio.create_task(in_slot(k)))
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        waiters = [asyncio.create_task(dispatch()), asyncio.create_task(self._abort.wait())]
+        if stop is not None:
+            waiters.append(asyncio.create_task(self._watch(stop)))
+        try:
+            await asyncio.wait(waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reason = "cancelled: replay stopped early" if self._abort.is_set() else "timeout: replay deadline"
+            for h in timers:
+                h.cancel()
+            for t in (*waiters, *tasks):
+                t.cancel()
+            await asyncio.gather(*waiters, *tasks, return_exceptions=True)
+            for rec in self.records:
+                if rec.done is None and rec.error is None:
+                    rec.error = reason
+                    if rec.sent is not None and self.on_done:
+                        self.on_done(rec)  # sent but cut off: reported once, as failed
         return self.records
 
     async def _watch(self, stop: StopCondition) -> None:
@@ -147,15 +165,15 @@ class Replayer:
         if delay > 0:
             await asyncio.sleep(delay)
         body = json.dumps(self.protocol.body(req, self.opt)).encode()
-        await self._post(session, rec, self.base_url + self.protocol.route(self.opt.stream), body)
+        await self._post(session, rec, URL(self.base_url + self.protocol.route(self.opt.stream)), body)
 
-    async def _post(self, session: aiohttp.ClientSession, rec: RequestRecord, url: str, body: bytes) -> None:
+    async def _post(self, session: aiohttp.ClientSession, rec: RequestRecord, url: URL, body: bytes) -> None:
         completed = False
         try:
             rec.sent = self.now()
             if self.on_sent:
                 self.on_sent(rec)
-            async with session.post(url, data=body, headers=JSON) as resp:
+            async with session.post(url, data=body, **self._post_kw) as resp:
                 if resp.status != 200:
                     rec.error = f"http {resp.status}: {(await resp.text())[:200]}"
                 elif self.opt.stream:

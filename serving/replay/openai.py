@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import aiohttp
 
-from serving.replay.protocol import ReplayOptions, WireProtocol
+from serving.replay.protocol import ReplayOptions, WireProtocol, arrived_lines
 from serving.workload import RequestRecord, TraceRequest
 
 __all__ = ["OpenAIProtocol", "SAMPLING_KEYS"]
@@ -58,31 +58,33 @@ class OpenAIProtocol(WireProtocol):
                           now: Callable[[], float]) -> None:
         usage: int | None = None
         done = False
-        async for raw in resp.content:
-            line = raw.decode("utf-8").strip()
-            if not line or line.startswith(":"):  # blank separators and SSE comments
-                continue
-            if not line.startswith("data:"):
-                continue  # other SSE fields (event:, id:) carry no token
-            payload = line[5:].strip()
-            if payload == DONE:
-                done = True
+        async for t, lines in arrived_lines(resp, now):
+            for raw in lines:
+                line = raw.decode("utf-8").strip()
+                if not line or line.startswith(":"):  # blank separators and SSE comments
+                    continue
+                if not line.startswith("data:"):
+                    continue  # other SSE fields (event:, id:) carry no token
+                payload = line[5:].strip()
+                if payload == DONE:
+                    done = True
+                    break
+                chunk = _parse(payload)
+                if chunk.get("error"):
+                    raise ValueError(f"server error in stream: {str(chunk['error'])[:160]}")
+                for choice in chunk.get("choices") or []:
+                    ids = choice.get("token_ids")
+                    n = len(ids) if isinstance(ids, list) else 1
+                    if n and rec.first_token is None:
+                        rec.first_token = t
+                    rec.token_times.extend([t] * n)
+                    rec.n_tokens += n
+                    if choice.get("finish_reason"):
+                        rec.finish_reason = choice["finish_reason"]
+                if chunk.get("usage"):
+                    usage = int(chunk["usage"].get("completion_tokens") or 0)
+            if done:
                 break
-            t = now()
-            chunk = _parse(payload)
-            if chunk.get("error"):
-                raise ValueError(f"server error in stream: {str(chunk['error'])[:160]}")
-            for choice in chunk.get("choices") or []:
-                ids = choice.get("token_ids")
-                n = len(ids) if isinstance(ids, list) else 1
-                if n and rec.first_token is None:
-                    rec.first_token = t
-                rec.token_times.extend([t] * n)
-                rec.n_tokens += n
-                if choice.get("finish_reason"):
-                    rec.finish_reason = choice["finish_reason"]
-            if chunk.get("usage"):
-                usage = int(chunk["usage"].get("completion_tokens") or 0)
         if not done:
             raise ValueError("stream ended without data: [DONE]")
         if usage is not None and usage != rec.n_tokens:

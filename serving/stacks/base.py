@@ -10,6 +10,7 @@ against it (its wire protocol). The tuner never asks what kind of stack it holds
 from __future__ import annotations
 
 import abc
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ from pydantic import BaseModel, ConfigDict
 from serving.config.format import ConfigFormat, ServingYamlFormat
 from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition, run_loop
-from serving.replay.parallel import ParallelReplayer, workers_for
+from serving.replay.parallel import workers_for
+from serving.replay.pool import SenderPool
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
 from serving.workload import Plan, RequestRecord
@@ -89,19 +91,53 @@ class RunningStack(abc.ABC):
                deadline: float | None = None, stop: StopCondition | None = None) -> ReplayResult:
         """Replay ``plan`` (send offset, request) and return one record per request and the usage."""
         workers = workers_for(plan, options.workers)
+        # a fast plan goes out from the stack's sender processes (serving.replay.pool), started
+        # before the probes sample so their start-up is never in the usage figures
+        senders = self.senders(workers) if workers > 1 else None
         with ProbeSampler(self.probes()) as sampler:
-            if workers > 1:   # a fast plan: several sender processes (serving.replay.parallel)
-                records = ParallelReplayer(self.url, self.protocol, options, on_request, workers).run(
-                    plan, deadline, stop)
+            if senders is not None:
+                records = senders.replay(self.url, self.protocol, options, plan, on_request, deadline, stop)
             else:
                 records = run_loop(Replayer(self.url, self.protocol, options, on_request).run(plan, deadline, stop))
         return ReplayResult(records, sampler.summary())
+
+    _senders: SenderPool | None = None
+
+    def senders(self, workers: int) -> SenderPool:
+        """This stack's sender processes: started by the first fast replay, reused by every later one
+        (a capacity search replays ten times or more), ended by ``stop()``."""
+        if self._senders is not None and (self._senders.size != workers or self._senders.closed):
+            self.close_senders()
+        if self._senders is None:
+            self._senders = SenderPool(workers)
+        return self._senders
+
+    def close_senders(self) -> None:
+        if self._senders is not None:
+            self._senders.close()
+            self._senders = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # every stack's own stop() also ends the sender processes its replays used
+        if "stop" in vars(cls):
+            cls.stop = _closing_senders(vars(cls)["stop"])
 
     def __enter__(self) -> "RunningStack":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _closing_senders(stop: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(stop)
+    def stop_then_close_senders(self: RunningStack, *args, **kwargs) -> None:
+        try:
+            stop(self, *args, **kwargs)
+        finally:
+            self.close_senders()
+    return stop_then_close_senders
 
 
 class Stack(abc.ABC):

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from tuner.runtime.measure import Measurement
-from tuner.screening.prescreen import PreScreener, Screened, probe_then_full
+from tuner.screening.prescreen import PreScreener, Screened, needs_probe, probe_then_full
 from tuner.space.spec import StudySpace
 from tuner.study.selection import best_value
 
@@ -28,7 +28,7 @@ class StudyScreen:
     def gate(self, trial: optuna.Trial, params: dict[str, Any]) -> Screened:
         """The simulated candidate; raises TrialPruned when the simulator says it is not promising."""
         s = self.screener.check(params)
-        for k, v in s.attrs().items():
+        for k, v in s.attrs([o.name for o in self.space.objectives]).items():
             trial.set_user_attr(k, v)
         if not s.promising:
             raise optuna.TrialPruned(f"pre-screen: {s.reason}")
@@ -36,13 +36,15 @@ class StudyScreen:
 
     def probe(self, trial: optuna.Trial, screened: Screened, run_dir: Path, device_id, on_request,
               tag: str | None = None) -> tuple[Measurement, bool] | None:
-        """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off.
+        """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off
+        or there is no feasible best yet (a probe could only be promoted: the full plan runs at once).
         The probe is promoted when its prediction is within ``promote_within`` of the best feasible
         first objective so far, whatever early stop is set to."""
-        if not self.spec.probe_fraction:
+        best = best_value(trial.study)
+        if not self.spec.probe_fraction or not needs_probe(best):
             return None
         r = probe_then_full(self.space, self.root, screened.params, run_dir, self.plan,
-                            best_value(trial.study), self.spec.probe_fraction,
+                            best, self.spec.probe_fraction,
                             self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag,
                             sim_full=screened.value)
         trial.set_user_attr("probe_promoted", r.promoted)

@@ -36,9 +36,13 @@ class Screened:
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def attrs(self) -> dict[str, Any]:
-        return {"prescreen_value": None if math.isnan(self.value) else self.value,
-                "prescreen_promising": self.promising, "prescreen_reason": self.reason}
+    def attrs(self, objectives: list[str] | None = None) -> dict[str, Any]:
+        out = {"prescreen_value": None if math.isnan(self.value) else self.value,
+               "prescreen_promising": self.promising, "prescreen_reason": self.reason}
+        if objectives:   # every objective as simulated: what a pruned trial stands in with (tuner.study.sampler)
+            vals = [self.metrics.get(o) for o in objectives]
+            out["prescreen_objectives"] = [None if v is None or math.isnan(v) else v for v in vals]
+        return out
 
 
 def _sim_space(space: StudySpace) -> StudySpace:
@@ -54,7 +58,8 @@ def simulate_params(space: StudySpace, root: Path, params: dict[str, Any], plan:
         return run_trial(_sim_space(space), root, params, Path(tmp), plan)
 
 
-def _value(space: StudySpace, outcome: TrialOutcome) -> float:
+def first_objective(space: StudySpace, outcome: TrialOutcome) -> float:
+    """A trial's first objective (NaN when it failed or did not report it)."""
     v = outcome.metrics.get(space.objectives[0].name, math.nan) if outcome.ok else math.nan
     return float(v) if v is not None else math.nan
 
@@ -84,7 +89,7 @@ def rank(space: StudySpace, root: Path, candidates: list[dict[str, Any]], plan: 
     out = []
     for params in candidates:
         o = simulate_params(space, root, params, plan)
-        out.append(Screened(params, _value(space, o), metrics=o.metrics,
+        out.append(Screened(params, first_objective(space, o), metrics=o.metrics,
                             reason=o.fail_detail if not o.ok else ""))
     seen, sign = [s.value for s in out], _sign(space)
     if any(not math.isnan(v) for v in seen):
@@ -95,24 +100,54 @@ def rank(space: StudySpace, root: Path, candidates: list[dict[str, Any]], plan: 
 
 
 class PreScreener:
-    """For a study loop: ``check(params)`` simulates one candidate and gates it against all seen."""
+    """For a study loop: ``check(params)`` simulates one candidate and gates it against all seen.
+
+    ``seed(values)`` adds values simulated elsewhere (the warm start's simulator study): the gate
+    then ranks against them from the first candidate on, and the warm-up is over."""
 
     def __init__(self, space: StudySpace, root: Path, plan: Plan, spec: PrescreenSpec):
         self.space, self.root, self.plan, self.spec = space, root, plan, spec
         self.seen: list[float] = []
+        self.seeded = 0
+
+    def seed(self, values: list[float]) -> None:
+        self.seen.extend(values)
+        self.seeded += len(values)
 
     def check(self, params: dict[str, Any]) -> Screened:
         o = simulate_params(self.space, self.root, params, self.plan)
-        value = _value(self.space, o)
+        return self.judge(params, first_objective(self.space, o), o.metrics, o.fail_detail)
+
+    def simulate(self, params: dict[str, Any]) -> float:
+        """The first objective of ``params`` simulated on the full plan (NaN when the simulated trial fails)."""
+        return first_objective(self.space, simulate_params(self.space, self.root, params, self.plan))
+
+    def judge(self, params: dict[str, Any], value: float, metrics: dict[str, float] | None = None,
+              fail_detail: str = "") -> Screened:
+        """Gate a candidate whose full plan simulated to ``value`` (NaN: the simulated trial failed)."""
         self.seen.append(value)
-        s = Screened(params, value, metrics=o.metrics)
-        if len(self.seen) <= self.spec.warmup:
+        s = Screened(params, value, metrics=metrics or {})
+        if not self.seeded and len(self.seen) <= self.spec.warmup:
             s.promising, s.reason = not math.isnan(value), f"warm-up {len(self.seen)}/{self.spec.warmup}"
             if math.isnan(value):
-                s.reason = o.fail_detail or "the simulated trial failed"
+                s.reason = fail_detail or "the simulated trial failed"
             return s
         s.promising, s.reason = _gate(value, self.seen, _sign(self.space), self.spec)
+        if math.isnan(value) and fail_detail:
+            s.reason = fail_detail
         return s
+
+
+def needs_probe(best: float | None) -> bool:
+    """A probe can only stop a candidate against a best so far; before one, run the full plan at once."""
+    return best is not None and not math.isnan(best)
+
+
+def promotes(predicted: float, best: float | None, promote_within: float, sign: float) -> bool:
+    """Whether a probe's predicted first objective is within ``promote_within`` of ``best``."""
+    if math.isnan(predicted):
+        return False
+    return not needs_probe(best) or sign * predicted <= sign * best + abs(best) * promote_within
 
 
 @dataclass
@@ -144,14 +179,12 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
     probe = run(run_dir / "probe", plan[:n])
     sim_probe = simulate_params(space, root, params, plan[:n])
     if sim_full is None:
-        sim_full = _value(space, simulate_params(space, root, params, plan))
-    real_v, sim_v, full_v = _value(space, probe), _value(space, sim_probe), sim_full
+        sim_full = first_objective(space, simulate_params(space, root, params, plan))
+    real_v, sim_v, full_v = first_objective(space, probe), first_objective(space, sim_probe), sim_full
     factor = real_v / sim_v if sim_v and not math.isnan(sim_v) else math.nan
     predicted = factor * full_v if not math.isnan(factor) else math.nan
     probe.metrics[f"predicted_{metric}"] = predicted
-    if not probe.ok or math.isnan(predicted):
-        return ProbeResult(probe, False, predicted, factor)
-    if best is not None and not math.isnan(best) and sign * predicted > sign * best + abs(best) * promote_within:
+    if not probe.ok or not promotes(predicted, best, promote_within, sign):
         return ProbeResult(probe, False, predicted, factor)
     full = run(run_dir, plan)
     full.metrics[f"predicted_{metric}"] = predicted

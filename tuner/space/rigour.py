@@ -5,6 +5,7 @@ Kept apart from tuner.space.spec so the space schema only gains these fields:
   finalists: {top_k: 2, repeats: 5, confidence: 0.95}   # `tune finalize` re-runs and compares
   early_stop: {metric: total_time, margin: 0.5}         # abort replays 50 % slower than the best
   prescreen: {top_fraction: 0.3, warmup: 5}             # simulate first (tuner.screening)
+  prescreen: {warm_start: 3, sim_trials: 60}            # first a study on the simulator, its best 3 run first
 PrescreenSpec lives here, not in tuner.screening.prescreen (which re-exports it), because that
 module needs StudySpace and the space must type its ``prescreen:`` section when it is loaded.
 """
@@ -38,3 +39,6 @@ class PrescreenSpec(_Strict):
     warmup: int = Field(5, ge=0, description="candidates always let through before the screen starts")
     probe_fraction: float | None = Field(None, gt=0, lt=1, description="real probe on this share of the plan")
     promote_within: float = Field(0.1, ge=0, description="promote a probe predicted within this of the best")
+    warm_start: int = Field(3, ge=0, description="real trials run first: the simulator study's best distinct "
+                            "configurations (0 = off)")
+    sim_trials: int = Field(60, ge=1, description="trials of the simulator study behind the warm start")

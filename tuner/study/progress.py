@@ -42,6 +42,9 @@ class Progress:
 
     def recovered(self, failed: list[int], ended: list[int]) -> None: ...
 
+    def warm_started(self, simulated: int, candidates: list[dict[str, Any]]) -> None:
+        """The simulator study ran ``simulated`` trials; ``candidates`` are queued as the first real ones."""
+
     def close(self) -> None: ...
 
 
@@ -98,8 +101,16 @@ class RichStudyProgress(Progress):
         self.console.print(f"[yellow]resumed[/]: trials {failed} of a dead tune marked failed; "
                            f"{len(ended)} leftover stack process group(s) ended")
 
+    def warm_started(self, simulated, candidates):
+        self.console.print(warm_line(simulated, candidates))
+
     def close(self):
         self.bar.stop()
+
+
+def warm_line(simulated: int, candidates: list[dict[str, Any]]) -> str:
+    return (f"warm start: {simulated} trials on the simulator; its best {len(candidates)} run first: "
+            + "; ".join(", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in c.items()) for c in candidates))
 
 
 class PlainProgress(Progress):
@@ -114,6 +125,9 @@ class PlainProgress(Progress):
 
     def trial_pruned(self, number, reason):
         print(f"{self.prefix}trial {number}: pruned: {reason}", flush=True)
+
+    def warm_started(self, simulated, candidates):
+        print(f"{self.prefix}{warm_line(simulated, candidates)}", flush=True)
 
     def recovered(self, failed, ended):
         print(f"{self.prefix}resumed: trials {failed} of a dead tune marked failed; "
@@ -146,7 +160,8 @@ def _forward(hook: str):
     return call
 
 
-for _hook in ("trial_started", "repeat_started", "request_done", "trial_finished", "trial_pruned", "recovered", "close"):
+for _hook in ("trial_started", "repeat_started", "request_done", "trial_finished", "trial_pruned", "recovered", "warm_started",
+              "close"):
     setattr(GuardedProgress, _hook, _forward(_hook))
 
 

@@ -31,7 +31,9 @@ from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import open_storage
 from tuner.workload.plan import PlannedTrace, build_plan
 from tuner.runtime.trial import TrialOutcome
+from tuner.screening import warm_start
 from tuner.screening.gate import StudyScreen
+from tuner.study.sampler import make_sampler
 
 
 class TrialFailed(Exception):
@@ -76,23 +78,7 @@ class StudyRun:
         return self.planned().plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
-        s = self.space
-        if s.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=s.seed)
-        if s.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=s.seed)
-        if s.sampler == "tpe":
-            startup = 5 if s.startup_trials is None else s.startup_trials
-            return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=startup)
-        # Gaussian-process BO: each trial costs minutes, so a model that extrapolates a trend
-        # ("bigger decode batch, faster") from a handful of points beats TPE's density estimates
-        # (bench/search.py). One random start: the GP's own uncertainty spreads the next picks.
-        startup = 1 if s.startup_trials is None else s.startup_trials
-        # optuna's mixed-space local search divides by a zero sum once the study has converged and
-        # falls back on its own; the numpy warning it leaves says nothing to a user
-        warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning,
-                                r"optuna\._gp\.optim_mixed")
-        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=startup)
+        return make_sampler(self.space)   # tuner.study.sampler: the GP learns from pruned trials too
 
     def open_study(self) -> optuna.Study:
         """Create or load the study (the storage and the study are made here, after every check); refuse
@@ -149,6 +135,24 @@ class StudyRun:
             raise
         return self._conclude(trial, m, run_dir)
 
+    def warm_start(self, study: optuna.Study) -> warm_start.WarmStart | None:
+        """With ``prescreen.warm_start``, once per study: optimise on the simulator and enqueue its best
+        distinct configurations as the first real trials. Every run on the study (a resumed one, each
+        ``--devices`` worker) seeds its pre-screen gate with the simulated values stored then."""
+        screen = self._screen()
+        if screen is None or not screen.spec.warm_start:
+            return None
+        warm = None
+        if not warm_start.started(study):
+            warm = warm_start.sim_study(self.space, screen.screener.simulate, screen.spec.sim_trials,
+                                        screen.spec.warm_start)
+            warm_start.enqueue(study, self.space, warm)
+            if self.progress:
+                self.progress.warm_started(len(warm.simulated), [p for p, _ in warm.candidates])
+        if not screen.screener.seeded:
+            screen.screener.seed(warm_start.simulated(study))
+        return warm
+
     def _screen(self):
         if self.space.prescreen is None:
             return None
@@ -199,6 +203,7 @@ class StudyRun:
         failed, ended = recover(study)  # a previous tune died: fail its trials, end its stacks
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
+        self.warm_start(study)
         with stop_signals_interrupt():
             study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
         return study

@@ -2,6 +2,7 @@
 import asyncio
 import json
 
+import pytest
 from aiohttp import web
 
 from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
@@ -97,3 +98,36 @@ def test_stream_cut_off_by_the_replay_deadline_is_not_a_success():
     (r,) = asyncio.run(run_against(["slow"], timeout=30, deadline=1.0, on_done=done.append))
     assert not r.ok and r.error.startswith("timeout: replay deadline") and r.done is None
     assert done == [r]  # reported once, as failed
+
+
+def test_stream_lines_are_scanned_as_their_json_says():
+    from serving.replay.llm_serving import scan_line
+    token = line(5)
+    assert scan_line(token) == (True, None) and scan_line(b"data: " + token) == (True, None)
+    assert scan_line(line(None, "length")) == (False, "length")
+    summary = b'data:{"generated_text": "a", "finish_reason": "stop", "tokens": [{"id": 1}, {"id": 2}]}'
+    assert scan_line(summary) == (False, "stop")
+    # a key written inside generated text is escaped there: never taken for the line's own key
+    quoted = json.dumps({"generated_text": '"tokens": {"id": 1}', "tokens": None}).encode()
+    assert scan_line(quoted) == (False, None)
+    assert scan_line(b'{"tokens": {}, "finish_reason": ""}') == (False, None)
+    assert scan_line(b'{"tokens": 7}') == (True, None)          # an unusual value: parsed in full
+    assert scan_line(b"   \r") is None
+    for bad in (b"not json", b'{"tokens": 7', b"[1, 2]"):
+        with pytest.raises(ValueError):
+            scan_line(bad)
+
+
+def test_requests_offer_no_compression_the_client_would_not_undo():
+    seen = []
+
+    async def handler(request):
+        seen.append(request.headers.get("Accept-Encoding"))
+        return await stream_handler(request)
+
+    async def go():
+        async with serve({"/models/llama2/generate_stream": handler}) as url:
+            return await Replayer(url, LLMServingProtocol(), ReplayOptions(request_timeout=5)).run(
+                [(0.0, TraceRequest(0, "ok", 3, 1))], deadline=10)
+    (r,) = asyncio.run(go())
+    assert r.ok and seen == [None]

@@ -36,3 +36,32 @@ def test_impossible_config_is_rejected_before_launch(project_root):
     out = run_trial(space, project_root, small_params(**{"pa_config.num_blocks": 4}), project_root / "trials/x/1", plan)
     assert out.fail_class == "config_rejected" and "(num_blocks - 1) * block_size" in out.fail_detail
     assert not (project_root / "trials/x/1/engine.log").exists()
+
+
+def test_a_fast_plan_goes_out_from_the_stacks_sender_pool_which_ends_with_the_trial(project_root, monkeypatch):
+    import math
+    import os
+
+    import psutil
+
+    from serving.replay import pool as pool_mod
+    started = []
+    real_init = pool_mod.SenderPool.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.append(list(self.pids))
+    monkeypatch.setattr(pool_mod.SenderPool, "__init__", spy)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)               # several senders whatever the host
+    space = load_space("pa_batching", project_root, ["load.qps=400", "load.duration=0.2", "load.request_timeout=60"])
+    plan = StudyRun(space, project_root, "").plan()
+    out = run_trial(space, project_root, small_params(), project_root / "trials/x/2", plan)
+    assert out.ok, out.fail_detail
+    m = out.metrics
+    assert m["requests"] == m["requests_ok"] == len(plan) == 80
+    assert not math.isnan(m["send_lag_p50"]) and m["send_lag_p99"] >= m["send_lag_p50"] >= 0
+    assert m["client_kept_up"] in (True, False)
+    [pids] = started                                              # one pool, of two senders
+    assert len(pids) == 2
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+    assert not alive                                              # stopped with the stack

@@ -91,7 +91,7 @@ def test_default_sampler_is_gp_bo_with_one_random_start(project_root):
     from tuner.study.run import StudyRun
     space = load_space("pa_batching", ROOT, ["seed=0"])   # the shipped space (the test copy samples at random)
     sampler = StudyRun(space, project_root, "").make_sampler()
-    assert isinstance(sampler, optuna.samplers.GPSampler) and sampler._n_startup_trials == 1
+    assert isinstance(sampler.base, optuna.samplers.GPSampler) and sampler.base._n_startup_trials == 1
     tpe = StudyRun(load_space("pa_batching", project_root, ["sampler=tpe", "startup_trials=3"]), project_root, "")
     assert isinstance(tpe.make_sampler(), optuna.samplers.TPESampler) and tpe.make_sampler()._n_startup_trials == 3
 
