@@ -22,8 +22,13 @@ FAST = ["load.qps=20", "load.duration=1", "sampler=random", "params.pa_config.nu
 def tune(project_root: Path, *args: str, **popen) -> subprocess.Popen:
     popen.setdefault("stdout", subprocess.DEVNULL)
     popen.setdefault("stderr", subprocess.DEVNULL)
+    # SIGHUP as a terminal's session has it, even when the tests themselves run under `nohup`
     return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, "--root", str(project_root)],
-                            start_new_session=True, **popen)
+                            start_new_session=True, preexec_fn=_default_hup, **popen)
+
+
+def _default_hup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def wait_for(cond, proc: subprocess.Popen, what: str, limit: float = 120.0):
@@ -140,7 +145,15 @@ def test_workers_of_a_killed_parent_finish_their_trial_store_it_and_stop(project
         [(t.number, t.state.name, t.user_attrs.get("fail_class"), t.user_attrs.get("fail_detail")) for t in trials]
 
 
-def test_hup_and_term_raise_keyboard_interrupt_once_and_nohup_is_respected():
+@pytest.fixture
+def terminal_hup():
+    """SIGHUP as a terminal's session has it, even when the tests run under `nohup`; put back after."""
+    started = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, started)
+
+
+def test_hup_and_term_raise_keyboard_interrupt_once_and_nohup_is_respected(terminal_hup):
     from tuner.study.signals import stop_signals_interrupt
     with pytest.raises(KeyboardInterrupt, match="SIGHUP"):
         with stop_signals_interrupt():
