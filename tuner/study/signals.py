@@ -10,8 +10,8 @@ its own).
 A signal handler runs wherever the main thread happens to be, and when that is a finaliser or a
 weakref callback (the garbage collector, aiohttp's and asyncio's clean-ups) Python drops the
 exception with an "Exception ignored in" note, and the command would go on as if never told to
-stop. The unraisable hook below sees exactly that exception and has the signal delivered again
-10 ms later (by then the finaliser has ended), so it is raised in ordinary code instead.
+stop. The unraisable hook below sees exactly that exception and has the signal sent again to the
+main thread 10 ms later (by then the finaliser has ended), so it is raised in ordinary code.
 """
 from __future__ import annotations
 
@@ -47,9 +47,20 @@ def _unraisable(args) -> None:
     if isinstance(args.exc_value, StopSignal) and _State.raised is not None:
         signum, _State.raised = _State.raised, None
         # from another thread a moment later: raised here, it would be dropped again (inside this hook)
-        threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
+        threading.Timer(0.01, _deliver_again, args=(signum,)).start()
         return
     _previous_hook(args)
+
+
+def _deliver_again(signum: int) -> None:
+    """A real signal to the main thread (it wakes a blocking sleep or select, which
+    _thread.interrupt_main does not), while our handler still holds it."""
+    if signal.getsignal(signum) is not _handler:
+        return
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signum)
+    else:
+        _thread.interrupt_main(signum)
 
 
 _previous_hook = sys.unraisablehook

@@ -22,13 +22,15 @@ FAST = ["load.qps=20", "load.duration=1", "sampler=random", "params.pa_config.nu
 def tune(project_root: Path, *args: str, **popen) -> subprocess.Popen:
     popen.setdefault("stdout", subprocess.DEVNULL)
     popen.setdefault("stderr", subprocess.DEVNULL)
-    # SIGHUP as a terminal's session has it, even when the tests themselves run under `nohup`
+    # SIGHUP and SIGINT as a terminal's session has them, even when the tests themselves run under
+    # `nohup` or as a background job of a shell without job control (which ignores SIGINT)
     return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, "--root", str(project_root)],
-                            start_new_session=True, preexec_fn=_default_hup, **popen)
+                            start_new_session=True, preexec_fn=_terminal_signals, **popen)
 
 
-def _default_hup() -> None:
+def _terminal_signals() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(cond, proc: subprocess.Popen, what: str, limit: float = 120.0):
