@@ -111,6 +111,7 @@ class PrunedAware(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         shadow = self._sync(study)
+        one_torch_thread()
         t = shadow.ask(fixed_distributions=search_space)
         params = dict(t.params)
         shadow.tell(t, state=TrialState.FAIL)       # the shadow's own ask, never a measurement
@@ -184,6 +185,16 @@ class PrunedAware(optuna.samplers.BaseSampler):
                 return untried[int(self._rng.integers(len(untried)))]
             frontier = ring
         return {}
+
+
+def one_torch_thread() -> None:
+    """Torch on one thread for the GP: its tensors are a few dozen rows, so more intra-op threads
+    only add hand-off and spin-waiting (on 2 cores 2.3x the CPU of one thread, and slower, for the
+    same proposals), on cores the stack under test needs. Set for the process, once: the GP is
+    torch's one user in the tuner (switching back and forth around each fit costs a third again)."""
+    import torch   # optuna's GP imports it for its first fit anyway
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def _steps(d: BaseDistribution, v: Any) -> list[Any]:

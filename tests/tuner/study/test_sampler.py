@@ -40,6 +40,29 @@ def test_a_converged_gp_proposes_no_measured_configuration_again(space):
     assert len({key(t) for t in study.trials}) == 14
 
 
+def test_the_gp_fits_on_one_torch_thread(space, monkeypatch):
+    """Its tensors are tiny: more threads only spin (and take cores from the stack under test)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sampler = S.make_sampler(small(space))
+        seen = []
+        real = sampler.base.sample_relative
+
+        def spy(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            return real(*args, **kwargs)
+        monkeypatch.setattr(sampler.base, "sample_relative", spy)
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(3):
+            t = study.ask()
+            study.tell(t, float(sum(small(space).suggest(t).values())))
+        assert seen == [1, 1]   # the first trial is the random start
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_pruned_candidates_are_learnt_not_proposed_again(space):
     """Before: optuna's GP fits COMPLETE trials only, so a pre-screened (PRUNED) configuration came back
     every trial. Now it stands in with its simulated value, and the model moves away from it."""
