@@ -5,6 +5,10 @@ traceback, nothing created or changed under the project (the tree before and aft
 compared, file sizes and mtimes included) and no process left. ``tune`` runs in-process
 (tuner.cli.main); the storage URLs a case names outside the project are checked apart.
 
+Composing the space (hydra) is most of a case's cost, and most cases change a trace, a base
+config, a storage URL or a flag, not the space: the real ``load_space`` runs once per distinct
+input (space files' bytes, study, root, overrides) and a case gets a copy of what it returned.
+
 Each distinct input is counted; tests/conftest.py prints the total at the end of the run.
 """
 from __future__ import annotations
@@ -68,15 +72,26 @@ class Result:
 class Sandbox:
     """A project root (search_spaces/, configs/, traces/, trials/) that the cases must not change."""
     root: Path
+    spaces: dict = field(default_factory=dict)   # load_space's results by input
+
+    def load_space(self, study: str, root: Path, overrides=()):
+        from tuner.space.compose import load_space
+        folder = Path(root) / "search_spaces"
+        files = tuple(sorted((str(p), p.read_bytes()) for p in folder.rglob("*") if p.is_file()))
+        key = (study, str(Path(root).resolve()), tuple(overrides), files)
+        if key not in self.spaces:
+            self.spaces[key] = load_space(study, root, overrides)   # an error is raised, never kept
+        return self.spaces[key].model_copy(deep=True)
 
     def tune(self, *argv: str, outside: tuple[Path, ...] = ()) -> Result:
-        from tuner.cli import main
+        from tuner import cli
         before, procs = tree(self.root), children()
         existed = {p: p.exists() for p in outside}
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cli, "load_space", self.load_space)
             try:
-                rc = main(list(argv))
+                rc = cli.main(list(argv))
             except SystemExit as exc:  # argparse's own exit
                 rc = exc.code if isinstance(exc.code, int) else 1
         after = tree(self.root)
