@@ -2,12 +2,14 @@
 
   python bench/capacity.py [--backend sim sim-tiny sim-chat embedded] [--requests 100] [--configs 5]
 
-auto_tune's method (vllm benchmarks/auto_tune/auto_tune.sh): start the server, run
-benchmark_serving at request rate inf with 100 prompts, then from int(throughput) + 1 step the
-rate down by 1 req/s, 100 prompts per step, until the latency SLO holds; that rate is the
-answer. Ours: tuner.runtime.capacity (a quarter-size burst, then a bracketing search whose
-replays stop as soon as their verdict is a certain fail). Both replay the same requests with
-the same Poisson gaps (scaled by 1/rate) on one launch of each configuration. Row sets:
+auto_tune's method (vLLM's benchmarks/auto_tune/auto_tune.sh): start the server, run `vllm bench
+serve` at request rate inf with 1000 prompts (`--num-prompts 1000`; the script's first version,
+which drove benchmark_serving.py, used 100), then from int(throughput) + 1 step the rate down by
+1 req/s, 100 prompts per step, until the latency SLO holds; that rate is the answer. Both versions
+run side by side: `auto_tune` (1000-prompt burst, the script as shipped) and `auto_tune/100` (the
+first version's 100). Ours: tuner.runtime.capacity (a quarter-size burst, then a bracketing search
+whose replays stop as soon as their verdict is a certain fail). All replay the same requests with
+the same Poisson gaps (scaled by 1/rate) on one launch of each configuration per method. Row sets:
   sim       the simulator, 910B LLaMA-2-7B profile and 7B config, SLO ttft_p99 3 s, tpot_p99 0.15 s
   sim-tiny  the simulator with the tiny model's profile: capacities of tens of req/s
   sim-chat  the 910B profile with the issue's chat SLO (ttft_p99 2 s, tpot_p99 0.1 s) and answers
@@ -18,12 +20,13 @@ Per configuration: the capacity each finds, their agreement (within 5 %, or with
 own 1 req/s step), requests replayed, auto_tune's steps (rates it tried below the burst) and
 the ratio; per row set and per regime (auto_tune's steps), ours / auto_tune's requests.
 
-Where the 1/3 goal can hold: auto_tune spends 100 x (1 + steps), ours a quarter burst, some
+What the 1/3 goal needs: auto_tune spends its burst + 100 x steps, ours a quarter burst, some
 cheap fails, one full pass and a fail just above it, often one more near probe (about 2-3.5
-replays). So it holds when auto_tune walks ~8 steps or more (capacity that many req/s under
-the burst's throughput: tens of req/s, or a TPOT bound that binds far under saturation), and it
-cannot where capacity is within ~2 req/s of saturation (1-3 steps): no method that confirms its
-answer with one full replay and a fail above it can spend a third of 200-400 requests.
+replays). Against the script as shipped (1000 + 100 x steps) that is under a third whatever the
+steps. Against its first version (100 + 100 x steps) it holds only when auto_tune walks ~8 steps
+or more (capacity that many req/s under the burst's throughput: tens of req/s, or a TPOT bound
+that binds far under saturation); within ~2 req/s of saturation (1-3 steps) no method that
+confirms its answer with one full replay and a fail above it can spend a third of 200-400.
 """
 from __future__ import annotations
 
@@ -94,9 +97,15 @@ class AutoTune(capacity.CapacitySearch):
         return capacity.CapacityResult(0.0, 0.0, 1.0, thr, self.probes)
 
 
+#: auto_tune's burst at rate inf, in steps' worth of prompts: the script as shipped runs 1000
+#: (`--num-prompts 1000`) against 100 a step; its first version ran 100
+AUTO_BURSTS = {"auto_tune": 10, "auto_tune/100": 1}
+METHODS = ("ours", *AUTO_BURSTS)
+
+
 def run_method(method: str, space: StudySpace, params: dict, work: Path) -> tuple[capacity.CapacityResult, float]:
     stack = get_stack(space.backend)
-    run_dir = work / method
+    run_dir = work / method.replace("/", "_")
     run_dir.mkdir(parents=True)
     stack.config_format.render(ROOT / space.base_config, params, run_dir / "config.yaml")
     cap = ROW_MAX_OUTPUT.get(ROWSET, MAX_OUTPUT)
@@ -105,23 +114,22 @@ def run_method(method: str, space: StudySpace, params: dict, work: Path) -> tupl
     running = stack.launch(LaunchSpec(run_dir / "config.yaml", run_dir, space.timeouts.ready,
                                       options=space.backend_options()))
     try:
-        cls = AutoTune if method == "auto_tune" else capacity.CapacitySearch
+        cls = AutoTune if method in AUTO_BURSTS else capacity.CapacitySearch
         search = cls(running, reqs, space.slo, space.capacity, replay_options(space), space.load.seed,
                      space.timeouts.replay)
-        if method == "auto_tune":
-            search.probe = _no_stop(search)
+        if method in AUTO_BURSTS:
+            search.probe = _no_stop(search, AUTO_BURSTS[method] * space.capacity.requests)
         res = search.run()
     finally:
         running.stop()
     return res, time.monotonic() - t
 
 
-def _no_stop(search: capacity.CapacitySearch):
-    """auto_tune's probe: every step replays all its prompts (no live stop, no stop accounting)."""
+def _no_stop(search: capacity.CapacitySearch, burst: int):
+    """auto_tune's probe: every step replays all its prompts (no live stop, no stop accounting);
+    its burst at rate inf is its own ``burst`` prompts, whatever our saturation burst is."""
     def probe(rate: float) -> capacity.Probe:
-        # auto_tune's own burst: its 100 prompts at rate inf, whatever our saturation burst is
-        burst = np.zeros(search.spec.requests)
-        plan = capacity.rate_plan(search.requests, rate, burst if math.isinf(rate) else search.unit)
+        plan = capacity.rate_plan(search.requests, rate, np.zeros(burst) if math.isinf(rate) else search.unit)
         t = time.monotonic()
         res = search.running.replay(plan, search.options, deadline=search.deadline)
         v, why, metrics = slo.verdict(res.records, search.slo)
@@ -132,55 +140,67 @@ def _no_stop(search: capacity.CapacitySearch):
     return probe
 
 
-def bench(backend: str, n_configs: int, requests: int, regimes: dict) -> tuple[int, int]:
+def _regime(steps: int) -> str:
+    return next(name for lo, hi, name in REGIMES if lo <= steps <= hi)
+
+
+def _agrees(ours: float, auto: float) -> tuple[float, bool]:
+    """Relative difference, and agreement: within 5 %, or inside auto_tune's own 1 req/s step
+    (its answer is a whole rate: the truth lies in [its answer, its answer + 1))."""
+    diff = abs(ours - auto) / auto if auto else math.nan
+    return diff, diff <= 0.05 or (auto - 1e-9 <= ours < auto + 1) or ours == auto == 0
+
+
+def bench(backend: str, n_configs: int, requests: int, regimes: dict) -> dict[str, int]:
+    """One row set; returns requests replayed per method, and adds to ``regimes``
+    (keyed by auto_tune's regime: method -> [requests, configurations])."""
     global ROWSET
     ROWSET = backend
     space = load_space("pa_batching", ROOT, [*SPACES[backend], "objectives=[{name: capacity_rps, direction: maximize}]",
                                              f"capacity.requests={requests}", "capacity.max_send_lag=0.1"])
     cap = ROW_MAX_OUTPUT.get(backend, MAX_OUTPUT)
     print(f"\n== {backend}: SLO {space.slo}, {requests} requests per rate, tolerance {space.capacity.tolerance:.0%}, "
-          f"outputs <= {cap} tokens")
-    rows, totals = [], {"ours": 0, "auto_tune": 0}
+          f"outputs <= {cap} tokens; auto_tune's burst {AUTO_BURSTS['auto_tune'] * requests} prompts, "
+          f"auto_tune/100's {AUTO_BURSTS['auto_tune/100'] * requests}")
+    rows, totals = [], dict.fromkeys(METHODS, 0)
     with tempfile.TemporaryDirectory(prefix="bench_capacity_") as tmp:
         for i, c in enumerate(CONFIGS[backend][:n_configs]):
             found = {}
-            for method in ("ours", "auto_tune"):
+            for method in METHODS:
                 work = Path(tmp) / f"{i}"
                 try:
-                    res, wall = run_method(method, space, params_of(c), work)
+                    found[method] = run_method(method, space, params_of(c), work)
                 except capacity.ClientOverloaded as err:   # the search's loud failure, shown as found
                     print(f"dbs{c[0]} pbs{c[1]} {method}: client_overloaded: {err}")
                     break
-                finally:
-                    shutil.rmtree(work / method, ignore_errors=True)
-                found[method] = (res, wall)
-            if len(found) < 2:
+            if len(found) < len(METHODS):
                 continue
-            (ours, w_o), (auto, w_a) = found["ours"], found["auto_tune"]
-            n_o, n_a = sum(p.replayed for p in ours.probes), sum(p.replayed for p in auto.probes)
-            totals["ours"] += n_o
-            totals["auto_tune"] += n_a
-            steps = len(auto.probes) - 1          # rates auto_tune tried after its burst
-            for lo, hi, name in REGIMES:
-                if lo <= steps <= hi:
-                    regimes.setdefault(name, [0, 0, 0])
-                    regimes[name][0] += n_o
-                    regimes[name][1] += n_a
-                    regimes[name][2] += 1
-            diff = abs(ours.capacity - auto.capacity) / auto.capacity if auto.capacity else math.nan
-            # auto_tune's answer is a whole rate: the truth lies in [its answer, its answer + 1)
-            step_ok = auto.capacity - 1e-9 <= ours.capacity < auto.capacity + 1
-            agree = diff <= 0.05 or step_ok or (ours.capacity == auto.capacity == 0)
+            res = {m: r for m, (r, _) in found.items()}
+            n = {m: sum(p.replayed for p in r.probes) for m, r in res.items()}
+            for m in METHODS:
+                totals[m] += n[m]
+            steps = len(res["auto_tune"].probes) - 1          # rates auto_tune tried after its burst
+            per = regimes.setdefault(_regime(steps), {})
+            for m in METHODS:
+                per.setdefault(m, [0, 0])[0] += n[m]
+                per[m][1] += 1
+            ours, auto, auto1 = res["ours"], res["auto_tune"], res["auto_tune/100"]
+            diff, agree = _agrees(ours.capacity, auto.capacity)
             rows.append([f"dbs{c[0]} pbs{c[1]}", f"{ours.capacity:.2f} [{ours.low:.2f}, {ours.high:.2f}]",
-                         f"{auto.capacity:g}", f"{auto.saturation_rps:.2f}", f"{diff:.1%}", "yes" if agree else "no",
-                         f"{n_o} / {n_a}", f"{n_o / n_a:.2f}" if n_a else "-", str(steps),
-                         f"{len(ours.probes)} / {len(auto.probes)}", f"{w_o:.1f} / {w_a:.1f}"])
-    table(["config", "ours req/s [bracket]", "auto_tune req/s", "burst req/s", "diff", "agree (5% or 1 req/s)",
-           "requests ours / auto", "ratio", "auto steps", "rates ours / auto", "wall s ours / auto"], rows)
-    ratio = totals["ours"] / totals["auto_tune"] if totals["auto_tune"] else math.nan
-    print(f"{backend}: requests replayed ours {totals['ours']}, auto_tune {totals['auto_tune']}: "
-          f"ratio {ratio:.2f} -> goal <= 0.33: {'MET' if ratio <= 1 / 3 else 'MISSED'}")
-    return totals["ours"], totals["auto_tune"]
+                         f"{auto.capacity:g} / {auto1.capacity:g}",
+                         f"{auto.saturation_rps:.2f} / {auto1.saturation_rps:.2f}", f"{diff:.1%}",
+                         "yes" if agree else "no", f"{n['ours']} / {n['auto_tune']} / {n['auto_tune/100']}",
+                         f"{n['ours'] / n['auto_tune']:.2f} / {n['ours'] / n['auto_tune/100']:.2f}",
+                         f"{steps} / {len(auto1.probes) - 1}",
+                         " / ".join(f"{found[m][1]:.1f}" for m in METHODS)])
+    table(["config", "ours req/s [bracket]", "auto_tune req/s (1000 / 100)", "burst req/s", "diff",
+           "agree (5% or 1 req/s)", "requests ours / auto / auto100", "ratio to auto / auto100", "auto steps",
+           "wall s ours / auto / auto100"], rows)
+    for m in AUTO_BURSTS:
+        ratio = totals["ours"] / totals[m] if totals[m] else math.nan
+        print(f"{backend}: requests replayed ours {totals['ours']}, {m} {totals[m]}: "
+              f"ratio {ratio:.2f} -> goal <= 0.33: {'MET' if ratio <= 1 / 3 else 'MISSED'}")
+    return totals
 
 
 def main() -> int:
@@ -195,13 +215,18 @@ def main() -> int:
     MAX_OUTPUT = args.max_output
     print(f"workload: traces/alpaca_like_1500.jsonl with outputs capped at {MAX_OUTPUT} tokens")
     regimes: dict = {}
+    totals = dict.fromkeys(METHODS, 0)
     for b in args.backend:
-        bench(b, args.configs, args.requests, regimes)
-    print("\nby regime (all row sets; the goal can only hold where auto_tune walks many 1 req/s steps):")
+        for m, n in bench(b, args.configs, args.requests, regimes).items():
+            totals[m] += n
+    print("\nby regime (auto_tune's steps below its burst; all row sets):")
     for _, _, name in REGIMES:
         if name in regimes:
-            o, a, n = regimes[name]
-            print(f"  {name}: {n} configurations, requests ours {o}, auto_tune {a}: ratio {o / a:.2f}")
+            per = regimes[name]
+            print(f"  {name}: {per['ours'][1]} configurations, requests ours {per['ours'][0]}, "
+                  + ", ".join(f"{m} {per[m][0]} (ratio {per['ours'][0] / per[m][0]:.2f})" for m in AUTO_BURSTS))
+    print("all row sets: requests ours " + str(totals["ours"]) + ", "
+          + ", ".join(f"{m} {totals[m]} (ratio {totals['ours'] / totals[m]:.2f})" for m in AUTO_BURSTS if totals[m]))
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -2,7 +2,7 @@
 from serving.replay.client import Replayer, StopCondition, replay
 from serving.replay.openai import OpenAIProtocol
 from serving.replay.llm_serving import LLMServingProtocol
-from serving.replay.parallel import workers_for
+from serving.replay.workers import workers_for
 from serving.replay.pool import SenderPool
 from serving.replay.protocol import ReplayOptions, WireProtocol
 

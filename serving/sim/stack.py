@@ -75,7 +75,7 @@ class SimRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return ""
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         pass
 
 

@@ -10,7 +10,6 @@ against it (its wire protocol). The tuner never asks what kind of stack it holds
 from __future__ import annotations
 
 import abc
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from serving.config.format import ConfigFormat, ServingYamlFormat
 from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition, run_loop
-from serving.replay.parallel import workers_for
+from serving.replay.workers import workers_for
 from serving.replay.pool import SenderPool
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
@@ -84,7 +83,15 @@ class RunningStack(abc.ABC):
     def log_tail(self, max_chars: int = 4000) -> str: ...
 
     @abc.abstractmethod
-    def stop(self) -> None: ...
+    def _stop(self) -> None:
+        """End what the stack started (its process groups, its shared memory)."""
+
+    def stop(self) -> None:
+        """End the stack, then the sender processes its replays used."""
+        try:
+            self._stop()
+        finally:
+            self.close_senders()
 
     def replay(self, plan: Plan, options: ReplayOptions,
                on_request: Callable[[RequestRecord], None] | None = None,
@@ -117,27 +124,11 @@ class RunningStack(abc.ABC):
             self._senders.close()
             self._senders = None
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        # every stack's own stop() also ends the sender processes its replays used
-        if "stop" in vars(cls):
-            cls.stop = _closing_senders(vars(cls)["stop"])
-
     def __enter__(self) -> "RunningStack":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _closing_senders(stop: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(stop)
-    def stop_then_close_senders(self: RunningStack, *args, **kwargs) -> None:
-        try:
-            stop(self, *args, **kwargs)
-        finally:
-            self.close_senders()
-    return stop_then_close_senders
 
 
 class Stack(abc.ABC):

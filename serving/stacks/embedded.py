@@ -31,7 +31,7 @@ class EmbeddedRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         self.proc.stop()
 
 

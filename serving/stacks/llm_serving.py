@@ -200,7 +200,7 @@ class LLMServingRunning(RunningStack):
         per = max_chars // max(1, len(self.procs))
         return "\n".join(f"== {p.log_path.name} ==\n{p.log_tail(per)}" for p in self.procs.values())
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         segments = shm_segments(self.pgids)
         for name in ("server", "agent"):  # the server first: it leaves the agents and frees its shared memory
             if name in self.procs:

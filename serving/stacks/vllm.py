@@ -91,7 +91,7 @@ class VLLMRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         segments = shm_segments(self.pgids)
         self.proc.stop(grace=self.opts.stop_grace)
         remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group

@@ -132,7 +132,7 @@ class ToyRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return ""
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -30,13 +30,13 @@ as much as auto_tune's 1 req/s step. The search therefore spends on as few rates
 Every rate replays the same requests with the same unit-rate Poisson gaps scaled by 1/rate
 (common random numbers), so a deterministic stack (the simulator) answers nearly monotonically.
 
-Cost against auto_tune (100 at rate inf, then 100 per 1 req/s step down from int(throughput) + 1):
-ours is the burst, some cheap fails, one pass and one fail just above it, often a third near
-probe: about 2-3.5 replays' worth. auto_tune's is 1 + (saturation - capacity) replays, so the
-1/3 goal holds once auto_tune walks ~8 or more steps (capacities of tens of req/s, or far under
-saturation because a TPOT bound binds); within 2 req/s of saturation auto_tune needs 2-3
-replays, and no method that confirms its answer with one full replay (and a fail above it) can
-spend a third of that (bench/capacity.py prints the steps per configuration).
+Cost against vLLM's auto_tune.sh (1000 prompts at rate inf, then 100 per 1 req/s step down from
+int(throughput) + 1): ours is the burst, some cheap fails, one pass and one fail just above it,
+often a third near probe: about 2-3.5 replays' worth, under a third of auto_tune's 10 + steps
+whatever the steps (bench/capacity.py). Against the script's first version (100 at rate inf) the
+third holds only once it walks ~8 or more steps (capacities of tens of req/s, or far under
+saturation because a TPOT bound binds): within 2 req/s of saturation it needs 2-3 replays, and no
+method that confirms its answer with one full replay (and a fail above it) spends a third of that.
 
 The simulator computes a whole replay on its virtual clock and ignores stop conditions: its
 replays are cut where the live stop would have fired (requests not yet sent are never sent,
@@ -206,8 +206,12 @@ class Bracket:
         if hi_end <= lo_end:                      # any verdict at lo_end closes the bracket
             return lo_end
         if self.moved[-2:] in (["low", "low"], ["high", "high"]):
-            return math.sqrt(self.low * top)      # the guess was off to one side twice: halve (log scale)
-        return min(max(self.crossing(), lo_end), hi_end)
+            rate = math.sqrt(self.low * top)      # the guess was off to one side twice: halve (log scale)
+        else:
+            rate = min(max(self.crossing(), lo_end), hi_end)
+        # a fail a hair above lo_end would leave the bracket open by that hair, and cost one more
+        # near probe: there, lo_end itself closes it whatever it answers
+        return lo_end if rate < lo_end * (1 + tol / 2) else rate
 
 
 class CapacitySearch:

@@ -163,7 +163,7 @@ class Loopback(RunningStack):
     def log_tail(self, max_chars=4000):
         return ""
 
-    def stop(self):
+    def _stop(self):
         self.stopped = True
 
 

@@ -43,7 +43,7 @@ class FakeSim(RunningStack):
     def log_tail(self, max_chars=4000):
         return ""
 
-    def stop(self):
+    def _stop(self):
         pass
 
     def replay(self, plan, options, on_request=None, deadline=None, stop=None):

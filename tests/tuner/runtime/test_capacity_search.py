@@ -92,15 +92,15 @@ def test_the_bracket_steps_down_from_fails_then_closes_in():
     assert b.next_rate() == pytest.approx(16.0)   # nothing passed: down by 0.8
     b.add(16.0, False, 4.0)                       # far over: down by its load, at most halved
     assert b.next_rate() == pytest.approx(8.0)
-    b.add(8.0, True, 0.81)
-    # one pass at load 0.81: 8 / 0.9 = 8.89, lowered by the secant to the fail at load 4 (a tolerance
+    b.add(8.0, True, 0.64)
+    # one pass at load 0.64: 8 / 0.8 = 10, lowered by the secant to the fail at load 4 (a tolerance
     # off both ends of [8, 16])
-    guess = 8 + 8 * 0.19 / 3.19
+    guess = 8 + 8 * 0.36 / 3.36
     assert b.next_rate() == pytest.approx(guess)
     b.add(guess, True, 0.99)
     assert b.next_rate() == pytest.approx(math.sqrt(guess * 16))   # low moved twice: halve
-    b.add(9.2, False, math.nan)
-    # [8.48, 9.2] is within (1 + tol)^2: low * (1 + tol) closes it whatever it answers
+    b.add(9.6, False, math.nan)
+    # [8.86, 9.6] is within (1 + tol)^2: low * (1 + tol) closes it whatever it answers
     assert b.next_rate() == pytest.approx(guess * 1.05)
     b.add(guess * 1.05, False, math.nan)
     assert b.done() and b.low == pytest.approx(guess)
@@ -115,8 +115,22 @@ def test_a_pass_with_no_fail_yet_climbs_at_most_twofold():
     b.add(10.0, True, 0.1)
     assert b.next_rate() == pytest.approx(20.0)
     b = Bracket(0.05)
-    b.add(10.0, True, 0.9)
-    assert b.next_rate() == pytest.approx(10 / math.sqrt(0.9))
+    b.add(10.0, True, 0.8)
+    assert b.next_rate() == pytest.approx(10 / math.sqrt(0.8))
     b = Bracket(0.05)
     b.add(10.0, True, 0.99)
     assert b.next_rate() == pytest.approx(10.5)   # the guess 10.05 kept a tolerance above the pass
+
+
+def test_a_guess_a_hair_above_a_tolerance_over_the_pass_is_that_tolerance():
+    # 10 / sqrt(0.9) = 10.54: a fail there would leave [10, 10.54] open by a hair and cost one more
+    # near probe; 10.5 closes the bracket on a fail
+    b = Bracket(0.05)
+    b.add(10.0, True, 0.9)
+    assert b.next_rate() == pytest.approx(10.5)
+    b.add(10.5, False, math.nan)
+    assert b.done()
+    b = Bracket(0.05)                               # the same with a fail above: [10, 12]
+    b.add(12.0, False, math.nan)
+    b.add(10.0, True, 0.9)
+    assert b.next_rate() == pytest.approx(10.5)
