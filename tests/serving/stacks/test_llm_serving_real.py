@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 import yaml
 
@@ -38,6 +37,11 @@ def real():
     # mismatch 6: nothing of any test here wrote into the checkout (no output/, logs, __pycache__)
     after = tree_digest(Path(paths["TUNER_LLMS_ROOT"]))
     assert after == before, f"the llm-serving checkout was modified: {sorted(set(after) ^ set(before))[:10]}"
+
+
+def _requests_csv(run: Path):
+    import pandas as pd   # here, not at the top: every xdist worker collects this module, few run it
+    return pd.read_csv(run / "requests.csv")
 
 
 def tune(root: Path, *overrides: str, n: int = 1) -> list[optuna.trial.FrozenTrial]:
@@ -69,7 +73,7 @@ def test_two_trial_study_on_the_real_code(real, project_root):
         assert a["utilisation"] == a["host_cpu_mean"] and 0 < a["host_cpu_mean"] <= 100 and a["host_cpu_samples"] >= 1
         # mismatch 3 and token counts: every request got what the server generated, max_new_tokens
         # (the stub never emits EOS), the summary line of return_full_text is not one more token
-        rec = pd.read_csv(run / "requests.csv")
+        rec = _requests_csv(run)
         assert (rec["n_tokens"] == rec["output_len"]).all() and (rec["finish_reason"] == "length").all()
         assert a["tokens_out"] == rec["output_len"].sum()
         assert (rec["token_times"].str.count(";") + 1 == rec["n_tokens"]).all()
@@ -170,7 +174,7 @@ def test_emulated_device_time_is_waited_per_step(real, project_root):
     assert "fail_class" not in a, a.get("fail_detail")
     step = json.loads((run / "emulate_step.json").read_text())
     assert step["decode"]["base"] == 0.08 and step["decode"]["per_live_row"] == 0.02
-    rec = pd.read_csv(run / "requests.csv")
+    rec = _requests_csv(run)
     assert (rec["n_tokens"] == rec["output_len"]).all()
     assert a["tpot_p50"] >= 0.1, a["tpot_p50"]
     assert_cleaned_up(run)
