@@ -82,7 +82,15 @@ def params_of(c) -> dict:
 
 
 class AutoTune(capacity.CapacitySearch):
-    """vLLM auto_tune's search on the same probes: inf, then int(throughput) + 1 down by 1 req/s."""
+    """vLLM auto_tune's search on the same probes: inf, then int(throughput) + 1 down by 1 req/s.
+    Its burst at rate inf is its own ``burst`` prompts, whatever our saturation burst is."""
+
+    def __init__(self, *args, burst: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.burst = np.zeros(burst)
+
+    def replay(self, rate: float, stop):
+        return super().replay(rate, None)   # every step replays all its prompts: auto_tune has no live stop
 
     def run(self) -> capacity.CapacityResult:
         sat = self.probe(math.inf)
@@ -114,30 +122,16 @@ def run_method(method: str, space: StudySpace, params: dict, work: Path) -> tupl
     running = stack.launch(LaunchSpec(run_dir / "config.yaml", run_dir, space.timeouts.ready,
                                       options=space.backend_options()))
     try:
-        cls = AutoTune if method in AUTO_BURSTS else capacity.CapacitySearch
-        search = cls(running, reqs, space.slo, space.capacity, replay_options(space), space.load.seed,
-                     space.timeouts.replay)
+        args = (running, reqs, space.slo, space.capacity, replay_options(space), space.load.seed, space.timeouts.replay)
         if method in AUTO_BURSTS:
-            search.probe = _no_stop(search, AUTO_BURSTS[method] * space.capacity.requests)
+            search = AutoTune(*args, burst=AUTO_BURSTS[method] * space.capacity.requests)
+        else:
+            search = capacity.CapacitySearch(*args)
         res = search.run()
     finally:
         running.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)   # a method's logs and config, once it has answered
     return res, time.monotonic() - t
-
-
-def _no_stop(search: capacity.CapacitySearch, burst: int):
-    """auto_tune's probe: every step replays all its prompts (no live stop, no stop accounting);
-    its burst at rate inf is its own ``burst`` prompts, whatever our saturation burst is."""
-    def probe(rate: float) -> capacity.Probe:
-        plan = capacity.rate_plan(search.requests, rate, np.zeros(burst) if math.isinf(rate) else search.unit)
-        t = time.monotonic()
-        res = search.running.replay(plan, search.options, deadline=search.deadline)
-        v, why, metrics = slo.verdict(res.records, search.slo)
-        p = capacity.Probe(rate, v, why, len(plan), sum(r.sent is not None for r in res.records), False,
-                           time.monotonic() - t, metrics, res.records, res.usage)
-        search.probes.append(p)
-        return p
-    return probe
 
 
 def _regime(steps: int) -> str:
