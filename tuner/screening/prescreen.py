@@ -64,7 +64,8 @@ def first_objective(space: StudySpace, outcome: TrialOutcome) -> float:
     return float(v) if v is not None else math.nan
 
 
-def _sign(space: StudySpace) -> float:
+def first_sign(space: StudySpace) -> float:
+    """1 when the first objective is minimised, -1 when maximised (sign * value: lower is better)."""
     return 1.0 if space.objectives[0].direction == "minimize" else -1.0
 
 
@@ -91,7 +92,7 @@ def rank(space: StudySpace, root: Path, candidates: list[dict[str, Any]], plan: 
         o = simulate_params(space, root, params, plan)
         out.append(Screened(params, first_objective(space, o), metrics=o.metrics,
                             reason=o.fail_detail if not o.ok else ""))
-    seen, sign = [s.value for s in out], _sign(space)
+    seen, sign = [s.value for s in out], first_sign(space)
     if any(not math.isnan(v) for v in seen):
         for s in out:
             if not s.reason:
@@ -132,7 +133,7 @@ class PreScreener:
             if math.isnan(value):
                 s.reason = fail_detail or "the simulated trial failed"
             return s
-        s.promising, s.reason = _gate(value, self.seen, _sign(self.space), self.spec)
+        s.promising, s.reason = _gate(value, self.seen, first_sign(self.space), self.spec)
         if math.isnan(value) and fail_detail:
             s.reason = fail_detail
         return s
@@ -168,7 +169,7 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
     ``tag`` (the study's trial tag) marks the stacks it launches (tuner.runtime.measure.run_tagged), so a
     resume after a crash finds and ends them. ``sim_full`` is the full plan's simulated first
     objective when the caller has it already (the study's sim gate), else it is simulated here."""
-    metric, sign = space.objectives[0].name, _sign(space)
+    metric, sign = space.objectives[0].name, first_sign(space)
     n = min(len(plan), max(min_probe, int(len(plan) * probe_fraction)))
 
     def run(rdir: Path, part: Plan) -> TrialOutcome:

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from tuner.runtime import constraints
+from tuner.screening.prescreen import first_sign
 from tuner.space.spec import StudySpace
 from tuner.study.sampler import make_sampler
 
@@ -49,7 +50,7 @@ def sim_study(space: StudySpace, evaluate: Callable[[dict[str, Any]], float], tr
         out.simulated.append(math.nan if failed else v)
         if not failed:
             seen[tuple(sorted(params.items()))] = (params, v)
-    sign = 1.0 if first.objectives[0].direction == "minimize" else -1.0
+    sign = first_sign(first)
     out.candidates = sorted(seen.values(), key=lambda pv: sign * pv[1])[:pick]
     return out
 
