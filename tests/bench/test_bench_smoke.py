@@ -41,18 +41,18 @@ def test_trials_to_counts_the_first_trial_within_target():
 
 
 def test_compare_reports_every_method_against_the_grid_optimum(space, capsys):
-    res = search.compare(space, toy, seeds=1, budget=10, horizon=12)
+    res = search.compare(space, toy, seeds=1, budget=6, horizon=6)
     grid_best = min(toy(dict(zip(space.param_specs(), v))) for v in __import__("itertools").product(
         *(s.grid() for s in space.param_specs().values())))
     assert res["optimum"] == grid_best and toy(res["best_params"]) == grid_best
     assert set(res["methods"]) == {search.OURS, search.TPE, "random", "coarse grid"}
     # the coarse grid is deterministic: its figures are computed here independently
-    coarse = [toy(p) for p in search.coarse_grid(space, 10)]
+    coarse = [toy(p) for p in search.coarse_grid(space, 6)]
     grid = res["methods"]["coarse grid"]
     assert grid["ratio"] == grid["ratio_max"] == min(coarse) / grid_best
     assert grid["within"] == float(min(coarse) <= grid_best * 1.02)
     assert grid["trials"] == search.trials_to(coarse, grid_best * 1.02)
-    search.report(res, 1, 10, 12)
+    search.report(res, 1, 6, 6)
     out = capsys.readouterr().out
     assert f"total_time {grid_best:.2f} s" in out and "coarse grid" in out
 
@@ -88,8 +88,8 @@ def test_hours_to_tuned_charges_start_up_and_replay_per_launch(space):
     grid_best = min(toy(dict(zip(space.param_specs(), v))) for v in __import__("itertools").product(
         *(s.grid() for s in space.param_specs().values())))
     coarse = search.coarse_grid(space, 10)
-    spec = H.DEFAULT_PRESCREEN.model_copy(update={"sim_trials": 8})
-    res = H.hours_to_tuned(space, toy, grid_best, coarse, seeds=1, horizon=8, spec=spec)
+    spec = H.DEFAULT_PRESCREEN.model_copy(update={"sim_trials": 4})
+    res = H.hours_to_tuned(space, toy, grid_best, coarse, seeds=1, horizon=4, spec=spec)
     # the grid is deterministic: its cost is every feasible point's start-up and replay up to the one in reach
     spent, reached = 0.0, math.inf
     for p in coarse:
@@ -103,7 +103,7 @@ def test_hours_to_tuned_charges_start_up_and_replay_per_launch(space):
     for name, m in res.items():
         assert len(m["all_h"]) == 1 and all(h >= 0 for h in m["all_h"]), name
         assert all(math.isinf(h) or h * 3600 >= H.STARTUP + grid_best for h in m["all_h"])   # one full trial at least
-    H.report_hours(res, grid_best, 1, 8, "")
+    H.report_hours(res, grid_best, 1, 4, "")
 
 
 def test_hours_ours_runs_the_sims_best_first_and_charges_one_launch_for_it(space):
@@ -112,8 +112,8 @@ def test_hours_ours_runs_the_sims_best_first_and_charges_one_launch_for_it(space
     import search_hours as H
     from tuner.screening import warm_start
     seeded = space.model_copy(update={"seed": 1})
-    spec = H.DEFAULT_PRESCREEN.model_copy(update={"sim_trials": 8})
-    first = warm_start.sim_study(seeded, H.simulator(toy), 8, spec.warm_start).candidates[0][0]
+    spec = H.DEFAULT_PRESCREEN.model_copy(update={"sim_trials": 4})
+    first = warm_start.sim_study(seeded, H.simulator(toy), 4, spec.warm_start).candidates[0][0]
     assert H.simulator(toy)(first) != toy(first)             # the simulator errs: it is not the truth
     led = H.ours(seeded, toy, 15, toy(first), spec)
     assert led.launches == 1 and led.reached == H.STARTUP + toy(first)
