@@ -55,6 +55,8 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
     sent = df["sent"].dropna()
     m: dict[str, float] = {"requests": float(len(df)), "requests_ok": float(len(ok)),
                            "requests_failed": float(len(df) - len(ok))}
+    # the client's figure: known once anything was sent, answered or not
+    m |= _pcts("send_lag", (df["sent"] - df["scheduled"]).dropna())
     if len(ok) == 0 or sent.empty:
         m["total_time"] = float("nan")
         return m
@@ -70,7 +72,6 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
     m |= _pcts("tpot", (multi["done"] - multi["first_token"]) / (multi["n_tokens"] - 1))
     itl = [b - a for r in records if r.ok for a, b in zip(r.token_times, r.token_times[1:])]
     m |= _pcts("itl", itl)
-    m |= _pcts("send_lag", (df["sent"] - df["scheduled"]).dropna())
     if service_times:
         last = df.loc[df["sent"].idxmax()]
         bound = float(last["sent"]) - start + service_times.get(int(last["index"]), 0.0)

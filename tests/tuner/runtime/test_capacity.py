@@ -81,7 +81,9 @@ def test_a_client_that_fell_behind_fails_the_search_loudly(project_root):
 
 
 def test_capacity_search_on_the_embedded_stack_stops_overloaded_rates_early(project_root):
-    over = ["objectives=[{name: capacity_rps, direction: maximize}]", "slo={ttft_p99: 0.05, failed: 0}",
+    # a 1 ms TTFT bound no rate meets: every probe is overloaded and its verdict is certain within
+    # its first requests (at 0.05 s a probe could reach certainty only after its last send)
+    over = ["objectives=[{name: capacity_rps, direction: maximize}]", "slo={ttft_p99: 0.001, failed: 0}",
             "capacity.requests=100", "capacity.saturation_requests=20", "capacity.max_probes=3",
             "capacity.max_send_lag=0.5",
             "load.qps=20", "load.duration=1"]

@@ -47,3 +47,11 @@ def test_every_figure_score_gives_is_a_known_metric_name():
     assert set(m) <= set(METRICS)
     assert is_known_metric("utilisation") and is_known_metric("npu_aicore_mean")
     assert not is_known_metric("ttft_p999") and not is_known_metric("latency") and not is_known_metric("_mean")
+
+
+def test_send_lag_is_known_when_no_request_finished():
+    """A replay stopped before any answer still sent on a schedule: its lag is the client's, not the server's
+    (a capacity probe ended by its SLO stop within its first requests is one)."""
+    m = score([RequestRecord(0, 5, 10, 0.0, sent=0.004), RequestRecord(1, 5, 10, 0.1, sent=0.102)])
+    assert math.isnan(m["total_time"])
+    assert m["send_lag_p50"] == pytest.approx(0.003) and m["send_lag_p99"] == pytest.approx(0.00398)

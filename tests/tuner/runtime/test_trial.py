@@ -65,3 +65,12 @@ def test_a_fast_plan_goes_out_from_the_stacks_sender_pool_which_ends_with_the_tr
     assert len(pids) == 2
     _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
     assert not alive                                              # stopped with the stack
+
+
+def test_the_client_kept_up_is_judged_on_the_replays_that_have_a_send_lag(project_root):
+    from tuner.runtime.trial import client_figures
+    space = load_space("pa_batching", project_root, ["capacity.max_send_lag=0.01"])
+    nan = float("nan")
+    assert client_figures([nan, 0.002, 0.005], space) == {"client_kept_up": True}    # a NaN first was the max
+    assert client_figures([0.002, nan, 0.02], space) == {"client_kept_up": False}
+    assert client_figures([nan], space) == client_figures([], space) == {"client_kept_up": None}
