@@ -1,5 +1,4 @@
 """Capacity under SLOs: one launch, a rate search on the running stack, every rate recorded."""
-import math
 
 import optuna
 import pandas as pd
@@ -10,7 +9,6 @@ from serving.sim.stack import SimRunning, SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
 from tuner.runtime.trial import replay_options, run_trial
-from tuner.space.capacity import CapacitySpec
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from serving.sim.stack import SimRunning, SimStack
+from serving.sim.stack import SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
 from tuner.runtime.capacity import Bracket
