@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, table, run_recorded
 
 from serving.sim.profile_io import load_profile
 from tuner.space.compose import load_space
@@ -92,4 +92,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("overhead", main))

@@ -33,7 +33,7 @@ import time
 
 import _common  # noqa: F401  (puts the project on sys.path)
 import _null_server
-from _common import median, pct, table
+from _common import median, pct, table, run_recorded
 
 import aiohttp
 import numpy as np
@@ -235,4 +235,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("replay", main))
