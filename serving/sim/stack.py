@@ -18,6 +18,8 @@ from serving.sim.simulator import SimSettings, simulate
 from serving.stacks import failures
 from pydantic import Field
 
+from serving.config.format import ServingYamlFormat
+from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions
 from serving.stacks.base import (LaunchError, LaunchSpec, Plan, ReplayResult, RunningStack, Stack,
                                  StackOptions)
@@ -51,6 +53,7 @@ def cut_at_deadline(records: list[RequestRecord], deadline: float) -> None:
 
 class SimRunning(RunningStack):
     url = "sim://"
+    protocol = LLMServingProtocol()   # nothing is sent; the protocol names the API the sim stands for
     utilisation = "sim_busy"
     pgids: list[int] = []   # nothing runs
 
@@ -66,8 +69,10 @@ class SimRunning(RunningStack):
             cut_at_deadline(result.records, deadline)
         return ReplayResult(result.records, result.usage(self.busy_window))
 
-    def alive(self) -> bool:
-        return True
+    stopped = False
+
+    def alive(self) -> bool:   # nothing runs, but a stopped stack says so like any other
+        return not self.stopped
 
     def probes(self) -> list[Probe]:
         return []
@@ -76,12 +81,13 @@ class SimRunning(RunningStack):
         return ""
 
     def _stop(self) -> None:
-        pass
+        self.stopped = True
 
 
 class SimStack(Stack):
     name = "sim"
     options_model = SimOptions
+    config_format = ServingYamlFormat()   # the engine's and llm-serving's YAML
     serves_http = False
 
     def launch(self, spec: LaunchSpec) -> SimRunning:

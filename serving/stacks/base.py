@@ -17,12 +17,11 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from serving.config.format import ConfigFormat, ServingYamlFormat
+from serving.config.format import ConfigFormat
 from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition, run_loop
 from serving.replay.workers import workers_for
 from serving.replay.pool import SenderPool
-from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
 from serving.workload import Plan, RequestRecord
 
@@ -63,8 +62,9 @@ class StackOptions(BaseModel):
 
 class RunningStack(abc.ABC):
     url: str = ""
-    #: how requests are sent and answers read (llm-serving's API unless the stack says otherwise)
-    protocol: WireProtocol = LLMServingProtocol()
+    #: how requests are sent and answers read: each stack names its own (no default, so a stack
+    #: that forgets it fails loudly instead of silently speaking another stack's API)
+    protocol: WireProtocol
     #: the probe whose mean is the trial's ``utilisation`` (None: the stack has no usage figure)
     utilisation: str | None = None
 
@@ -135,7 +135,8 @@ class Stack(abc.ABC):
     name: str
     options_model: type[StackOptions] = StackOptions
     serves_http: bool = True     # False for a stack that only replays in-process (the simulator)
-    config_format: ConfigFormat = ServingYamlFormat()
+    #: its config format (render, load, pre-launch checks): each stack names its own
+    config_format: ConfigFormat
 
     def parse_options(self, section: dict[str, Any]) -> StackOptions:
         """The space's section for this stack, typed (pydantic ValidationError when bad)."""

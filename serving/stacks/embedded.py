@@ -4,15 +4,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from serving.config.format import ServingYamlFormat
 from serving.config.schema import load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.engine import EngineBusyProbe
+from serving.replay.llm_serving import LLMServingProtocol
 from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.process import ManagedProcess
 from serving.stacks.readiness import http_ok, wait_until
 
 
 class EmbeddedRunning(RunningStack):
+    protocol = LLMServingProtocol()   # the engine serves llm-serving's API
     utilisation = "engine_busy"
 
     def __init__(self, proc: ManagedProcess, url: str):
@@ -43,6 +46,7 @@ class EmbeddedOptions(StackOptions):
 class EmbeddedStack(Stack):
     name = "embedded"
     options_model = EmbeddedOptions
+    config_format = ServingYamlFormat()   # llm-serving's YAML, engine_config added
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
         host = spec.options.get("host", "127.0.0.1")

@@ -33,6 +33,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
 from serving.config.checks import common_checks, kv_cache_bytes
+from serving.config.format import ServingYamlFormat
+from serving.replay.llm_serving import LLMServingProtocol
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
 from serving.config.schema import ServingYaml, load_serving_yaml
@@ -176,6 +178,8 @@ class LogWatch:
 
 
 class LLMServingRunning(RunningStack):
+    protocol = LLMServingProtocol()
+
     def __init__(self, procs: dict[str, ManagedProcess], url: str, opts: LLMServingOptions,
                  device: int, run_dir: Path):
         self.procs, self.url, self.opts, self.device, self.run_dir = procs, url, opts, device, run_dir
@@ -292,6 +296,7 @@ def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str
 class LLMServingStack(Stack):
     name = "llm_serving"
     options_model = LLMServingOptions
+    config_format = ServingYamlFormat()
 
     def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
         o = parse_options(options)

@@ -153,6 +153,7 @@ def test_senders_end_when_their_parent_is_killed():
 class Loopback(RunningStack):
     """A running stack that is only a URL: the real RunningStack.replay and its sender pool."""
     pgids = []
+    protocol = LLMServingProtocol()
 
     def __init__(self, url):
         self.url, self.stopped = url, False
