@@ -37,6 +37,9 @@ def open_session() -> aiohttp.ClientSession:
                                  skip_auto_headers=("Accept-Encoding",))
 
 
+STOPPED = "cancelled: replay stopped early"   # a request a stop condition cut off
+
+
 class StopCondition(Protocol):
     """Ends a replay early (e.g. early stopping); polled on the replay's event loop."""
     poll: float
@@ -137,7 +140,7 @@ class Replayer:
         try:
             await asyncio.wait(waiters, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reason = "cancelled: replay stopped early" if self._abort.is_set() else "timeout: replay deadline"
+            reason = STOPPED if self._abort.is_set() else "timeout: replay deadline"
             for h in timers:
                 h.cancel()
             for t in (*waiters, *tasks):

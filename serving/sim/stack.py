@@ -7,6 +7,7 @@ i.e. the tiny embedded model, else ``ascend910b_llama2_7b``) and ``busy_window``
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from serving.config.errors import ConfigError
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from serving.config.format import ServingYamlFormat
 from serving.replay.llm_serving import LLMServingProtocol
+from serving.replay.client import STOPPED, StopCondition
 from serving.replay.protocol import ReplayOptions
 from serving.stacks.base import (LaunchError, LaunchSpec, Plan, ReplayResult, RunningStack, Stack,
                                  StackOptions)
@@ -51,6 +53,45 @@ def cut_at_deadline(records: list[RequestRecord], deadline: float) -> None:
         rec.done, rec.finish_reason, rec.error = None, None, "timeout: replay deadline"
 
 
+def seen_by(rec: RequestRecord, at: float) -> RequestRecord:
+    """The record as a live client would hold it ``at`` seconds into the replay."""
+    if rec.done is not None and rec.done <= at:
+        return rec
+    tokens = [t for t in rec.token_times if t <= at]
+    return dataclasses.replace(
+        rec, sent=rec.sent if rec.sent is not None and rec.sent <= at else None,
+        first_token=rec.first_token if rec.first_token is not None and rec.first_token <= at else None,
+        token_times=tokens, n_tokens=len(tokens), done=None, finish_reason=None, error=None)
+
+
+def apply_stop(records: list[RequestRecord], stop: StopCondition) -> None:
+    """Ends a simulated replay where a live stop condition, polled as events arrive, would have:
+    the first event time at which ``stop.check`` fires on what was seen by then. Requests unfinished
+    at that time end as the live client leaves them (never sent or cut off, ``STOPPED``)."""
+    times = sorted({t for r in records for t in (r.sent, r.first_token, r.done, *r.token_times) if t is not None})
+    if not times:
+        return
+    t0 = min(r.sent for r in records if r.sent is not None)
+
+    def fires(at: float) -> bool:
+        return bool(stop.check(at - t0, [seen_by(r, at) for r in records]))
+
+    if not fires(times[-1]):
+        return
+    lo, hi = 0, len(times) - 1          # a stop, once due, stays due: bisect for the first event
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fires(times[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    fires(times[lo])                    # leaves the condition's own state (its reason) as of that time
+    stop.fired = True
+    for i, rec in enumerate(records):
+        if rec.done is None or rec.done > times[lo]:
+            records[i] = dataclasses.replace(seen_by(rec, times[lo]), error=STOPPED)
+
+
 class SimRunning(RunningStack):
     url = "sim://"
     protocol = LLMServingProtocol()   # nothing is sent; the protocol names the API the sim stands for
@@ -63,10 +104,13 @@ class SimRunning(RunningStack):
     def replay(self, plan: Plan, options: ReplayOptions | None = None,
                on_request: Callable[[RequestRecord], None] | None = None,
                deadline: float | None = None, stop=None) -> ReplayResult:
-        """The plan on the virtual clock; ``options`` and ``stop`` do not apply to a simulated server."""
+        """The plan on the virtual clock; a stop condition cuts it where it would have cut a live replay
+        (so a capacity search or early stop is charged what a real stack would be)."""
         result = simulate(self.settings, self.latency, plan, on_request)
         if deadline is not None:
             cut_at_deadline(result.records, deadline)
+        if stop is not None:
+            apply_stop(result.records, stop)
         return ReplayResult(result.records, result.usage(self.busy_window))
 
     stopped = False

@@ -56,14 +56,12 @@ from typing import Callable
 import numpy as np
 
 from serving.replay import ReplayOptions
-from serving.sim.stack import SimRunning, cut_at_deadline
 from serving.stacks import RunningStack
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime import slo as slo_mod
 from tuner.space.capacity import CapacitySpec
 
 CLIENT_OVERLOADED = "client_overloaded"
-STOPPED = "cancelled: replay stopped early"   # what the replay client marks a request a stop cut off
 DESCENT = 0.8                                 # step down from a fail while nothing has passed
 #: what each rate tried keeps (the trial's ``capacity_probes`` user attr, the report's curve)
 PROBE_KEYS = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "e2e_p99", "itl_p99", "throughput_rps",
@@ -139,17 +137,6 @@ def slo_load(metrics: dict[str, float], slo: dict[str, float]) -> float:
     ratios = [metrics.get(k, math.nan) / b for k, b in slo.items() if k != slo_mod.FAILED and b > 0]
     ratios = [r for r in ratios if not math.isnan(r)]
     return max(ratios) if ratios else math.nan
-
-
-def stop_at(records: list[RequestRecord], at: float) -> None:
-    """What the live stop leaves when it ends a replay at ``at``: later requests never sent,
-    unfinished ones cut off as stopped (the simulator's replays run to their end)."""
-    cut_at_deadline(records, at)
-    for r in records:
-        if r.error == "timeout: replay deadline":
-            r.error = STOPPED
-        elif r.sent is None and r.error is None:
-            r.error = STOPPED
 
 
 @dataclass
@@ -228,11 +215,6 @@ class CapacitySearch:
     def replay(self, rate: float, stop: slo_mod.SloStop | None):
         plan = rate_plan(self.requests, rate, self.burst if math.isinf(rate) else self.unit)
         res = self.running.replay(plan, self.options, self.on_request, deadline=self.deadline, stop=stop)
-        if stop is not None and not stop.fired and isinstance(self.running, SimRunning):
-            at = slo_mod.fail_time(res.records, self.slo)
-            if at is not None:
-                stop.fired, stop.reason = True, slo_mod.certain_fail(res.records, self.slo, at) or ""
-                stop_at(res.records, at)
         return plan, res
 
     def probe(self, rate: float) -> Probe:
