@@ -25,7 +25,7 @@ from serving.replay.pool import SenderPool
 from serving.replay.protocol import ReplayOptions, WireProtocol
 from serving.workload import Plan, RequestRecord
 
-__all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
+__all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan", "Stage"]
 
 @dataclass
 class LaunchSpec:
@@ -53,6 +53,16 @@ class LaunchError(RuntimeError):
 class ReplayResult:
     records: list[RequestRecord]
     usage: dict[str, float]      # probe summaries: <probe>_mean, _peak, _samples
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of a bare run: every request stops at this stage of the stack (the seeds' RUN_LEVEL)."""
+    level: int
+    name: str
+    what: str
+    params: dict[str, Any] = field(default_factory=dict)   # config keys set for this row
+    options: dict[str, Any] | None = None                  # the stack's options for this row (None: as given)
 
 
 class StackOptions(BaseModel):
@@ -150,6 +160,10 @@ class Stack(abc.ABC):
         """Counts tokens of a text as the served model's tokenizer does (prompt and output lengths of
         a trace); None when the stack has no tokenizer of its own (the trace's word count is used)."""
         return None
+
+    def stages(self, options: dict[str, Any]) -> list[Stage]:
+        """The stages a bare run stops requests at, first to last (empty: the stack has none)."""
+        return []
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):

@@ -9,7 +9,7 @@ from serving.config.schema import load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.engine import EngineBusyProbe
 from serving.replay.llm_serving import LLMServingProtocol
-from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions, Stage
 from serving.stacks.process import ManagedProcess
 from serving.stacks.readiness import http_ok, wait_until
 
@@ -47,6 +47,12 @@ class EmbeddedStack(Stack):
     name = "embedded"
     options_model = EmbeddedOptions
     config_format = ServingYamlFormat()   # llm-serving's YAML, engine_config added
+
+    def stages(self, options: dict) -> list[Stage]:
+        """The engine's stub levels: the HTTP handler answers, the scheduler runs without the model, all of it."""
+        return [Stage(1, "http", "answered by the HTTP handler", {"engine_config.stub": "http"}),
+                Stage(2, "scheduler", "scheduled with KV blocks, no model", {"engine_config.stub": "scheduler"}),
+                Stage(3, "model", "real model forward", {"engine_config.stub": None})]
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
         host = spec.options.get("host", "127.0.0.1")

@@ -41,7 +41,7 @@ from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions, Stage
 from serving.stacks.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.stacks.process import ManagedProcess
@@ -297,6 +297,26 @@ class LLMServingStack(Stack):
     name = "llm_serving"
     options_model = LLMServingOptions
     config_format = ServingYamlFormat()
+
+    def stages(self, options: dict) -> list[Stage]:
+        """RUN_LEVEL 1-5 of the real code (levels 1-4 need the project's patch), then the real forward
+        where there is an accelerator."""
+        rows = [(1, "http", "server_app_post answers (FAKE_SERVER_APP_POST)"),
+                (2, "worker", "master + scheduler, Worker.predict returns (FAKE_WORKER)"),
+                (3, "dispatcher", "+ PA block tables, DisModel.call returns (FAKE_DISPATCHER)"),
+                (4, "agent", "+ TCP and shared memory, WorkAgent.predict returns (FAKE_AGENT)"),
+                (5, "model_call", "+ agent pre/post-processing and sampling, forward stubbed (FAKE_AGENT_CALL_MODEL)")]
+        if options.get("emulate_profile"):
+            rows[-1] = (5, "model_call", f"+ agent work, forward stubbed, {options['emulate_profile']} device time")
+        if options.get("accelerator", "npu") != "none":
+            rows.append((100, "model", "real model forward"))
+        out = []
+        for level, name, what in rows:
+            opts = dict(options, run_level=None if level == 100 else level)
+            if level != 5:
+                opts.pop("emulate_profile", None)   # device time is emulated only at the stubbed forward
+            out.append(Stage(level, name, what, {}, opts))
+        return out
 
     def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
         o = parse_options(options)

@@ -17,5 +17,5 @@ def test_bare_run_table_has_each_stage(project_root, capsys):
 
 def test_bare_run_needs_a_stack_with_stages(project_root):
     space = load_space("pa_batching", project_root, ["backend=sim"])
-    with pytest.raises(ValueError, match="backend=embedded or backend=llm_serving"):
+    with pytest.raises(ValueError, match="backend .sim. has none"):
         bare_run(space, project_root)
