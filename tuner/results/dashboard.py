@@ -13,7 +13,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import optuna
 
 from serving.stacks.process import ManagedProcess
 from tuner.runtime.ownership import TAG_ENV, command_tag
@@ -37,7 +36,7 @@ def command(storage_url: str, port: int) -> list[str]:
 
 
 def study_url(base: str, storage_url: str, study_name: str) -> str:
-    study_id = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))._study_id
+    study_id = open_storage(storage_url).get_study_id_from_name(study_name)
     return f"{base}/dashboard/studies/{study_id}"
 
 
