@@ -10,7 +10,7 @@ between rows show where the time goes.
 """
 from __future__ import annotations
 
-import tempfile
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,16 @@ def bare_run(space: StudySpace, root: Path, params: dict[str, Any] | None = None
     plan = StudyRun(space, root, "").plan()
     rows = []
     tag = {TAG_ENV: command_tag(space.study, "bare-run")}  # a SIGKILLed bare-run's engine is ended next time
-    base = Path(out_dir or tempfile.mkdtemp(prefix="bare-run-"))
+    # kept beside the study's other tool output, never in an unannounced temporary folder
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(out_dir or Path(root) / "trials" / space.study / "bare-run" / stamp)
     for stage in stages:
         sp = space if stage.options is None else space.model_copy(
             update={"stack_options": {**space.stack_options, space.backend: stage.options}})
         outcome = run_trial(sp, root, {**(params or {}), **stage.params}, base / f"level{stage.level}", plan, env=tag)
         rows.append(_row(stage.level, stage.name, stage.what, outcome))
     print_table(rows, len(plan))
+    print(f"each level's run folder is under {base}")
     return rows
 
 
