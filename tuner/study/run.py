@@ -95,7 +95,20 @@ class StudyRun:
         return study
 
     def objective(self, trial: optuna.Trial) -> list[float]:
-        params = self.space.suggest(trial)
+        """One trial. A stop signal anywhere in it (the sampler's suggest, the gate, the replay, the
+        scoring) leaves the trial ``interrupted`` and, once its configuration is known, queued again;
+        the stack is already stopped by then (it is stopped in a ``finally``)."""
+        params = None
+        try:
+            params = self.space.suggest(trial)
+            return self._trial(trial, params)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_class", "interrupted")
+            if params is not None:
+                trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+            raise
+
+    def _trial(self, trial: optuna.Trial, params: dict) -> list[float]:
         run_dir = self.trials_dir / str(trial.number)
         owner = owner_id()
         trial.set_user_attr("owner", owner)  # tuner.study.resume: who to ask whether the trial still runs
@@ -124,15 +137,10 @@ class StudyRun:
                     self.progress.trial_pruned(trial.number, reason)
                 raise optuna.TrialPruned(reason)
             return self._conclude(trial, m, run_dir)
-        try:
-            m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
-                        on_request=on_request,
-                        early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
-                        on_repeat=self.progress.repeat_started if self.progress else None)
-        except KeyboardInterrupt:  # Ctrl-C/SIGTERM: the stack is already stopped; measure it again next time
-            trial.set_user_attr("fail_class", "interrupted")
-            trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
-            raise
+        m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
+                    on_request=on_request,
+                    early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
+                    on_repeat=self.progress.repeat_started if self.progress else None)
         return self._conclude(trial, m, run_dir)
 
     def warm_start(self, study: optuna.Study) -> warm_start.WarmStart | None:
