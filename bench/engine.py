@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _common import run_recorded
 from serving.config.schema import load_serving_yaml
-from serving.config.settings import engine_settings
+from serving.engine.settings import engine_settings
 from serving.engine.block_manager import BlockManager
 from serving.engine.engine import LLMEngine
 from serving.engine.sequence import SamplingParams, Sequence

@@ -28,7 +28,7 @@ from serving.config.render import render
 from tuner.cli import main as tune
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, trial_config
+from tuner.search.selection import best_trial, trial_config
 from tuner.runtime.trial import run_trial
 
 STUDY = "vllm_batching"

@@ -29,7 +29,7 @@ from tuner.runtime.trial import run_trial
 from tuner.space.compose import load_space
 from tuner.space.spec import Objective, StudySpace
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, trial_config
+from tuner.search.selection import best_trial, trial_config
 
 TRACES = {"alpaca_like": "traces/alpaca_like_1500.jsonl", "long_prompt": "traces/long_prompt_1500.jsonl"}
 

@@ -35,7 +35,7 @@ from tuner.study.resume import end_orphans, recover
 from tuner.study.identity import study_dir
 from tuner.study.preflight import check_inputs
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, feasible_trials, trial_config
+from tuner.search.selection import best_trial, feasible_trials, trial_config
 from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import check_url, default_storage, load_study
 from tuner.study.workers import parse_devices, run_workers

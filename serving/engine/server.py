@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from serving.config.schema import load_serving_yaml
-from serving.config.settings import engine_settings
+from serving.engine.settings import engine_settings
 from serving.engine import api
 from serving.engine.engine import STUB_TOKEN, LLMEngine
 from serving.engine.runner import EngineRunner

@@ -10,7 +10,7 @@ from serving.probes.base import Probe
 from serving.probes.engine import EngineBusyProbe
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions, Stage
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
 from serving.stacks.readiness import http_ok, wait_until
 
 

@@ -42,9 +42,9 @@ from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions, Stage
-from serving.stacks.groups import remove_segments, shm_segments
+from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
 from serving.tokenizers import sentencepiece_counter
 
 AGENT_READY = "all agents started"

@@ -20,7 +20,7 @@ ENTRY_POINT_GROUP = "serving_tuner.stacks"
 _STACKS: dict[str, str | type[Stack]] = {
     "embedded": "serving.stacks.embedded:EmbeddedStack",
     "llm_serving": "serving.stacks.llm_serving:LLMServingStack",
-    "sim": "serving.sim.stack:SimStack",
+    "sim": "serving.stacks.sim:SimStack",
     "vllm": "serving.stacks.vllm:VLLMStack",
 }
 

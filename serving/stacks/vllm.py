@@ -34,9 +34,9 @@ from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
-from serving.stacks.groups import remove_segments, shm_segments
+from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
 from serving.stacks.readiness import http_ok
 
 __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]

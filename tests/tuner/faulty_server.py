@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from serving.config.schema import load_serving_yaml
-from serving.config.settings import engine_settings
+from serving.engine.settings import engine_settings
 from serving.engine.engine import LLMEngine
 from serving.engine.server import EngineServer
 

@@ -1,6 +1,6 @@
 """`tune dashboard`: optuna-dashboard on 127.0.0.1 for the study's storage.
 
-Started from an argument list in its own process group (serving.stacks.process), stopped by
+Started from an argument list in its own process group (serving.procs.process), stopped by
 that group only; tagged with its owner so a SIGKILLed ``tune dashboard`` leaves nothing for good. Its URL points straight at the study.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
 from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import dashboard_args, open_storage

@@ -16,7 +16,7 @@ from serving.config.errors import ConfigError
 from serving.stacks import get_stack
 from tuner.space.spec import StudySpace
 from tuner.study.finalists import describe
-from tuner.study.selection import best_trial, current_verdict, trial_config
+from tuner.search.selection import best_trial, current_verdict, trial_config
 
 
 def target(space: StudySpace, root: Path, to: Path | None, force: bool) -> Path:

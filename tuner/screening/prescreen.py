@@ -39,7 +39,7 @@ class Screened:
     def attrs(self, objectives: list[str] | None = None) -> dict[str, Any]:
         out = {"prescreen_value": None if math.isnan(self.value) else self.value,
                "prescreen_promising": self.promising, "prescreen_reason": self.reason}
-        if objectives:   # every objective as simulated: what a pruned trial stands in with (tuner.study.sampler)
+        if objectives:   # every objective as simulated: what a pruned trial stands in with (tuner.search.sampler)
             vals = [self.metrics.get(o) for o in objectives]
             out["prescreen_objectives"] = [None if v is None or math.isnan(v) else v for v in vals]
         return out

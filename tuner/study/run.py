@@ -33,7 +33,7 @@ from tuner.workload.plan import PlannedTrace, build_plan
 from tuner.runtime.trial import TrialOutcome
 from tuner.screening import warm_start
 from tuner.screening.gate import StudyScreen
-from tuner.study.sampler import make_sampler
+from tuner.search.sampler import make_sampler
 
 
 class TrialFailed(Exception):
@@ -78,7 +78,7 @@ class StudyRun:
         return self.planned().plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.space)   # tuner.study.sampler: the GP learns from pruned trials too
+        return make_sampler(self.space)   # tuner.search.sampler: the GP learns from pruned trials too
 
     def open_study(self) -> optuna.Study:
         """Create or load the study (the storage and the study are made here, after every check); refuse

@@ -13,7 +13,7 @@ import pytest
 
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchSpec, get_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from serving.workload import Plan, TraceRequest
 
 

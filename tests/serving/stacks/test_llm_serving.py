@@ -11,7 +11,7 @@ import yaml
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
 from serving.stacks import get_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from tests.serving.stacks.standin import build_standin, write_base_config
 from tuner.cli import main
 

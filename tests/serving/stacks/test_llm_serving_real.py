@@ -21,7 +21,7 @@ from serving.config.schema import load_serving_yaml
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchError, LaunchSpec, get_stack
 from serving.stacks import llm_serving as ls
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from serving.workload import TraceRequest
 from tests.serving.stacks.real_llm_serving import STUDY, require_real, tree_digest
 from tuner.cli import main

@@ -10,7 +10,7 @@ import pytest
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from serving.workload import TraceRequest
 from tests.conftest import ROOT
 

@@ -10,7 +10,7 @@ import pytest
 
 from serving.config.render import render
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from tests.conftest import ROOT
 from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
 from tuner.cli import main

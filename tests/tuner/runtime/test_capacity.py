@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from serving.config.errors import ConfigError
-from serving.sim.stack import SimRunning, SimStack
+from serving.stacks.sim import SimRunning, SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
 from tuner.runtime.trial import replay_options, run_trial

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from serving.replay.client import STOPPED
-from serving.sim.stack import SimStack
+from serving.stacks.sim import SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
 from tuner.runtime.capacity import Bracket

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from serving.stacks.groups import end_group, group_alive
+from serving.procs.groups import end_group, group_alive
 from tuner.runtime.ownership import owner_alive, owner_id, tagged_groups
 from tuner.study.resume import fail_dead_trials
 from tuner.study.storage import open_storage, requeue
@@ -77,7 +77,7 @@ def test_sigkilled_tune_resumes_without_orphans_or_lost_trials(project_root):
         os.kill(tune.pid, signal.SIGKILL)  # mid-replay of trial 1; trial 0 is complete
         tune.wait()
         stack_pgid = int(pgid_file().read_text().split()[0])
-        end = time.monotonic() + 20     # its watcher ends the stack of the dead tune (serving.stacks.reaper)
+        end = time.monotonic() + 20     # its watcher ends the stack of the dead tune (serving.procs.reaper)
         while group_alive(stack_pgid) and time.monotonic() < end:
             time.sleep(0.1)
         assert not group_alive(stack_pgid), "the stack outlived the SIGKILLed tune"

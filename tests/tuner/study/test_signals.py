@@ -11,7 +11,7 @@ import optuna
 import psutil
 import pytest
 
-from serving.stacks.groups import end_group, group_alive
+from serving.procs.groups import end_group, group_alive
 from tuner.runtime.ownership import tagged_groups
 from tuner.study.storage import open_storage
 
@@ -109,7 +109,7 @@ def test_a_killed_tune_dashboard_takes_its_dashboard_with_it(project_root, clean
     [orphan] = tagged_groups(study)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    end = time.monotonic() + 20    # the dashboard's watcher ends it with the dead command (serving.stacks.reaper)
+    end = time.monotonic() + 20    # the dashboard's watcher ends it with the dead command (serving.procs.reaper)
     while group_alive(orphan) and time.monotonic() < end:
         time.sleep(0.1)
     assert not group_alive(orphan), "optuna-dashboard outlived the SIGKILLed tune dashboard"

@@ -8,8 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from serving.stacks import reaper
-from serving.stacks.groups import end_group, group_alive
+from serving.procs import reaper
+from serving.procs.groups import end_group, group_alive
 
 
 class ManagedProcess:

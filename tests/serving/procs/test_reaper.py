@@ -7,12 +7,12 @@ import time
 
 import psutil
 
-from serving.stacks.groups import group_alive
-from serving.stacks.process import ManagedProcess
+from serving.procs.groups import group_alive
+from serving.procs.process import ManagedProcess
 
 STARTER = """
 import sys, time
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
 p = ManagedProcess([sys.executable, "-c", "import time; time.sleep(600)"], sys.argv[1])
 print(p.pgid, p._watcher.pid, flush=True)
 time.sleep(600)

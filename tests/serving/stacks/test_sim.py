@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from serving.config.schema import load_serving_yaml
-from serving.sim.stack import SimStack, default_profile
+from serving.stacks.sim import SimStack, default_profile
 from serving.stacks.base import LaunchError, LaunchSpec
 from tests.conftest import ROOT, TINY
 from tuner.cli import main
