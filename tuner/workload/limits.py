@@ -40,10 +40,17 @@ def limits_note(plan: Plan, breaks: Callable[[int], list[str]], load=None) -> st
             lo = mid + 1
     first = int(uniq[lo])
     over = int(np.count_nonzero(lengths >= first))
+    ok, bad = int(uniq[lo - 1]) if lo else shortest, first     # the exact limit lies between: what max_tokens
+    while bad - ok > 1:                                         # to suggest, whatever lengths the trace holds
+        mid = (ok + bad) // 2
+        if _rules(breaks, mid) - floor:
+            bad = mid
+        else:
+            ok = mid
     rules = "; ".join(r for r in breaks(longest) if r.replace(str(longest), "N") not in floor)
     already = f" (load.max_tokens={load.max_tokens} is set)" if load is not None and load.max_tokens else ""
     # the stack's rules count BOS too (TraceRequest.total_len); load.max_tokens is prompt + output
     return (f"preflight: {over} of {len(lengths)} planned requests (prompt + output {first - 1} to {longest - 1} "
             f"tokens) exceed the base config's limits: {rules}. Every trial that keeps these limits is rejected "
-            f"(config_rejected); leave those requests out with load.max_tokens={first - 2}{already}, or raise "
+            f"(config_rejected); leave those requests out with load.max_tokens={ok - 1}{already}, or raise "
             f"the limits in the base config or the search space")

@@ -35,7 +35,8 @@ def test_the_summary_counts_requests_over_the_base_config_s_limits_and_says_how_
     note = [line for line in text.splitlines() if line.startswith("preflight:")]
     assert len(note) == 1, text
     assert "2 of 5 planned requests (prompt + output 2008 to 5008 tokens) exceed the base config's limits" in note[0]
-    assert "seq_length[-1] (1024)" in note[0] and "load.max_tokens=2007" in note[0]
+    # the largest that fits seq_length [1024] (prompt + BOS + output < 1024), not one below the next length
+    assert "seq_length[-1] (1024)" in note[0] and "load.max_tokens=1022" in note[0]
     # following the hint leaves them out, counted, and the note is gone
     space = load_space("pa_batching", project_root, ["trace=traces/long.jsonl", "load.requests=3",
                                                      "load.max_tokens=1000"])
