@@ -4,8 +4,8 @@ Rate models (poisson, gamma, constant) take the trace's first N requests (cycled
 the trace is shorter) and draw their send offsets; ``arrivals: trace`` keeps each
 request's own timestamp (from the earliest, divided by ``speedup``; a trace out of time
 order is sorted, and the summary says so) within ``duration`` seconds and at most
-``requests``. ``max_tokens`` leaves out requests longer than that (prompt + output). ``concurrency`` makes the plan closed loop
-(serving.workload.Plan). The trace is read lazily and reading stops once the plan is
+``requests``. ``max_tokens`` leaves out requests longer than that (prompt + output).
+``concurrency`` makes the plan closed loop (serving.workload.Plan). The trace is read lazily and reading stops once the plan is
 full, so the plan is all that is held of a large trace.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _trace_times(path: Path, load, fmt: str, read) -> list[tuple[float, TimedReq
     """The records the trace's own clock puts in the window (at most ``load.requests``), by time from
     the earliest. The times are read first, all of them: only then is it known whether the trace is
     in time order; then only the chosen records are read whole (their prompts counted, synthesized)."""
-    times = arrival_times(path, fmt, read.meter)
+    times = arrival_times(path, fmt, read.meter, tally=read.tally)   # the format's own skips are counted here
     if not len(times):
         return []
     note = order_note(times)
@@ -110,9 +110,9 @@ class _Reader:
 
 def build_plan(path: str | Path, load, counter: Callable[[str], int] | None = None, fmt: str = "auto",
                breaks: Callable[[int], list[str]] | None = None, show_progress: bool = False) -> PlannedTrace:
-    """The plan ``load`` draws from the trace. ``breaks(n)``: the stack's rules a request of n tokens
-    (prompt + output) breaks in the base config; with it the summary says how many requests exceed
-    the stack's limits. ``show_progress``: a progress display when reading takes over a second."""
+    """The plan ``load`` draws from the trace. ``breaks(n)``: the stack's rules a request of ``total_len``
+    n (prompt + BOS + output) breaks in the base config; with it the summary says how many requests
+    exceed the stack's limits. ``show_progress``: a progress display when reading takes over a second."""
     path = Path(path)
     with ReadProgress(path, show_progress) as meter:
         read = _Reader(path, load, counter, fmt, meter)
@@ -136,5 +136,10 @@ def build_plan(path: str | Path, load, counter: Callable[[str], int] | None = No
                f"the trace's first request falls outside duration={load.duration}")
         raise ConfigError(f"the plan holds no request: {why}", path)
     plan = Plan(pairs, load.concurrency)
-    notes = [limits_note(plan, breaks, load)] if breaks is not None else []
+    notes = []
+    if breaks is not None:
+        try:
+            notes.append(limits_note(plan, breaks, load))
+        except (ConfigError, OSError, ValueError):
+            pass     # a base config the stack cannot check is refused by the trial, with its rule and file
     return PlannedTrace(plan, read.tally, [n for n in notes if n])

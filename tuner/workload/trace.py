@@ -72,7 +72,8 @@ def records(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] |
     try:
         for rec in raw:
             if isinstance(rec, Skipped):
-                tally.skipped[rec.reason] += 1
+                if only is None:     # a reader of chosen records had them counted by its first pass
+                    tally.skipped[rec.reason] += 1
                 continue
             tally.raw += 1
             if meter is not None:
@@ -117,15 +118,18 @@ def requests(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] 
 
 
 def arrival_times(path: str | Path, fmt: str = "auto", meter: Callable[[], None] | None = None,
-                  missing_ok: bool = False) -> np.ndarray:
+                  missing_ok: bool = False, tally: Tally | None = None) -> np.ndarray:
     """Every record's timestamp (s) by ordinal, read without counting or synthesizing anything (a first
     pass: whether the trace is in time order is known only once it is read to its end). A record
-    without one is refused (arrivals=trace needs them all), or NaN with ``missing_ok``."""
+    without one is refused (arrivals=trace needs them all), or NaN with ``missing_ok``. ``tally``
+    counts the records the format skips."""
     trace_format, raw = formats.read(path, fmt)
     times: array = array("d")
     try:
         for rec in raw:
             if isinstance(rec, Skipped):
+                if tally is not None:
+                    tally.skipped[rec.reason] += 1
                 continue
             if rec.timestamp is None and not missing_ok:
                 raise ConfigError(f"arrivals=trace needs a timestamp on every record; {rec.where} has none "

@@ -124,3 +124,16 @@ def test_trace_stats_says_when_it_sorted_the_timestamps(tmp_path):
     stats = trace_stats(path)
     assert list(stats.times) == [4, 0, 2, 1]
     assert "timestamps out of order (2 records earlier than the one before): sorted" in describe(stats, bars=False)
+
+
+def test_lzma_alone_is_read_and_compressions_the_stdlib_cannot_stream_are_named(tmp_path):
+    plain = fixtures.mooncake(tmp_path)
+    alone = tmp_path / "alone"
+    alone.write_bytes(lzma.compress(plain.read_bytes(), format=lzma.FORMAT_ALONE))
+    assert [t.request.prompt_len for t in requests(alone)] == [700, 600, 30]
+    for magic, what in ((b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip archive")):
+        path = tmp_path / what.replace(" ", "_")
+        path.write_bytes(magic + b"\x00" * 40)
+        with pytest.raises(ConfigError, match=f"a plain, gzip, bz2 or xz trace must be given, found .*{what}") as err:
+            load_trace(path)
+        assert "\n" not in str(err.value)

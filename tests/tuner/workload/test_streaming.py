@@ -52,3 +52,14 @@ def test_an_unsorted_trace_is_replayed_sorted_with_a_note(tmp_path):
     assert "timestamps out of order (1 records earlier than the one before): sorted" in planned.summary(load)
     window = build_plan(path, LoadSpec(arrivals="trace", duration=1.0, requests=5)).plan
     assert [o for o, _ in window] == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_skips_are_counted_once_when_trace_arrivals_read_the_file_twice(tmp_path):
+    path = tmp_path / "burst.csv"      # 3 zero-response failures (the format's skip), 4 requests over max_tokens
+    rows = [(t, 5000 if t % 2 else 10, 0 if t % 3 == 0 else 4) for t in range(1, 13)]
+    path.write_text("Timestamp,Model,Request tokens,Response tokens\n" + "".join(f"{t},m,{p},{o}\n" for t, p, o in rows))
+    planned = build_plan(path, LoadSpec(arrivals="trace", requests=3, max_tokens=100))
+    assert [r.prompt_len for _, r in planned.plan] == [10, 10, 10]
+    failed = sum(1 for t, p, o in rows if o == 0)
+    assert planned.tally.skipped["no output tokens (Response tokens 0)"] == failed
+    assert [o for o, _ in planned.plan] == [1, 3, 7]      # t=2,4,8 (t=6 failed), from the earliest (t=1)
