@@ -165,3 +165,11 @@ def test_trace_stats_and_convert_read_a_gzip_trace(tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     assert main(["trace", "convert", str(packed), "--to", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_a_trace_whose_every_request_is_too_long_is_named_too(project_root):
+    _long_trace(project_root / "traces", [3000, 5000, 9000])     # all over seq_length [1024]
+    space = load_space("pa_batching", project_root, ["trace=traces/long.jsonl", "load.requests=3"])
+    text = StudyRun(space, project_root, "").planned().summary(space.load)
+    assert "preflight: 3 of 3 planned requests (prompt + output 3008 to 9008 tokens)" in text
+    assert "load.max_tokens=1022" in text
