@@ -45,7 +45,8 @@ from tuner.tools.profile import make_cells, print_table, profile, write_csv
 from tuner.workload.formats import format_names
 from tuner.workload.stats import describe as describe_trace
 from tuner.workload.stats import trace_stats
-from tuner.workload.trace import Tally, requests, write_trace
+from tuner.workload.reading import ReadProgress
+from tuner.workload.trace import Tally, converted, write_trace
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,7 +116,7 @@ def cmd_run(args) -> int:
             devices = parse_devices(args.devices)
         except ValueError as err:
             raise ConfigError(str(err), None, "--devices") from None
-        run = StudyRun(space, root, storage)
+        run = StudyRun(space, root, storage, show_progress=not args.no_progress)
         check_inputs(space, root, run.plan)   # before the storage, the study and the workers
         study = run.open_study()   # refuses a study of other conditions
         recover(study)             # once, before the workers race for it
@@ -125,7 +126,7 @@ def cmd_run(args) -> int:
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
         safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
         return rc
-    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
+    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent, show_progress=not args.no_progress)
     check_inputs(space, root, run.plan)   # before the storage and the first trial
     safe_print(run.planned().summary(space.load))   # the trace as read, in the stack's tokens
     names = [o.name for o in space.objectives]
@@ -238,7 +239,10 @@ def _counter(args):
 
 
 def cmd_trace_stats(args) -> int:
-    print(describe_trace(trace_stats(args.file, args.format, _counter(args)), bars=not args.no_histogram))
+    counter = _counter(args)
+    with ReadProgress(args.file, not args.no_progress) as meter:
+        stats = trace_stats(args.file, args.format, counter, meter)
+    print(describe_trace(stats, bars=not args.no_histogram))
     return 0
 
 
@@ -248,17 +252,9 @@ def cmd_trace_convert(args) -> int:
         raise ConfigError("the output must not exist (or pass --force to overwrite it)", out)
     if not out.parent.is_dir():
         raise ConfigError("the output's folder must exist", out.parent)
-    tally, t0 = Tally(), []
-
-    def rows():
-        for item in requests(args.file, args.format, _counter(args), args.seed, tally):
-            row = {"prompt": item.request.prompt, "output_len": item.request.output_len}
-            if item.timestamp is not None:
-                t0[:] = t0 or [item.timestamp]
-                row["timestamp"] = round(item.timestamp - t0[0], 6)
-            yield row
-
-    write_trace(rows(), out)      # through a temporary file: an error mid-way leaves nothing
+    tally, counter = Tally(), _counter(args)
+    with ReadProgress(args.file, not args.no_progress) as meter:  # through a temporary file: an error leaves nothing
+        write_trace(converted(args.file, args.format, counter, args.seed, tally, meter), out)
     print(f"wrote {out}: {tally.kept} requests from {tally.describe()}")
     return 0
 
@@ -275,6 +271,7 @@ def _trace_parser(sub) -> None:
                        "Hugging Face tokenizer (folder or tokenizer.json); default: words")
         p.add_argument("--study", help="count tokens with this study's stack's tokenizer")
         p.add_argument("--root", type=Path, help="project directory holding search_spaces/ (with --study)")
+        p.add_argument("--no-progress", action="store_true", help="no progress display while the trace is read")
         p.set_defaults(func=func)
         return p
 

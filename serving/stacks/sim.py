@@ -2,8 +2,9 @@
 
 Options (the space's ``sim:`` section): ``profile`` (a bundled profile name or a
 YAML path; default ``embedded`` for a config with an ``engine_config`` section,
-i.e. the tiny embedded model, else ``ascend910b_llama2_7b``) and ``busy_window``
-(seconds per busy-% sample, default 0.25 like the probe sampler).
+i.e. the tiny embedded model, else ``ascend910b_llama2_7b``), ``busy_window``
+(seconds per busy-% sample, default 0.25 like the probe sampler) and ``tokenizer``
+(what a trace's lengths are counted with; default the profile's model's, serving.sim.tokenizer).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from serving.probes.base import Probe
 from serving.sim.latency import LatencyModel
 from serving.sim.profile_io import load_profile
 from serving.sim.simulator import SimSettings, simulate
+from serving.sim.tokenizer import sim_counter
 from serving.stacks import failures
 from pydantic import Field
 
@@ -32,6 +34,7 @@ class SimOptions(StackOptions):
     """The space's ``sim:`` section."""
     profile: str | None = None                    # bundled profile name or YAML path
     busy_window: float = Field(0.25, gt=0)        # seconds per busy-% sample
+    tokenizer: str | None = None                  # trace lengths: a tokenizer path or 'words' (serving.sim.tokenizer)
 
 
 def default_profile(cfg: ServingYaml) -> str:
@@ -133,6 +136,15 @@ class SimStack(Stack):
     options_model = SimOptions
     config_format = ServingYamlFormat()   # the engine's and llm-serving's YAML
     serves_http = False
+
+    def token_counter(self, base_config, options) -> Callable[[str], int] | None:
+        """The tokenizer of the model the profile describes (serving.sim.tokenizer)."""
+        opts = SimOptions.model_validate(options or {})
+        try:
+            profile = opts.profile or default_profile(load_serving_yaml(base_config))
+        except ConfigError:
+            return None   # a base config that does not load is reported where it is loaded, with its key
+        return sim_counter(base_config, profile, opts.tokenizer)
 
     def launch(self, spec: LaunchSpec) -> SimRunning:
         opts = SimOptions.model_validate(spec.options or {})

@@ -16,6 +16,8 @@ cores are, and maximising it would reward the smallest pool; so the CPU's utilis
 """
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import shutil
 import subprocess
@@ -37,6 +39,7 @@ from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, St
 from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.procs.process import ManagedProcess
+from serving.tokenizers import hf_counter
 from serving.stacks.readiness import http_ok
 
 __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
@@ -148,15 +151,12 @@ class VLLMStack(Stack):
 
     def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
         """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
+        if importlib.util.find_spec("tokenizers") is None:
             return None
         folder = resolve_model(load_vllm_yaml(base_config).model)
         if folder is None or not (folder / "tokenizer.json").is_file():
             return None
-        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+        return hf_counter(folder / "tokenizer.json")     # named: the study summary says which tokenizer counted
 
     def launch(self, spec: LaunchSpec) -> VLLMRunning:
         opts = parse_options(spec.options)

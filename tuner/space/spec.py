@@ -150,6 +150,10 @@ class LoadSpec(_Strict):
                              "(1 = Poisson, > 1 bursty)")
     speedup: float | None = Field(None, gt=0, description="trace only: replay the trace's timestamps this much faster")
     concurrency: int | None = Field(None, ge=1, description="closed loop: at most N requests in flight")
+    round_gaps: bool = Field(False, description="poisson only: gaps of mean round(1/X, 2) s, as performance_serving "
+                             "draws them (default: mean 1/X exactly; rounded, X >= 200 sends all at once)")
+    max_tokens: int | None = Field(None, ge=2, description="leave out the trace's requests whose prompt + output "
+                                   "tokens exceed this (e.g. below the stack's seq_length / max_model_len)")
     seed: int = 0
     stream: bool = True
     parameters: dict[str, Any] = Field(default_factory=lambda: {"do_sample": False, "return_full_text": True})
@@ -171,6 +175,8 @@ class LoadSpec(_Strict):
             raise ValueError(f"cv applies to arrivals=gamma only, arrivals is {self.arrivals}")
         if self.speedup is not None and self.arrivals != "trace":
             raise ValueError(f"speedup applies to arrivals=trace only, arrivals is {self.arrivals}")
+        if self.round_gaps and self.arrivals != "poisson":
+            raise ValueError(f"round_gaps applies to arrivals=poisson only, arrivals is {self.arrivals}")
         if self.arrivals == "trace":
             if self.qps is not None:
                 raise ValueError("arrivals=trace sends at the trace's own times, so qps must be null (load.qps=null)")

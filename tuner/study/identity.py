@@ -60,11 +60,20 @@ def differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def _legacy(stored: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint stored before ``load.round_gaps`` existed: Poisson gaps were rounded then."""
+    load = stored.get("load")
+    if isinstance(load, dict) and "round_gaps" not in load:
+        stored = {**stored, "load": {**load, "round_gaps": load.get("arrivals", "poisson") == "poisson"}}
+    return stored
+
+
 def check(study: optuna.Study, space: StudySpace, root: Path) -> None:
     """Refuse (ConfigError) a study whose trials were measured under other conditions."""
     stored = study.user_attrs.get(FINGERPRINT)
     if not isinstance(stored, dict):
         return
+    stored = _legacy(stored)
     diff = differences(stored, fingerprint(space, root))
     if diff:
         raise ConfigError(f"study {study.study_name!r} holds trials measured under other conditions, and one study "

@@ -19,7 +19,7 @@ def outcome_line(outcome, objectives: list[str], state: str | None = None) -> st
         return vals
     if state == "pruned":
         return f"pruned (slower than the best + margin); partial: {vals}"
-    return f"{state} {outcome.fail_class}: {outcome.fail_detail[:200]}"
+    return f"{state} {outcome.fail_class}: {outcome.fail_detail}"   # whole: a rejection lists every rule
 
 
 def _fmt(v) -> str:

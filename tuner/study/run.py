@@ -48,6 +48,7 @@ class StudyRun:
     device_id: int | None = None
     progress: Progress | None = None
     parent: str | None = None         # owner id of the `tune --devices` that started this worker
+    show_progress: bool = False       # a progress display while the trace is read (tuner.workload.reading)
     _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
     _dir: Path | None = field(default=None, init=False, repr=False)
@@ -69,8 +70,11 @@ class StudyRun:
         """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
         if self._trace is None:
             s = self.space
-            counter = get_stack(s.backend).token_counter(self.root / s.base_config, s.backend_options())
-            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format)
+            stack, options = get_stack(s.backend), s.backend_options()
+            counter = stack.token_counter(self.root / s.base_config, options)
+            base = stack.config_format.load(self.root / s.base_config)
+            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format,
+                                     breaks=lambda n: stack.check(base, n, options), show_progress=self.show_progress)
         return self._trace
 
     def plan(self):
