@@ -24,6 +24,7 @@ from serving.replay.workers import workers_for
 from serving.replay.pool import SenderPool
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
+from serving.stacks.readback import Reading
 from serving.workload import Plan, RequestRecord
 
 __all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
@@ -81,6 +82,11 @@ class RunningStack(abc.ABC):
 
     @abc.abstractmethod
     def log_tail(self, max_chars: int = 4000) -> str: ...
+
+    def read_back(self) -> list["Reading"]:
+        """What the launched processes run with, one reading per config key the stack can report
+        (serving.stacks.readback compares them with the trial's config); [] when it can tell nothing."""
+        return []
 
     @abc.abstractmethod
     def _stop(self) -> None:

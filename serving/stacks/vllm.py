@@ -28,7 +28,7 @@ from pydantic import Field, ValidationError
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
-from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, load_vllm_yaml, resolve_model
+from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, launch_text, load_vllm_yaml, resolve_model
 from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
@@ -37,6 +37,8 @@ from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, St
 from serving.stacks.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.stacks.process import ManagedProcess
+from serving.stacks import vllm_readback
+from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok
 
 __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
@@ -91,6 +93,14 @@ class VLLMRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
 
+    def read_back(self) -> list[Reading]:
+        """vLLM's logged args and engine config, and its /metrics cache config (serving.stacks.vllm_readback)."""
+        try:
+            metrics = vllm_readback.fetch_metrics(self.url)
+        except OSError:
+            metrics = ""   # the log's readings still count
+        return vllm_readback.readings(self.proc.log_path.read_text(errors="replace"), metrics)
+
     def _stop(self) -> None:
         segments = shm_segments(self.pgids)
         self.proc.stop(grace=self.opts.stop_grace)
@@ -120,15 +130,15 @@ def environment(opts: VLLMOptions, spec: LaunchSpec, device: int | None) -> dict
 
 def write_launch_yaml(spec: LaunchSpec) -> tuple[Path, VLLMConfig]:
     """run_dir/vllm.yaml: the trial's config with a local model folder made absolute (vLLM runs in
-    the run directory, the model path is relative to where the tuner runs)."""
+    the run directory, the model path is relative to where the tuner runs), keys spelled with dashes."""
     text = Path(spec.config_path).read_text()
     cfg = load_vllm_yaml(spec.config_path)
     folder = resolve_model(cfg.model)
     if folder is not None and str(folder) != cfg.model:
         text = render_text(text, {"model": str(folder)}, spec.config_path)
     out = Path(spec.run_dir) / "vllm.yaml"
-    out.write_text(text)
-    return out, load_vllm_yaml(out)
+    out.write_text(launch_text(text))   # dashed keys: the spelling vLLM's loader honours for `false`
+    return out, load_vllm_yaml(spec.config_path).model_copy(update={"model": str(folder or cfg.model)})
 
 
 class VLLMStack(Stack):

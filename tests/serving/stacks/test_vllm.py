@@ -37,7 +37,8 @@ def test_launch_replay_probes_and_stop(tmp_path):
     running = get_stack("vllm").launch(spec(tmp_path, "ok", cpu_kvcache_space_gb=2))
     try:
         log = running.log_tail()
-        assert "env KV=2 tag=t7" in log and "load_format: dummy" in log
+        # vLLM got the config with dashed keys, the spelling its --config loader honours for `false`
+        assert "env KV=2 tag=t7" in log and "load-format: dummy" in log and "enable-chunked-prefill: true" in log
         assert running.utilisation is None   # CPU: no busy figure; KV usage is recorded, not the objective
         plan = [(0.0, TraceRequest(i, "a b", 5, 2)) for i in range(3)]
         result = running.replay(plan, ReplayOptions(request_timeout=10), deadline=20)
