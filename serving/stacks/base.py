@@ -156,6 +156,11 @@ class Stack(abc.ABC):
         a trace); None when the stack has no tokenizer of its own (the trace's word count is used)."""
         return None
 
+    def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
+        """{config key: why} for keys the stack takes and does not use on the platform ``options`` name:
+        a space tuning one is refused at load (it would measure one configuration under many names)."""
+        return {}
+
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):
         checked once when a study starts, before the first trial."""

@@ -28,7 +28,7 @@ from pydantic import Field, ValidationError
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
-from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, launch_text, load_vllm_yaml, resolve_model
+from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, ignored_keys, launch_text, load_vllm_yaml, resolve_model
 from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
@@ -145,6 +145,9 @@ class VLLMStack(Stack):
     name = "vllm"
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
+
+    def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
+        return ignored_keys(parse_options(options).device)
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         python = parse_options(options).python or sys.executable
