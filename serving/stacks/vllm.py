@@ -40,6 +40,7 @@ from serving.stacks.process import ManagedProcess
 from serving.stacks import vllm_readback
 from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok
+from serving.tokenizers import hf_counter
 
 __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
 
@@ -162,14 +163,13 @@ class VLLMStack(Stack):
     def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
         """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""
         try:
-            from tokenizers import Tokenizer
+            import tokenizers  # noqa: F401  (hf_counter would fall back to transformers)
         except ImportError:
             return None
         folder = resolve_model(load_vllm_yaml(base_config).model)
         if folder is None or not (folder / "tokenizer.json").is_file():
             return None
-        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+        return hf_counter(folder)   # named: the trace summary says which tokenizer counted
 
     def launch(self, spec: LaunchSpec) -> VLLMRunning:
         opts = parse_options(spec.options)

@@ -11,6 +11,7 @@ from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
 from serving.stacks.groups import group_alive
+from serving.tokenizers import counter_name
 from serving.workload import TraceRequest
 from tests.conftest import ROOT
 
@@ -134,3 +135,4 @@ def test_token_counter_reads_the_model_folders_tokenizer(tmp_path):
     get_stack("vllm").config_format.render(BASE, {"model": str(folder)}, cfg)
     count = get_stack("vllm").token_counter(cfg, {})
     assert count("a dog, a cat") == 5   # a, dog, ",", a, cat
+    assert counter_name(count) == "tokenizers model/tokenizer.json"   # the trace summary names it (issue 27.10)
