@@ -105,7 +105,9 @@ class VLLMRunning(RunningStack):
     def _stop(self) -> None:
         segments = shm_segments(self.pgids)
         self.proc.stop(grace=self.opts.stop_grace)
-        remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
+        left = remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
+        # what this stack mapped, for whoever checks the cleanup (other vLLMs on the host map their own)
+        (self.proc.log_path.parent / "shm.json").write_text(json.dumps({"mapped": segments, "removed_after_stop": left}))
 
 
 def accelerator_probes(opts: VLLMOptions, device: int | None) -> list[Probe]:
