@@ -16,6 +16,7 @@ cores are, and maximising it would reward the smallest pool; so the CPU's utilis
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -141,7 +142,7 @@ def write_launch_yaml(spec: LaunchSpec) -> tuple[Path, VLLMConfig]:
         text = render_text(text, {"model": str(folder)}, spec.config_path)
     out = Path(spec.run_dir) / "vllm.yaml"
     out.write_text(launch_text(text))   # dashed keys: the spelling vLLM's loader honours for `false`
-    return out, load_vllm_yaml(spec.config_path).model_copy(update={"model": str(folder or cfg.model)})
+    return out, cfg.model_copy(update={"model": str(folder or cfg.model)})
 
 
 class VLLMStack(Stack):
@@ -164,9 +165,7 @@ class VLLMStack(Stack):
 
     def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
         """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""
-        try:
-            import tokenizers  # noqa: F401  (hf_counter would fall back to transformers)
-        except ImportError:
+        if importlib.util.find_spec("tokenizers") is None:   # hf_counter would fall back to transformers
             return None
         folder = resolve_model(load_vllm_yaml(base_config).model)
         if folder is None or not (folder / "tokenizer.json").is_file():

@@ -1,6 +1,5 @@
 """The read-back comparison (serving.stacks.readback), and the embedded engine's read-back for real."""
 import json
-import sys
 
 import pytest
 
