@@ -38,6 +38,7 @@ class EngineServer:
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/metrics/steps", self.step_metrics)
+        app.router.add_get("/config", self.config)
         app.router.add_get("/serving/get_bs", self.get_bs)
         app.router.add_get("/serving/get_request_numbers", self.get_request_numbers)
         app.router.add_get("/serving/get_serverd_model_info", self.model_info)
@@ -161,6 +162,19 @@ class EngineServer:
         except ValueError:
             raise web.HTTPBadRequest(text=f"since must be an integer, got {request.query['since'][:40]!r}")
         return web.json_response({"steps": self.engine.step_records(since), "next": self.engine.step_count})
+
+    async def config(self, request: web.Request) -> web.Response:
+        """The serving YAML's keys as this engine runs them: read from its block manager and scheduler,
+        not echoed from the file (serving.stacks.readback compares them with the trial's config)."""
+        e, blocks, sched = self.engine, self.engine.blocks, self.engine.scheduler
+        return web.json_response({
+            "pa_config.num_blocks": blocks.num_blocks, "pa_config.block_size": blocks.block_size,
+            "model_config.prefill_batch_size": list(sched.prefill_buckets),
+            "model_config.decode_batch_size": list(sched.decode_buckets),
+            "model_config.max_generate_length": sched.max_generate_length, "model_config.end_token": sched.end_token,
+            "model_config.seq_length": list(self.seq_length), "model_config.seq_type": e.settings.seq_type,
+            "engine_config.backend": e.settings.backend, "engine_config.stub": e.settings.stub,
+            "engine_config.ignore_eos": e.settings.ignore_eos})
 
     async def get_bs(self, request: web.Request) -> web.Response:
         return web.json_response(list(self.engine.settings.decode_batch_size))

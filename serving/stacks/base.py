@@ -49,6 +49,13 @@ class LaunchError(RuntimeError):
         self.fail_class, self.detail, self.log_tail = fail_class, detail, log_tail
 
 
+@dataclass(frozen=True)
+class Reading:
+    key: str          # dotted key of the trial's config (model_config.decode_batch_size, max_num_seqs)
+    value: Any        # what the stack runs with
+    source: str       # where it was read, for the failure detail
+
+
 @dataclass
 class ReplayResult:
     records: list[RequestRecord]
@@ -91,6 +98,11 @@ class RunningStack(abc.ABC):
 
     @abc.abstractmethod
     def log_tail(self, max_chars: int = 4000) -> str: ...
+
+    def read_back(self) -> list["Reading"]:
+        """What the launched processes run with, one reading per config key the stack can report
+        (serving.stacks.readback compares them with the trial's config); [] when it can tell nothing."""
+        return []
 
     @abc.abstractmethod
     def _stop(self) -> None:
@@ -164,6 +176,11 @@ class Stack(abc.ABC):
     def stages(self, options: dict[str, Any]) -> list[Stage]:
         """The stages a bare run stops requests at, first to last (empty: the stack has none)."""
         return []
+
+    def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
+        """{config key: why} for keys the stack takes and does not use on the platform ``options`` name:
+        a space tuning one is refused at load (it would measure one configuration under many names)."""
+        return {}
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):

@@ -1,7 +1,9 @@
 """The default stack: our embedded engine as one server process on a free loopback port."""
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 from pathlib import Path
 
 from serving.config.format import ServingYamlFormat
@@ -11,6 +13,8 @@ from serving.probes.engine import EngineBusyProbe
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions, Stage
 from serving.procs.process import ManagedProcess
+from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok, wait_until
 
 
@@ -33,6 +37,12 @@ class EmbeddedRunning(RunningStack):
 
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
+
+    def read_back(self) -> list[Reading]:
+        """The engine's /config: the pool and batch buckets its block manager and scheduler hold."""
+        with urllib.request.urlopen(self.url + "/config", timeout=10) as resp:
+            found = json.loads(resp.read())
+        return [Reading(k, v, "the engine's /config") for k, v in found.items()]
 
     def _stop(self) -> None:
         self.proc.stop()

@@ -18,6 +18,8 @@ HANG = "hang"
 BAD_RESPONSE = "bad_response"
 CONFIG_REJECTED = "config_rejected"
 KV_POOL_TOO_SMALL = "kv_pool_too_small"
+# the launched stack runs with another value than the trial's config for a tuned key (serving.stacks.readback)
+CONFIG_NOT_APPLIED = "config_not_applied"
 
 _OOM = "|".join([
     r"out of memory", r"MemoryError", r"\bOOM\b",

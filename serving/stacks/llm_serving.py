@@ -45,6 +45,8 @@ from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, St
 from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.procs.process import ManagedProcess
+from serving.stacks.llm_serving_readback import process_readings
+from serving.stacks.readback import Reading
 from serving.tokenizers import sentencepiece_counter
 
 AGENT_READY = "all agents started"
@@ -203,6 +205,10 @@ class LLMServingRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         per = max_chars // max(1, len(self.procs))
         return "\n".join(f"== {p.log_path.name} ==\n{p.log_tail(per)}" for p in self.procs.values())
+
+    def read_back(self) -> list[Reading]:
+        """The YAML each process loaded (its own --config) and the agent's model YAML pool."""
+        return [r for n, p in self.procs.items() for r in process_readings(n, p.pid)]
 
     def _stop(self) -> None:
         segments = shm_segments(self.pgids)

@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
-from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, load_vllm_yaml, resolve_model
+from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, ignored_keys, launch_text, load_vllm_yaml, resolve_model
 from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
@@ -40,6 +40,8 @@ from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.procs.process import ManagedProcess
 from serving.tokenizers import hf_counter
+from serving.stacks import vllm_readback
+from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok
 
 __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
@@ -94,10 +96,20 @@ class VLLMRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
 
+    def read_back(self) -> list[Reading]:
+        """vLLM's logged args and engine config, and its /metrics cache config (serving.stacks.vllm_readback)."""
+        try:
+            metrics = vllm_readback.fetch_metrics(self.url)
+        except OSError:
+            metrics = ""   # the log's readings still count
+        return vllm_readback.readings(self.proc.log_path.read_text(errors="replace"), metrics)
+
     def _stop(self) -> None:
         segments = shm_segments(self.pgids)
         self.proc.stop(grace=self.opts.stop_grace)
-        remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
+        left = remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
+        # what this stack mapped, for whoever checks the cleanup (other vLLMs on the host map their own)
+        (self.proc.log_path.parent / "shm.json").write_text(json.dumps({"mapped": segments, "removed_after_stop": left}))
 
 
 def accelerator_probes(opts: VLLMOptions, device: int | None) -> list[Probe]:
@@ -123,21 +135,24 @@ def environment(opts: VLLMOptions, spec: LaunchSpec, device: int | None) -> dict
 
 def write_launch_yaml(spec: LaunchSpec) -> tuple[Path, VLLMConfig]:
     """run_dir/vllm.yaml: the trial's config with a local model folder made absolute (vLLM runs in
-    the run directory, the model path is relative to where the tuner runs)."""
+    the run directory, the model path is relative to where the tuner runs), keys spelled with dashes."""
     text = Path(spec.config_path).read_text()
     cfg = load_vllm_yaml(spec.config_path)
     folder = resolve_model(cfg.model)
     if folder is not None and str(folder) != cfg.model:
         text = render_text(text, {"model": str(folder)}, spec.config_path)
     out = Path(spec.run_dir) / "vllm.yaml"
-    out.write_text(text)
-    return out, load_vllm_yaml(out)
+    out.write_text(launch_text(text))   # dashed keys: the spelling vLLM's loader honours for `false`
+    return out, cfg.model_copy(update={"model": str(folder or cfg.model)})
 
 
 class VLLMStack(Stack):
     name = "vllm"
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
+
+    def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
+        return ignored_keys(parse_options(options).device)
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         python = parse_options(options).python or sys.executable
@@ -151,7 +166,7 @@ class VLLMStack(Stack):
 
     def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
         """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""
-        if importlib.util.find_spec("tokenizers") is None:
+        if importlib.util.find_spec("tokenizers") is None:   # hf_counter would fall back to transformers
             return None
         folder = resolve_model(load_vllm_yaml(base_config).model)
         if folder is None or not (folder / "tokenizer.json").is_file():

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions, StopCondition
-from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
+from serving.stacks import LaunchError, LaunchSpec, failures, get_stack, readback
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime import capacity
 from tuner.runtime.bound import unloaded_service_times
@@ -78,6 +78,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     try:
         running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
                                           dict(env or {})))
+        readback.verify(running, config_path, space.param_specs(), run_dir)  # never measured unless applied
     except LaunchError as err:
         return _fail(err.fail_class, err.detail, err.log_tail)
     opts = replay_options(space)

@@ -287,6 +287,11 @@ class StudySpace(_Strict):
         flat = flatten_params(self.params)
         if not flat:
             raise ValueError("params names no parameter to tune")
+        ignored = get_stack(self.backend).ignored_keys(self.backend_options())
+        for key in flat:
+            if key in ignored:
+                raise ValueError(f"params.{key}: a key the {self.backend} stack applies on this platform must be "
+                                 f"tuned, found one {ignored[key]}")
         return self
 
     @property

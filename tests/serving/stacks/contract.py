@@ -1,7 +1,8 @@
 """The promises every stack makes to the tuner, as one test class. A stack's test module
 subclasses ``StackContract`` and says how to make a launch spec for it; the same tests then run
 on it: it launches, replays a plan with every record complete, names its utilisation among its
-probes, stops without leaving a process group, and refuses an unknown option at load."""
+probes, stops without leaving a process group, reads back the config it runs with, and refuses an
+unknown option at load."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import pydantic
 import pytest
 
 from serving.replay import ReplayOptions
-from serving.stacks import LaunchSpec, get_stack
+from serving.stacks import LaunchSpec, get_stack, readback
 from serving.procs.groups import group_alive
 from serving.workload import Plan, TraceRequest
 
@@ -27,9 +28,13 @@ class StackContract:
         """A launchable spec for this stack (its rendered config and options)."""
         raise NotImplementedError
 
+    #: the tuned keys of the last render: what the read-back is checked on
+    tuned: dict[str, Any] = {}
+
     def render(self, base: Path, params: dict[str, Any], tmp_path: Path) -> Path:
         out = tmp_path / "config.yaml"
         get_stack(self.backend).config_format.render(base, params, out)
+        self.tuned = dict(params)
         return out
 
     def options(self, section: dict[str, Any]) -> dict[str, Any]:
@@ -41,9 +46,14 @@ class StackContract:
 
     def test_launch_replay_and_stop(self, tmp_path):
         """Launch, replay: one complete record per request, usage summarised; stop: no group left."""
-        running = get_stack(self.backend).launch(self.make_spec(tmp_path))
+        spec = self.make_spec(tmp_path)
+        running = get_stack(self.backend).launch(spec)
         try:
             assert running.alive()
+            # what the stack runs with reads back equal to the trial's config (keys it reports)
+            wrong, _unverified = readback.differences(readback.expected_values(spec.config_path, self.tuned),
+                                                       running.read_back())
+            assert wrong == [], wrong
             result = running.replay(self.plan(), ReplayOptions(request_timeout=60), deadline=120)
             assert len(result.records) == self.requests
             for rec in result.records:
