@@ -12,7 +12,7 @@ instant, which is system-wide.
 While a replay runs, each worker sends what changed (a request sent, a request ended) every
 ``flush`` seconds, so the parent keeps one live view of the records: it calls ``on_done``,
 polls the stop condition and tells every worker to stop when it fires. A worker sends its full
-records (per-token times included) when its part ends.
+records (per-event and per-token times included) when its part ends.
 
 Nothing is left running and nothing hangs: ``close()`` (or leaving the ``with`` block) ends the
 workers; a worker whose parent dies sees its pipe close and ends; a worker that dies during a
@@ -140,7 +140,8 @@ class _Worker:
         finally:
             fl.cancel()
             self.replayer = None
-        return self._send(("end", [(*_update(p, r), r.token_times) for p, r in zip(positions, records)]))
+        return self._send(("end", [(*_update(p, r), r.token_times, r.chunk_times)
+                                   for p, r in zip(positions, records)]))
 
 
 def _serve(conn: Connection, flush: float) -> None:
@@ -292,7 +293,7 @@ class SenderPool:
         rec.sent, rec.first_token, rec.done, rec.n_tokens, rec.finish_reason, rec.error = \
             sent, first, done, n_tokens, finish, error
         if len(item) > 7:
-            rec.token_times = item[7]
+            rec.token_times, rec.chunk_times = item[7], item[8]
         if (done is not None or error is not None) and sent is not None and pos not in reported:
             reported.add(pos)
             if on_done:

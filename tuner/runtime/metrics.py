@@ -1,4 +1,8 @@
-"""Scores from per-request records, computed afterwards with pandas, never in the HTTP loop."""
+"""Scores from per-request records, computed afterwards, never in the HTTP loop.
+
+What each figure means (TTFT, TPOT, ITL, E2E, send and read lag, the phase times) is defined in
+one place, docs/metrics.md; the code here follows it.
+"""
 from __future__ import annotations
 
 import math
@@ -8,12 +12,14 @@ import numpy as np
 from serving.workload import RequestRecord
 
 PCTS = (50, 90, 99)
-_SPREADS = ("ttft", "e2e", "tpot", "itl", "send_lag")
+_SPREADS = ("ttft", "e2e", "tpot", "itl", "send_lag", "read_lag")
 #: every figure a trial's metrics hold (score, then run_trial's utilisation), for checking the
 #: names a space's objectives and constraints use before anything runs
 METRICS = ("requests", "requests_ok", "requests_failed", "total_time", "throughput_rps", "tokens_per_s",
            "tokens_out", *(f"{p}_{s}" for p in _SPREADS for s in (*(f"p{q}" for q in PCTS), "mean")),
-           "arrival_bound", "efficiency", "utilisation", "client_kept_up",
+           "arrival_bound", "efficiency", "utilisation", "client_kept_up", "read_lag_max",
+           # where a trial's time went (tuner.runtime.trial): launch to ready, the replay(s), the stop
+           "startup_s", "replay_s", "stop_s",
            # capacity search (tuner.runtime.capacity) and energy (serving.probes energy counters)
            "capacity_rps", "capacity_low", "capacity_high", "capacity_uncertainty", "capacity_saturation_rps",
            "capacity_requests_replayed", "energy_j", "energy_j_per_token")
@@ -66,12 +72,12 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
     m["throughput_rps"] = len(ok) / total if total > 0 else float("nan")
     m["tokens_per_s"] = float(ok["n_tokens"].sum()) / total if total > 0 else float("nan")
     m["tokens_out"] = float(ok["n_tokens"].sum())
-    m |= _pcts("ttft", ok["first_token"] - ok["sent"])
-    m |= _pcts("e2e", ok["done"] - ok["sent"])
-    multi = ok[ok["n_tokens"] > 1]
-    m |= _pcts("tpot", (multi["done"] - multi["first_token"]) / (multi["n_tokens"] - 1))
-    itl = [b - a for r in records if r.ok for a, b in zip(r.token_times, r.token_times[1:])]
-    m |= _pcts("itl", itl)
+    good = [r for r in records if r.ok]
+    m |= _pcts("ttft", [r.first_token - r.sent for r in good if r.first_token is not None])
+    m |= _pcts("e2e", [r.last_token - r.sent for r in good])
+    m |= _pcts("tpot", [(r.last_token - r.first_token) / (r.n_tokens - 1) for r in good
+                        if r.n_tokens > 1 and r.first_token is not None])
+    m |= _pcts("itl", [b - a for r in good for a, b in zip(r.events, r.events[1:])])
     if service_times:
         last = df.loc[df["sent"].idxmax()]
         bound = float(last["sent"]) - start + service_times.get(int(last["index"]), 0.0)
