@@ -39,10 +39,10 @@ class RequestRecord:
     first_token: float | None = None
     done: float | None = None
     token_times: list[float] = field(default_factory=list)
-    chunk_times: list[float] = field(default_factory=list)
     n_tokens: int = 0
     finish_reason: str | None = None
     error: str | None = None            # why the request failed; None when it succeeded
+    chunk_times: list[float] = field(default_factory=list)   # last: the fields above keep their positions
 
     @property
     def ok(self) -> bool:

@@ -141,7 +141,7 @@ class _Worker:
             fl.cancel()
             self.replayer = None
         return self._send(("end", [(*_update(p, r), r.token_times, r.chunk_times)
-                                   for p, r in zip(positions, records)]))
+                                   for p, r in zip(positions, records)], rp.read_lags))
 
 
 def _serve(conn: Connection, flush: float) -> None:
@@ -163,6 +163,7 @@ class SenderPool:
         self._procs: list = []
         self._conns: list[Connection] = []
         self.records: list[RequestRecord] = []
+        self.read_lags: list[float] = []       # the last replay's loop-lag samples, every worker's
         self.t0 = 0.0                          # time.monotonic() of the last replay's time 0
         started = time.monotonic()
         try:
@@ -220,6 +221,7 @@ class SenderPool:
         if self.closed:
             raise RuntimeError("the sender pool is closed")
         self.records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
+        self.read_lags = []
         owner = [k % self.size for k in range(len(plan))]
         try:
             self._revive()
@@ -266,9 +268,11 @@ class SenderPool:
                 if conn not in live or (obj is not conn and conn.poll()):
                     continue               # a dead worker's last messages are read first
                 try:
-                    kind, batch = conn.recv() if obj is conn else ("died", ())
+                    kind, batch, *lags = conn.recv() if obj is conn else ("died", ())
                 except (EOFError, OSError):
-                    kind, batch = "died", ()
+                    kind, batch, lags = "died", (), []
+                if lags:
+                    self.read_lags.extend(lags[0])
                 for item in batch:
                     self._merge(item, reported, on_done)
                 if kind in ("end", "died"):

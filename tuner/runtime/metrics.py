@@ -50,11 +50,20 @@ def _pcts(prefix: str, values) -> dict[str, float]:
     return out
 
 
-def score(records: list[RequestRecord], service_times: dict[int, float] | None = None) -> dict[str, float]:
+def read_lag_figures(read_lags: list[float] | None) -> dict[str, float]:
+    """The replay client's read lag (its loop-lag samples): percentiles and max; nothing without samples."""
+    if not read_lags:
+        return {}
+    return _pcts("read_lag", read_lags) | {"read_lag_max": float(max(read_lags))}
+
+
+def score(records: list[RequestRecord], service_times: dict[int, float] | None = None,
+          read_lags: list[float] | None = None) -> dict[str, float]:
     """Exec Time (first send to last completion), rates, latency percentiles, failures.
 
     ``service_times`` (request index -> its unloaded service time) adds the
     arrival-bound lower limit: the last send plus that request's own service time.
+    ``read_lags`` (the replay client's loop-lag samples) adds the read-lag figures.
     """
     df = records_frame(records)
     ok = df[df["error"].isna() & df["done"].notna()]
@@ -63,6 +72,7 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
                            "requests_failed": float(len(df) - len(ok))}
     # the client's figure: known once anything was sent, answered or not
     m |= _pcts("send_lag", (df["sent"] - df["scheduled"]).dropna())
+    m |= read_lag_figures(read_lags)
     if len(ok) == 0 or sent.empty:
         m["total_time"] = float("nan")
         return m
