@@ -51,10 +51,9 @@ def _pcts(prefix: str, values) -> dict[str, float]:
 
 
 def read_lag_figures(read_lags: list[float] | None) -> dict[str, float]:
-    """The replay client's read lag (its loop-lag samples): percentiles and max; nothing without samples."""
-    if not read_lags:
-        return {}
-    return _pcts("read_lag", read_lags) | {"read_lag_max": float(max(read_lags))}
+    """The replay client's read lag (its loop-lag samples): percentiles and max; NaN without samples
+    (a replay with no client of its own, the simulator's: not measured, so not judged)."""
+    return _pcts("read_lag", read_lags or []) | {"read_lag_max": float(max(read_lags)) if read_lags else float("nan")}
 
 
 def score(records: list[RequestRecord], service_times: dict[int, float] | None = None,
