@@ -6,14 +6,17 @@ its own ITL sample, and gaps between writes show up as they were spaced.
 """
 import asyncio
 import json
+import time
 
 from aiohttp import web
 
 from serving.replay import LLMServingProtocol, ReplayOptions, Replayer
+from serving.replay.llm_serving import scan_line
 from serving.replay.openai import OpenAIProtocol
+from serving.replay.protocol import arrived_lines
 from serving.workload import TraceRequest
 from tests.serving.replay.servers import serve
-from tuner.runtime.metrics import score
+from tuner.runtime.metrics import read_lag_figures, score
 
 WRITES, PER_WRITE, GAP = 3, 3, 0.03
 
@@ -95,3 +98,27 @@ def test_itl_is_per_content_chunk_not_per_token():
     # TPOT = (E2E - TTFT) / (tokens - 1), E2E ending at the last content chunk (not at [DONE])
     assert m["tpot_p50"] == (rec.chunk_times[-1] - rec.first_token) / (n - 1)
     assert m["e2e_p50"] == rec.chunk_times[-1] - rec.sent
+
+
+class BusyReader(LLMServingProtocol):
+    """A client that cannot keep up: 40 ms of blocking work per stream line (a saturated event loop)."""
+
+    async def read_stream(self, resp, rec, now):
+        async for lines in arrived_lines(resp):
+            for line in lines:
+                time.sleep(0.04)
+                seen = scan_line(line)
+                if seen and seen[0]:
+                    rec.add_chunk(now())
+
+
+def test_a_busy_client_loop_shows_as_read_lag():
+    """What the records cannot show (every event is stamped late alike) the loop's own timer does."""
+    async def go():
+        async with serve({"/models/llama2/generate_stream": llm_batched}) as url:
+            plan = [(0.0, TraceRequest(0, "p", WRITES * PER_WRITE, 1))]
+            rp = Replayer(url, BusyReader(), ReplayOptions(request_timeout=10))
+            await rp.run(plan, deadline=15)
+            return rp.read_lags
+    fig = read_lag_figures(asyncio.run(go()))
+    assert fig["read_lag_max"] >= 0.03 and fig["read_lag_p99"] > 0.025
