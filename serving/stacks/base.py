@@ -60,6 +60,7 @@ class Reading:
 class ReplayResult:
     records: list[RequestRecord]
     usage: dict[str, float]      # probe summaries: <probe>_mean, _peak, _samples
+    read_lags: list[float] = field(default_factory=list)   # the client's loop-lag samples (serving.replay.client)
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,12 @@ class RunningStack(abc.ABC):
         with ProbeSampler(self.probes()) as sampler:
             if senders is not None:
                 records = senders.replay(self.url, self.protocol, options, plan, on_request, deadline, stop)
+                lags = senders.read_lags
             else:
-                records = run_loop(Replayer(self.url, self.protocol, options, on_request).run(plan, deadline, stop))
-        return ReplayResult(records, sampler.summary())
+                replayer = Replayer(self.url, self.protocol, options, on_request)
+                records = run_loop(replayer.run(plan, deadline, stop))
+                lags = replayer.read_lags
+        return ReplayResult(records, sampler.summary(), lags)
 
     _senders: SenderPool | None = None
 

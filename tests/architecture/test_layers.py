@@ -79,3 +79,48 @@ def test_graph_is_not_empty(pkg):
     """Guards the two tests above against passing on a graph that found nothing."""
     g = graph()
     assert sum(len(d) for m, d in g.items() if m.startswith(pkg)) > 20
+
+
+#: sub-packages from the top down; a module may import only from its own sub-package or a later
+#: layer (never a sibling of its own layer); tuner/ may import any of serving/. docs/architecture.md
+#: states this order.
+LAYERS = [
+    ["tuner.cli"],
+    ["tuner.results", "tuner.tools"],
+    ["tuner.study"],
+    ["tuner.screening"],
+    ["tuner.search"],
+    ["tuner.runtime"],
+    ["tuner.space"],
+    ["tuner.workload"],
+    ["tuner"],     # the package itself
+    ["serving.stacks"],
+    ["serving.sim", "serving.replay", "serving.probes"],
+    ["serving.engine"],
+    ["serving"],   # serving/*.py: the types and token counters both sides share
+    ["serving.config", "serving.procs"],
+]
+
+
+def subpackage(module: str) -> str:
+    """The LAYERS entry a module belongs to: the longest one that is it or a package above it."""
+    names = {p for layer in LAYERS for p in layer}
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in names:
+            return ".".join(parts[:n])
+    return module
+
+
+def test_subpackages_import_only_downwards_in_the_stated_order():
+    rank = {p: i for i, layer in enumerate(LAYERS) for p in layer}
+    wrong = []
+    for mod, deps in graph().items():
+        a = subpackage(mod)
+        assert a in rank, f"{mod} is in no layer of LAYERS"
+        for d in deps:
+            b = subpackage(d)
+            crossing = a.split(".")[0] == "tuner" and b.split(".")[0] == "serving"   # tuner/ uses serving/
+            if a != b and not crossing and rank[b] <= rank[a]:
+                wrong.append(f"{mod} -> {d}")
+    assert wrong == [], "\n".join(wrong)

@@ -17,7 +17,9 @@ from serving.stacks import LaunchError, LaunchSpec, failures, get_stack, readbac
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime import capacity
 from tuner.runtime.bound import unloaded_service_times
+from tuner.runtime.client_check import CLIENT_OVERLOADED, behind, is_burst, kept_up
 from tuner.runtime.metrics import energy, records_frame, score
+from tuner.runtime.phases import Phases
 from tuner.space.spec import StudySpace
 
 
@@ -75,32 +77,43 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     broken = stack.check(cfg, max_len, options)
     if broken:
         return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
+    phases = Phases()      # where the trial's time went (tuner.runtime.phases)
     try:
-        running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
-                                          dict(env or {})))
+        with phases("startup"):
+            running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
+                                              dict(env or {})))
         readback.verify(running, config_path, space.param_specs(), run_dir)  # never measured unless applied
     except LaunchError as err:
-        return _fail(err.fail_class, err.detail, err.log_tail)
+        out = _fail(err.fail_class, err.detail, err.log_tail)
+        out.metrics = dict(phases.times)
+        return out
     opts = replay_options(space)
     if space.capacity_search:
-        return _capacity_trial(space, running, plan, opts, run_dir, on_request, on_launch)
+        return _capacity_trial(space, running, plan, opts, run_dir, on_request, on_launch, phases)
     try:
-        if on_launch:
-            on_launch(running.pgids)
-        result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
-        records = result.records
-        alive = running.alive()
-        tail = running.log_tail()
-        service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
+        with phases("replay"):
+            if on_launch:
+                on_launch(running.pgids)
+            result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
+            records = result.records
+            alive = running.alive()
+            tail = running.log_tail()
+            service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
     finally:
-        running.stop()
+        with phases("stop"):
+            running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
-    metrics = score(records, service) | result.usage
+    metrics = score(records, service, result.read_lags) | result.usage | phases.times
     metrics |= energy(result.usage, metrics.get("tokens_out", 0.0))
-    metrics |= client_figures([metrics.get("send_lag_p99", float("nan"))], space)
+    lagging = behind(metrics, space.capacity, is_burst(plan))
+    metrics |= kept_up([(metrics, is_burst(plan))], space.capacity)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
+    if lagging and alive:  # what was measured is the client: never a result of the configuration
+        out = _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records)
+        out.metrics = metrics
+        return out
     if failed > space.max_failed_fraction or not alive or math.isnan(metrics["total_time"]):
         cls, detail = _classify_replay(records, alive, tail)
         out = _fail(cls, detail, tail, records=records)
@@ -109,15 +122,8 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     return TrialOutcome(metrics=metrics, records=records)
 
 
-def client_figures(lags_p99: list[float], space: StudySpace) -> dict[str, Any]:
-    """Whether the replay client sent on schedule: the worst send-lag p99 of the replays that have one
-    (NaN: nothing sent) within capacity.max_send_lag; None when none has."""
-    known = [x for x in lags_p99 if not math.isnan(x)]
-    return {"client_kept_up": bool(max(known) <= space.capacity.max_send_lag) if known else None}
-
-
 def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_dir: Path,
-                    on_request, on_launch) -> TrialOutcome:
+                    on_request, on_launch, phases: Phases) -> TrialOutcome:
     """The rate search on the running stack (tuner.runtime.capacity); the stack is always stopped."""
     requests = [r for _, r in plan]
     found: capacity.CapacityResult | None = None
@@ -125,16 +131,18 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
                                      space.timeouts.replay, on_request)
     error: capacity.ClientOverloaded | None = None
     try:
-        if on_launch:
-            on_launch(running.pgids)
-        try:
-            found = search.run()
-        except capacity.ClientOverloaded as err:
-            error = err
-        alive = running.alive()
-        tail = running.log_tail()
+        with phases("replay"):
+            if on_launch:
+                on_launch(running.pgids)
+            try:
+                found = search.run()
+            except capacity.ClientOverloaded as err:
+                error = err
+            alive = running.alive()
+            tail = running.log_tail()
     finally:
-        running.stop()
+        with phases("stop"):
+            running.stop()
     probes = search.probes
     frames = [records_frame(p.records).assign(probe=i, rate=p.rate) for i, p in enumerate(probes)]
     if frames:
@@ -143,10 +151,9 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
     if not probes:
         return _fail(failures.BAD_RESPONSE, "the capacity search replayed nothing", tail)
     rep = found.best if found else probes[-1]
-    metrics = dict(rep.metrics) | rep.usage
+    metrics = dict(rep.metrics) | rep.usage | phases.times
     metrics |= energy(rep.usage, metrics.get("tokens_out", 0.0))
-    lags = [p.metrics.get("send_lag_p99", float("nan")) for p in probes if not math.isinf(p.rate)]
-    metrics |= client_figures(lags, space)  # a burst has no schedule to keep
+    metrics |= kept_up([(p.metrics, math.isinf(p.rate)) for p in probes], space.capacity)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = rep.usage.get(key, float("nan")) if key else float("nan")
     if found:
@@ -154,7 +161,7 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
     else:
         metrics["capacity_probes"] = [p.row() for p in probes]
     if error is not None:
-        out = _fail(capacity.CLIENT_OVERLOADED, str(error), tail, records=rep.records)
+        out = _fail(CLIENT_OVERLOADED, str(error), tail, records=rep.records)
     elif not alive:
         out = _fail(failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
                     "stack exited during the capacity search", tail, records=rep.records)

@@ -33,7 +33,10 @@ class CapacitySpec(_Strict):
     max_probes: int = Field(10, ge=1, description="rates tried after the saturation probe, at most")
     min_rate: float = Field(0.05, gt=0, description="req/s; below it the capacity is 0")
     max_send_lag: float = Field(0.025, gt=0, description="s; a client whose send lag p99 is over this "
-                                "did not keep up, and the search fails (client_overloaded)")
+                                "did not keep up: the trial (any trial, not only a capacity search) "
+                                "fails as client_overloaded (docs/metrics.md)")
+    max_read_lag: float = Field(0.025, gt=0, description="s; a client whose read lag p99 (its event loop "
+                                "waking late) is over this did not keep up: client_overloaded too")
 
 
 def check_slo(slo: dict[str, float]) -> dict[str, float]:

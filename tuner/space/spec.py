@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
-from tuner.runtime.metrics import is_known_metric, known_metrics_text
+from tuner.space.metric_names import is_known_metric, known_metrics_text
 from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
 from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
 

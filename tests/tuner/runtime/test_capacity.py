@@ -70,7 +70,7 @@ class LaggingSim(SimRunning):
 
 
 def test_a_client_that_fell_behind_fails_the_search_loudly(project_root):
-    space = load_space("pa_batching", project_root, [*CAP, "backend=sim"])
+    space = load_space("pa_batching", project_root, [*CAP, "backend=sim", "capacity.max_send_lag=0.025"])
     base = sim_running(space, project_root, project_root / "trials/c/2")
     lagging = LaggingSim(base.settings, base.latency)
     reqs = [r for _, r in StudyRun(space, project_root, "").plan()]
