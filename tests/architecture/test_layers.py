@@ -124,3 +124,13 @@ def test_subpackages_import_only_downwards_in_the_stated_order():
             if a != b and not crossing and rank[b] <= rank[a]:
                 wrong.append(f"{mod} -> {d}")
     assert wrong == [], "\n".join(wrong)
+
+
+def test_the_documented_layers_are_the_tested_ones():
+    """docs/architecture.md's list of layers is this file's LAYERS, row for row."""
+    import re
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"## Layers.*?```\n(.*?)```", text, re.S).group(1)
+    rows = [[n.strip() for n in line.split("(")[0].split(",")] for line in block.splitlines()
+            if line.strip() and not line.startswith(" ")]
+    assert rows == LAYERS
