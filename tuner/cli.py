@@ -15,6 +15,7 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tuner.results.dashboard import serve
 from tuner.results.export import export_best
 from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
+from tuner.runtime.writes import check_target, write_chunks
 from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
 from tuner.study.progress import PlainProgress, RichStudyProgress, warm_line
@@ -45,7 +47,7 @@ from tuner.tools.profile import make_cells, print_table, profile, write_csv
 from tuner.workload.formats import format_names
 from tuner.workload.stats import describe as describe_trace
 from tuner.workload.stats import trace_stats
-from tuner.workload.trace import Tally, requests, write_trace
+from tuner.workload.trace import Tally, requests
 
 
 class Parser(argparse.ArgumentParser):
@@ -243,22 +245,18 @@ def cmd_trace_stats(args) -> int:
 
 
 def cmd_trace_convert(args) -> int:
-    out: Path = args.to
-    if out.exists() and not args.force:
-        raise ConfigError("the output must not exist (or pass --force to overwrite it)", out)
-    if not out.parent.is_dir():
-        raise ConfigError("the output's folder must exist", out.parent)
+    out = check_target(args.to, args.force, key="--to")   # a regular file or a new one, never a device
     tally, t0 = Tally(), []
 
-    def rows():
+    def lines():
         for item in requests(args.file, args.format, _counter(args), args.seed, tally):
             row = {"prompt": item.request.prompt, "output_len": item.request.output_len}
             if item.timestamp is not None:
                 t0[:] = t0 or [item.timestamp]
                 row["timestamp"] = round(item.timestamp - t0[0], 6)
-            yield row
+            yield json.dumps(row) + "\n"
 
-    write_trace(rows(), out)      # through a temporary file: an error mid-way leaves nothing
+    write_chunks(out, lines(), args.force, key="--to")   # through a temporary file: an error mid-way leaves nothing
     print(f"wrote {out}: {tally.kept} requests from {tally.describe()}")
     return 0
 
