@@ -1,6 +1,7 @@
 """``tune``: the one command line over the study, its results and the tools beside it.
 
   tune --study pa_batching [--n-trials N] [--storage URL] [--devices 0,1] [key=value ...]
+     (overrides and flags in any order; `tune run` also writes trials/<study>-<uid8>/results.json)
   tune export --study pa_batching [--to configs/llama/NAME.yaml] [--force]
   tune finalize | dashboard | report --study pa_batching
   tune bare-run | profile | calibrate --study pa_batching
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from serving.stacks import LaunchError, get_stack
 from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
+from tuner.results.results_json import write_results
+from tuner.cli_reference import reference
 from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.runtime.writes import check_target, write_chunks
@@ -85,6 +89,34 @@ def between(low: float, high: float):
     return parse
 
 
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    v = count(0)(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"a port in 0..65535 must be given, got {v}")
+    return v
+
+
+def batch_pairs(text: str) -> tuple[tuple[int, int], ...]:
+    """An argparse type: ``DxP[,DxP...]``, decode x prefill batch sizes >= 1 (tune calibrate --runs)."""
+    try:
+        pairs = tuple(tuple(int(x) for x in pair.split("x")) for pair in text.split(","))
+    except ValueError:
+        pairs = ()
+    if not pairs or any(len(p) != 2 or min(p) < 1 for p in pairs):
+        raise argparse.ArgumentTypeError(f"decode x prefill pairs of integers >= 1 must be given, e.g. 1x1,4x2, "
+                                         f"got {text!r}")
+    return pairs
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("serving-tuner")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", default="pa_batching", help="search_spaces/<study>.yaml (default pa_batching)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///trials/<study>.db)")
@@ -126,6 +158,7 @@ def cmd_run(args) -> int:
             safe_print(warm_line(len(warm.simulated), [p for p, _ in warm.candidates]))
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
         safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
+        safe_print(f"wrote {write_results(load_study(storage, space.study), root, storage)}")
         return rc
     run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
     check_inputs(space, root, run.plan)   # before the storage and the first trial
@@ -139,12 +172,24 @@ def cmd_run(args) -> int:
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
     # the study is stored: a reader that went away (`| head -1`) costs nothing from here on
     safe_print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
+    safe_print(f"wrote {write_results(study, root, storage)}")
     if done:
         best = best_trial(study)
         safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
                    + " | " + ", ".join(f"{k}={v}" for k, v in trial_config(best).items()))
-        safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
+        safe_print(f"export it with: {export_hint(args)}")
     return 0
+
+
+def export_hint(args) -> str:
+    """The `tune export` line for the study just run: its storage, root and overrides exactly, each
+    word shell-quoted (``slo={ttft_p99: 2}`` printed bare is three words to a shell)."""
+    words = ["tune", "export", "--study", args.study]
+    if args.storage is not None:
+        words += ["--storage", args.storage]
+    if args.root is not None:
+        words += ["--root", str(args.root)]
+    return shlex.join(words + list(args.overrides))
 
 
 def cmd_export(args) -> int:
@@ -174,7 +219,23 @@ def cmd_finalize(args) -> int:
 def cmd_dashboard(args) -> int:
     root, space, storage = _context(args, create=False)
     study = load_study(storage, space.study)  # an existing study: nothing is created for a wrong name
-    return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+    if args.port:
+        check_port_free(args.port)
+    try:
+        return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+    except RuntimeError as err:  # not installed, exited at start, never answered: what it said, one line
+        raise ConfigError(f"optuna-dashboard must start; {err}", key="dashboard") from None
+
+
+def check_port_free(number: int) -> None:
+    """The dashboard's --port can be bound on 127.0.0.1 now (else optuna-dashboard dies at start)."""
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", number))
+        except OSError as err:
+            raise ConfigError(f"a free port must be given; 127.0.0.1:{number} is taken ({err.strerror})",
+                              key="--port") from None
 
 
 def cmd_report(args) -> int:
@@ -212,7 +273,7 @@ def cmd_profile(args) -> int:
 
 def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
-    runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
+    runs = args.runs
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
         steps, delays = cal.load_runs(args.refit)
@@ -261,12 +322,13 @@ def cmd_trace_convert(args) -> int:
     return 0
 
 
-def _trace_parser(sub) -> None:
+def _trace_parser(sub, epilog: str | None) -> None:
     verbs = sub.add_parser("trace", help="trace statistics and conversion (tune trace stats|convert FILE)") \
         .add_subparsers(dest="verb", required=True)
 
     def verb(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=help)
+        p = verbs.add_parser(name, help=help, description=help, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("file", type=Path, help="the trace (any format tune reads)")
         p.add_argument("--format", default="auto", choices=format_names(), help="trace format (default: detected)")
         p.add_argument("--tokenizer", type=Path, help="count tokens with this SentencePiece .model file or "
@@ -286,12 +348,24 @@ def _trace_parser(sub) -> None:
     conv.add_argument("--seed", type=int, default=0, help="seed of synthesized prompts (length-only formats)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.")
+def _help_root() -> Path | None:
+    try:
+        return find_root(None)
+    except ConfigError:
+        return None
+
+
+def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
+    """``full_help``: the names and keys after the flags (read only when help is asked for)."""
+    epilog = reference(_help_root()) if full_help else None
+    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.", epilog=epilog,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = ap.add_subparsers(dest="command")
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
         p.set_defaults(func=func)
         return p
@@ -311,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--confidence", type=between(0.5, 1.0), help="e.g. 0.95 (default: finalists.confidence)")
     fin.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     dash = command("dashboard", cmd_dashboard, "start optuna-dashboard on 127.0.0.1 for the study")
-    dash.add_argument("--port", type=count(0), default=0, help="port (default: a free one)")
+    dash.add_argument("--port", type=port, default=0, help="port, 0..65535 (default 0: a free one)")
     rep = command("report", cmd_report, "write trials/<study>/report.html and results.csv")
     rep.add_argument("--out", type=Path, help="folder (default trials/<study>/)")
     command("bare-run", cmd_bare_run, "replay the trace with the engine stopped at each stage")
@@ -330,23 +404,29 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
     calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
-    calib.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in cal.RUNS),
+    calib.add_argument("--runs", type=batch_pairs, default=cal.RUNS,
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,
                        help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
     calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
                        help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
-    _trace_parser(sub)
+    _trace_parser(sub, epilog)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = build_parser()
+    ap = build_parser(full_help=bool({"-h", "--help"} & set(argv)))
     commands = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]  # `tune --study S` means `tune run --study S`
-    args = ap.parse_args(argv)
+    if argv[0] in commands and argv[0] != "trace":
+        # a command's own parser, intermixed: key=value overrides before, between or after the flags
+        # (argparse's plain parse takes the positionals once, and a later one is "unrecognized")
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped
