@@ -38,6 +38,7 @@ from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
 from tuner.study.progress import PlainProgress, RichStudyProgress, warm_line
 from tuner.study.resume import end_orphans, recover
+from tuner.study.identity import check as check_conditions
 from tuner.study.identity import study_dir
 from tuner.study.preflight import check_inputs
 from tuner.study.run import StudyRun
@@ -194,7 +195,9 @@ def export_hint(args) -> str:
 
 def cmd_export(args) -> int:
     root, space, storage = _context(args, create=False)
-    out = export_best(load_study(storage, space.study), space, root, args.to, args.force)
+    study = load_study(storage, space.study)
+    check_conditions(study, space, root)   # the space as given now is the one the trials were measured under
+    out = export_best(study, space, root, args.to, args.force)
     print(f"wrote {out}")
     return 0
 

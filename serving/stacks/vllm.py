@@ -33,7 +33,7 @@ from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.base import Capabilities, LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.stacks.process import ManagedProcess
@@ -135,6 +135,10 @@ class VLLMStack(Stack):
     name = "vllm"
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        device = parse_options(options).device   # NVML's / npu-smi's busy %, no power probe
+        return Capabilities(power=False, utilisation=device != "cpu", note=f"vllm.device is {device}")
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         python = parse_options(options).python or sys.executable
