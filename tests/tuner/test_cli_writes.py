@@ -97,3 +97,10 @@ def test_a_write_keeps_the_replaced_files_mode_and_follows_a_symlink_only_when_a
         write_text(link, "c\n", force=True)
     write_text(link, "c\n", force=True, follow_symlinks=True)
     assert link.is_symlink() and real.read_text() == "c\n"
+
+
+@pytest.mark.parametrize("out", ["/dev/full", "/proc/tune-report", "/dev/null/report"])
+def test_report_where_it_cannot_write_is_one_line(study, capsys, out):  # noqa: F811
+    assert main(["report", "--root", str(study), "--out", out]) == 2
+    assert out in one_line(capsys)
+    assert not Path(out).is_dir()

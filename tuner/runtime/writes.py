@@ -84,6 +84,19 @@ def write_text(path: str | Path, text: str, force: bool = False, follow_symlinks
     return write_chunks(path, [text], force, follow_symlinks, key)
 
 
+def make_folder(path: str | Path, key: str | None = None) -> Path:
+    """``path`` as a folder, made with its parents if missing; anything else there, or an OSError, is
+    a ConfigError (one line)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"a folder must be named, this is {_kind(path.stat().st_mode)}", path, key) from None
+    except OSError as err:
+        raise ConfigError(f"a folder that can be made must be named; {err.strerror or err}", path, key) from None
+    return path
+
+
 def _mode(path: Path) -> int:
     """The mode the file ends with: the old file's, or what a plain open() would give (mkstemp's is 0600)."""
     try:
