@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
 from tuner.results.results_json import write_results
+from tuner.cli_args import batch_pairs, check_port_free, export_hint, port, version
 from tuner.cli_reference import reference
 from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
@@ -88,34 +88,6 @@ def between(low: float, high: float):
                                              f"got {text!r}")
         return v
     return parse
-
-
-def port(text: str) -> int:
-    """An argparse type: a TCP port, 0 (any free one) to 65535."""
-    v = count(0)(text)
-    if v > 65535:
-        raise argparse.ArgumentTypeError(f"a port in 0..65535 must be given, got {v}")
-    return v
-
-
-def batch_pairs(text: str) -> tuple[tuple[int, int], ...]:
-    """An argparse type: ``DxP[,DxP...]``, decode x prefill batch sizes >= 1 (tune calibrate --runs)."""
-    try:
-        pairs = tuple(tuple(int(x) for x in pair.split("x")) for pair in text.split(","))
-    except ValueError:
-        pairs = ()
-    if not pairs or any(len(p) != 2 or min(p) < 1 for p in pairs):
-        raise argparse.ArgumentTypeError(f"decode x prefill pairs of integers >= 1 must be given, e.g. 1x1,4x2, "
-                                         f"got {text!r}")
-    return pairs
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version as dist_version
-    try:
-        return dist_version("serving-tuner")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -182,21 +154,10 @@ def cmd_run(args) -> int:
     return 0
 
 
-def export_hint(args) -> str:
-    """The `tune export` line for the study just run: its storage, root and overrides exactly, each
-    word shell-quoted (``slo={ttft_p99: 2}`` printed bare is three words to a shell)."""
-    words = ["tune", "export", "--study", args.study]
-    if args.storage is not None:
-        words += ["--storage", args.storage]
-    if args.root is not None:
-        words += ["--root", str(args.root)]
-    return shlex.join(words + list(args.overrides))
-
-
 def cmd_export(args) -> int:
     root, space, storage = _context(args, create=False)
     study = load_study(storage, space.study)
-    check_conditions(study, space, root)   # the space as given now is the one the trials were measured under
+    check_conditions(study, space, root, reading=True)   # the space as given now is the one the trials were measured under
     out = export_best(study, space, root, args.to, args.force)
     print(f"wrote {out}")
     return 0
@@ -228,17 +189,6 @@ def cmd_dashboard(args) -> int:
         return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
     except RuntimeError as err:  # not installed, exited at start, never answered: what it said, one line
         raise ConfigError(f"optuna-dashboard must start; {err}", key="dashboard") from None
-
-
-def check_port_free(number: int) -> None:
-    """The dashboard's --port can be bound on 127.0.0.1 now (else optuna-dashboard dies at start)."""
-    import socket
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", number))
-        except OSError as err:
-            raise ConfigError(f"a free port must be given; 127.0.0.1:{number} is taken ({err.strerror})",
-                              key="--port") from None
 
 
 def cmd_report(args) -> int:

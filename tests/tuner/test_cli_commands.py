@@ -9,9 +9,14 @@ import sys
 
 import pytest
 
-from tests.tuner.results.test_export import study  # noqa: F401  (the fixture: a finished study)
+from tests.tuner.finished_study import make_study
 from tuner.cli import main
 
+
+
+@pytest.fixture
+def study(project_root):
+    return make_study(project_root)
 
 def one_line(text: str) -> str:
     lines = text.strip().splitlines()
@@ -77,7 +82,7 @@ def test_bad_flag_values_are_one_line(capsys, argv):
     assert argv[1] in one_line(capsys.readouterr().err)
 
 
-def test_dashboard_on_a_taken_port_is_one_line(study, capsys):  # noqa: F811
+def test_dashboard_on_a_taken_port_is_one_line(study, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()

@@ -2,16 +2,20 @@
 import os
 import subprocess
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.tuner.results.test_export import study  # noqa: F401  (the fixture: a finished study)
+from tests.tuner.finished_study import make_study
 from tuner.cli import main
 from tuner.study.storage import engine_url, open_storage
 
+
+
+@pytest.fixture
+def study(project_root):
+    return make_study(project_root)
 
 def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
@@ -19,7 +23,7 @@ def one_line(capsys) -> str:
     return err[0]
 
 
-def test_a_read_only_sqlite_storage_is_never_written(study, capsys):  # noqa: F811
+def test_a_read_only_sqlite_storage_is_never_written(study, capsys):
     db = study / "trials" / "pa_batching.db"
     before = (db.stat().st_mtime_ns, db.read_bytes())
     ro = f"sqlite:///{db}?mode=ro"
@@ -33,7 +37,7 @@ def test_a_read_only_sqlite_storage_is_never_written(study, capsys):  # noqa: F8
 
 
 @pytest.mark.parametrize("query", ["mode=rox", "timeout=x", "foo=1"])
-def test_an_unknown_sqlite_query_is_one_line(study, capsys, query):  # noqa: F811
+def test_an_unknown_sqlite_query_is_one_line(study, capsys, query):
     url = f"sqlite:///{study / 'trials' / 'pa_batching.db'}?{query}"
     assert main(["export", "--root", str(study), "--storage", url, "--to", str(study / "x.yaml")]) == 2
     assert query.split("=")[0] in one_line(capsys)

@@ -7,11 +7,16 @@ from pathlib import Path
 import pytest
 
 from serving.config.errors import ConfigError
-from tests.tuner.results.test_export import study  # noqa: F401  (the fixture: a finished study)
+from tests.tuner.finished_study import make_study
 from tests.tuner.workload import fixtures
 from tuner.cli import main
 from tuner.runtime.writes import write_chunks, write_text
 
+
+
+@pytest.fixture
+def study(project_root):
+    return make_study(project_root)
 
 def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
@@ -58,13 +63,13 @@ def test_trace_convert_refuses_what_is_not_a_regular_file(tmp_path, capsys, wher
 
 
 @pytest.mark.parametrize("to", ["/dev/full", "/proc/tune-export.yaml", "/no/such/folder/x.yaml"])
-def test_export_where_it_cannot_write_is_one_line(study, capsys, to):  # noqa: F811
+def test_export_where_it_cannot_write_is_one_line(study, capsys, to):
     assert main(["export", "--root", str(study), "--to", to, "--force"]) == 2
     one_line(capsys)
     assert not Path(to).is_file() or Path(to).is_char_device()
 
 
-def test_export_through_a_dangling_symlink_is_refused_and_leaves_it(study, capsys):  # noqa: F811
+def test_export_through_a_dangling_symlink_is_refused_and_leaves_it(study, capsys):
     link = study / "configs/llama/best.yaml"
     link.symlink_to(study / "gone" / "best.yaml")
     assert main(["export", "--root", str(study), "--to", str(link)]) == 2
@@ -100,7 +105,7 @@ def test_a_write_keeps_the_replaced_files_mode_and_follows_a_symlink_only_when_a
 
 
 @pytest.mark.parametrize("out", ["/dev/full", "/proc/tune-report", "/dev/null/report"])
-def test_report_where_it_cannot_write_is_one_line(study, capsys, out):  # noqa: F811
+def test_report_where_it_cannot_write_is_one_line(study, capsys, out):
     assert main(["report", "--root", str(study), "--out", out]) == 2
     assert out in one_line(capsys)
     assert not Path(out).is_dir()

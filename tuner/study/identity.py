@@ -69,12 +69,17 @@ def differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-def check(study: optuna.Study, space: StudySpace, root: Path) -> None:
-    """Refuse (ConfigError) a study whose trials were measured under other conditions."""
+def check(study: optuna.Study, space: StudySpace, root: Path, reading: bool = False) -> None:
+    """Refuse (ConfigError) a study whose trials were measured under other conditions; ``reading``
+    (tune export): the space given now must be the one its trials were measured under."""
     stored = study.user_attrs.get(FINGERPRINT)
     if not isinstance(stored, dict):
         return
     diff = differences(stored, fingerprint(space, root))
+    if diff and reading:
+        raise ConfigError(f"the space given must be the one study {study.study_name!r} was measured under: "
+                          f"{'; '.join(diff)}. Give the overrides it was run with (tune run prints the export "
+                          f"line), or name the study that was run with these", key="study")
     if diff:
         raise ConfigError(f"study {study.study_name!r} holds trials measured under other conditions, and one study "
                           f"must not mix them: {'; '.join(diff)}. Start a new study for these (e.g. add "
