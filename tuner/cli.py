@@ -158,7 +158,7 @@ def cmd_export(args) -> int:
     root, space, storage = _context(args, create=False)
     study = load_study(storage, space.study)
     check_conditions(study, space, root, reading=True)   # the space as given now is the one the trials were measured under
-    out = export_best(study, space, root, args.to, args.force)
+    out = export_best(study, space, root, args.to, args.force, args.follow_symlinks)
     print(f"wrote {out}")
     return 0
 
@@ -259,7 +259,7 @@ def cmd_trace_stats(args) -> int:
 
 
 def cmd_trace_convert(args) -> int:
-    out = check_target(args.to, args.force, key="--to")   # a regular file or a new one, never a device
+    out = check_target(args.to, args.force, args.follow_symlinks, key="--to")   # a regular file or a new one
     tally, t0 = Tally(), []
 
     def lines():
@@ -297,7 +297,8 @@ def _trace_parser(sub, epilog: str | None) -> None:
     conv = verb("convert", cmd_trace_convert, 'write the trace as this project\'s JSON lines '
                 '({"prompt", "output_len", "timestamp"?})')
     conv.add_argument("--to", type=Path, required=True, help="output .jsonl file")
-    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists")
+    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists (a regular file only)")
+    conv.add_argument("--follow-symlinks", action="store_true", help="--to may be a symlink: write its target")
     conv.add_argument("--seed", type=int, default=0, help="seed of synthesized prompts (length-only formats)")
 
 
@@ -332,6 +333,7 @@ def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
     exp = command("export", cmd_export, "write the best configuration as YAML")
     exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     exp.add_argument("--force", action="store_true", help="overwrite an existing output file (never the base config)")
+    exp.add_argument("--follow-symlinks", action="store_true", help="--to may be a symlink: write its target")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
     fin.add_argument("--top-k", type=count(2), help="finalists (default: the space's finalists.top_k)")
     fin.add_argument("--repeats", type=count(2), help="fresh runs of each (default: finalists.repeats)")

@@ -109,3 +109,18 @@ def test_report_where_it_cannot_write_is_one_line(study, capsys, out):
     assert main(["report", "--root", str(study), "--out", out]) == 2
     assert out in one_line(capsys)
     assert not Path(out).is_dir()
+
+
+def test_export_and_convert_follow_a_symlink_only_when_asked(study, tmp_path, capsys):
+    real = study / "configs/llama/real.yaml"
+    real.write_text("# old\n")
+    link = study / "configs/llama/link.yaml"
+    link.symlink_to(real)
+    assert main(["export", "--root", str(study), "--to", str(link), "--force"]) == 2
+    assert "symlink" in one_line(capsys) and real.read_text() == "# old\n"
+    assert main(["export", "--root", str(study), "--to", str(link), "--force", "--follow-symlinks"]) == 0
+    assert link.is_symlink() and "Exported by serving-tuner" in real.read_text()
+    src, out, target = fixtures.sharegpt(tmp_path), tmp_path / "t.jsonl", tmp_path / "real.jsonl"
+    out.symlink_to(target)   # dangling: followed, the target is made
+    assert main(["trace", "convert", str(src), "--to", str(out), "--follow-symlinks"]) == 0
+    assert out.is_symlink() and target.read_text().startswith('{"prompt"')

@@ -21,7 +21,7 @@ from tuner.study.finalists import describe
 from tuner.study.selection import best_trial, current_verdict, trial_config
 
 
-def target(space: StudySpace, root: Path, to: Path | None, force: bool) -> Path:
+def target(space: StudySpace, root: Path, to: Path | None, force: bool, follow_symlinks: bool = False) -> Path:
     """Where the export goes, once it is known not to write over what it must not (the base config,
     a device, a folder, a symlink, an existing file without ``force``)."""
     base = root / space.base_config
@@ -29,12 +29,12 @@ def target(space: StudySpace, root: Path, to: Path | None, force: bool) -> Path:
     if out.exists() and base.exists() and os.path.samefile(out, base):
         raise ConfigError(f"--to must not name the study's base config ({space.base_config}): export writes a new "
                           "file beside it, and the base is what every trial was rendered from", out, "--to")
-    return check_target(out, force, key="--to")
+    return check_target(out, force, follow_symlinks, key="--to")
 
 
 def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None,
-                force: bool = False) -> Path:
-    out = target(space, root, to, force)
+                force: bool = False, follow_symlinks: bool = False) -> Path:
+    out = target(space, root, to, force, follow_symlinks)
     try:
         trial = best_trial(study)
     except ValueError as err:
@@ -52,4 +52,4 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         rendered = Path(tmp) / out.name
         get_stack(space.backend).config_format.render(root / space.base_config, config, rendered)
         text = rendered.read_text()
-    return write_text(out, header + text, force, key="--to")
+    return write_text(out, header + text, force, follow_symlinks, key="--to")
