@@ -107,3 +107,12 @@ def test_a_study_in_postgresql_as_users_write_the_url(project_root, capsys):
         assert len(optuna.load_study(study_name=name, storage=open_storage(url)).trials) == 1
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_a_read_only_storage_whose_path_holds_uri_characters_is_the_same_file(tmp_path):
+    folder = tmp_path / "a q#x"
+    folder.mkdir()
+    db = folder / "s%1.db"
+    optuna.create_study(study_name="here", storage=f"sqlite:///{db}")
+    assert optuna.get_all_study_names(open_storage(f"sqlite:///{db}?mode=ro", create=False)) == ["here"]
+    assert sorted(p.name for p in folder.iterdir()) == ["s%1.db"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from serving.config.errors import ConfigError
@@ -78,8 +78,12 @@ def engine_url(url: str) -> str:
                               "pip install psycopg2-binary (or psycopg[binary])")
         return parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
     if parsed.get_backend_name() == "sqlite" and parsed.query.get("mode"):
-        path = Path(parsed.database).expanduser().absolute()
-        return f"sqlite:///file:{path}?mode={parsed.query['mode']}&uri=true"
+        from urllib.parse import quote
+        # sqlite decodes its URI ('?', '#', '%' in a file name are escaped), and SQLAlchemy decodes the URL
+        # once before: built as a URL object, rendering escapes it once more
+        path = quote(str(Path(parsed.database).expanduser().absolute()), safe="/")
+        return URL.create("sqlite", database=f"file:{path}", query={"mode": parsed.query["mode"], "uri": "true"}) \
+            .render_as_string(hide_password=False)
     return url
 
 
