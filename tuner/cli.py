@@ -1,6 +1,7 @@
 """``tune``: the one command line over the study, its results and the tools beside it.
 
   tune --study pa_batching [--n-trials N] [--storage URL] [--devices 0,1] [key=value ...]
+     (overrides and flags in any order; `tune run` also writes trials/<study>-<uid8>/results.json)
   tune export --study pa_batching [--to configs/llama/NAME.yaml] [--force]
   tune finalize | dashboard | report --study pa_batching
   tune bare-run | profile | calibrate --study pa_batching
@@ -15,6 +16,7 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,12 +28,17 @@ from serving.stacks import LaunchError, get_stack
 from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
+from tuner.results.results_json import write_results
+from tuner.cli_args import batch_pairs, check_port_free, export_hint, port, version
+from tuner.cli_reference import reference
 from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
+from tuner.runtime.writes import check_target, write_chunks
 from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
 from tuner.study.progress import PlainProgress, RichStudyProgress, warm_line
 from tuner.study.resume import end_orphans, recover
+from tuner.study.identity import check as check_conditions
 from tuner.study.identity import study_dir
 from tuner.study.preflight import check_inputs
 from tuner.study.run import StudyRun
@@ -46,7 +53,7 @@ from tuner.workload.formats import format_names
 from tuner.workload.stats import describe as describe_trace
 from tuner.workload.stats import trace_stats
 from tuner.workload.reading import ReadProgress
-from tuner.workload.trace import Tally, converted, write_trace
+from tuner.workload.trace import Tally, converted
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,6 +132,7 @@ def cmd_run(args) -> int:
             safe_print(warm_line(len(warm.simulated), [p for p, _ in warm.candidates]))
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
         safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
+        safe_print(f"wrote {write_results(load_study(storage, space.study), root, storage)}")
         return rc
     run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent, show_progress=not args.no_progress)
     check_inputs(space, root, run.plan)   # before the storage and the first trial
@@ -138,17 +146,20 @@ def cmd_run(args) -> int:
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
     # the study is stored: a reader that went away (`| head -1`) costs nothing from here on
     safe_print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
+    safe_print(f"wrote {write_results(study, root, storage)}")
     if done:
         best = best_trial(study)
         safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
                    + " | " + ", ".join(f"{k}={v}" for k, v in trial_config(best).items()))
-        safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
+        safe_print(f"export it with: {export_hint(args)}")
     return 0
 
 
 def cmd_export(args) -> int:
     root, space, storage = _context(args, create=False)
-    out = export_best(load_study(storage, space.study), space, root, args.to, args.force)
+    study = load_study(storage, space.study)
+    check_conditions(study, space, root, reading=True)   # the space as given now is the one the trials were measured under
+    out = export_best(study, space, root, args.to, args.force, args.follow_symlinks)
     print(f"wrote {out}")
     return 0
 
@@ -173,7 +184,12 @@ def cmd_finalize(args) -> int:
 def cmd_dashboard(args) -> int:
     root, space, storage = _context(args, create=False)
     study = load_study(storage, space.study)  # an existing study: nothing is created for a wrong name
-    return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+    if args.port:
+        check_port_free(args.port)
+    try:
+        return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+    except RuntimeError as err:  # not installed, exited at start, never answered: what it said, one line
+        raise ConfigError(f"optuna-dashboard must start; {err}", key="dashboard") from None
 
 
 def cmd_report(args) -> int:
@@ -211,7 +227,7 @@ def cmd_profile(args) -> int:
 
 def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
-    runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
+    runs = args.runs
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
         steps, delays = cal.load_runs(args.refit)
@@ -247,24 +263,22 @@ def cmd_trace_stats(args) -> int:
 
 
 def cmd_trace_convert(args) -> int:
-    out: Path = args.to
-    if out.exists() and not args.force:
-        raise ConfigError("the output must not exist (or pass --force to overwrite it)", out)
-    if not out.parent.is_dir():
-        raise ConfigError("the output's folder must exist", out.parent)
+    out = check_target(args.to, args.force, args.follow_symlinks, key="--to")   # a regular file or a new one
     tally, counter = Tally(), _counter(args)
     with ReadProgress(args.file, not args.no_progress) as meter:  # through a temporary file: an error leaves nothing
-        write_trace(converted(args.file, args.format, counter, args.seed, tally, meter), out)
+        rows = converted(args.file, args.format, counter, args.seed, tally, meter)
+        write_chunks(out, (json.dumps(r) + "\n" for r in rows), args.force, args.follow_symlinks, key="--to")
     print(f"wrote {out}: {tally.kept} requests from {tally.describe()}")
     return 0
 
 
-def _trace_parser(sub) -> None:
+def _trace_parser(sub, epilog: str | None) -> None:
     verbs = sub.add_parser("trace", help="trace statistics and conversion (tune trace stats|convert FILE)") \
         .add_subparsers(dest="verb", required=True)
 
     def verb(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=help)
+        p = verbs.add_parser(name, help=help, description=help, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("file", type=Path, help="the trace (any format tune reads)")
         p.add_argument("--format", default="auto", choices=format_names(), help="trace format (default: detected)")
         p.add_argument("--tokenizer", type=Path, help="count tokens with this SentencePiece .model file or "
@@ -281,16 +295,29 @@ def _trace_parser(sub) -> None:
     conv = verb("convert", cmd_trace_convert, 'write the trace as this project\'s JSON lines '
                 '({"prompt", "output_len", "timestamp"?})')
     conv.add_argument("--to", type=Path, required=True, help="output .jsonl file")
-    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists")
+    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists (a regular file only)")
+    conv.add_argument("--follow-symlinks", action="store_true", help="--to may be a symlink: write its target")
     conv.add_argument("--seed", type=int, default=0, help="seed of synthesized prompts (length-only formats)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.")
+def _help_root() -> Path | None:
+    try:
+        return find_root(None)
+    except ConfigError:
+        return None
+
+
+def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
+    """``full_help``: the names and keys after the flags (read only when help is asked for)."""
+    epilog = reference(_help_root()) if full_help else None
+    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.", epilog=epilog,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = ap.add_subparsers(dest="command")
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
         p.set_defaults(func=func)
         return p
@@ -304,13 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp = command("export", cmd_export, "write the best configuration as YAML")
     exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     exp.add_argument("--force", action="store_true", help="overwrite an existing output file (never the base config)")
+    exp.add_argument("--follow-symlinks", action="store_true", help="--to may be a symlink: write its target")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
     fin.add_argument("--top-k", type=count(2), help="finalists (default: the space's finalists.top_k)")
     fin.add_argument("--repeats", type=count(2), help="fresh runs of each (default: finalists.repeats)")
     fin.add_argument("--confidence", type=between(0.5, 1.0), help="e.g. 0.95 (default: finalists.confidence)")
     fin.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     dash = command("dashboard", cmd_dashboard, "start optuna-dashboard on 127.0.0.1 for the study")
-    dash.add_argument("--port", type=count(0), default=0, help="port (default: a free one)")
+    dash.add_argument("--port", type=port, default=0, help="port, 0..65535 (default 0: a free one)")
     rep = command("report", cmd_report, "write trials/<study>/report.html and results.csv")
     rep.add_argument("--out", type=Path, help="folder (default trials/<study>/)")
     command("bare-run", cmd_bare_run, "replay the trace with the engine stopped at each stage")
@@ -329,23 +357,29 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
     calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
-    calib.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in cal.RUNS),
+    calib.add_argument("--runs", type=batch_pairs, default=cal.RUNS,
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,
                        help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
     calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
                        help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
-    _trace_parser(sub)
+    _trace_parser(sub, epilog)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = build_parser()
+    ap = build_parser(full_help=bool({"-h", "--help"} & set(argv)))
     commands = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]  # `tune --study S` means `tune run --study S`
-    args = ap.parse_args(argv)
+    if argv[0] in commands and argv[0] != "trace":
+        # a command's own parser, intermixed: key=value overrides before, between or after the flags
+        # (argparse's plain parse takes the positionals once, and a later one is "unrecognized")
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped

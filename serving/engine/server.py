@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
 from serving.engine.settings import engine_settings
 from serving.engine import api
@@ -205,7 +206,12 @@ async def serve(config: str, host: str, port: int, port_file: str | None) -> int
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as err:  # a taken port, a host not ours: the caller's input, one line (main)
+        await runner.cleanup()
+        raise ConfigError(f"a free port on a local address must be given; binding {host}:{port} failed: "
+                          f"{err.strerror or err}", key="--port") from None
     bound = site._server.sockets[0].getsockname()[1]
     if port_file:  # written atomically so a reader never sees half a number
         tmp = Path(port_file + ".tmp")
@@ -221,13 +227,19 @@ async def serve(config: str, host: str, port: int, port_file: str | None) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="serving-tuner embedded serving engine")
+    ap = argparse.ArgumentParser(prog="python -m serving.engine.server", description="serving-tuner embedded serving engine")
     ap.add_argument("--config", required=True, help="serving YAML (llm-serving layout)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = any free port")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     args = ap.parse_args(argv)
-    return asyncio.run(serve(args.config, args.host, args.port, args.port_file))
+    if not 0 <= args.port <= 65535:
+        ap.error(f"--port: a port in 0..65535 must be given, got {args.port}")
+    try:
+        return asyncio.run(serve(args.config, args.host, args.port, args.port_file))
+    except ConfigError as err:  # a missing or bad config, a taken port: one line and exit 2, like tune
+        print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,7 +25,22 @@ from serving.replay.pool import SenderPool
 from serving.replay.protocol import ReplayOptions, WireProtocol
 from serving.workload import Plan, RequestRecord
 
-__all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan", "Stage"]
+__all__ = ["Capabilities", "LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult",
+           "Plan", "Stage"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a stack launched with given options can measure beyond the replay's own figures, so a
+    space that asks for more is refused when it is loaded, not after every trial failed.
+
+    ``power``: a power probe runs (energy_j, energy_j_per_token). ``utilisation``: a busy figure of
+    what serves is a trial's ``utilisation``; False where there is none worth maximising (a host
+    CPU share rewards the configuration that burns most CPU); None when the stack does not say."""
+    power: bool = False
+    utilisation: bool | None = None
+    #: why a figure is missing, for the error that refuses the space (e.g. "accelerator none")
+    note: str = ""
 
 @dataclass
 class LaunchSpec:
@@ -185,6 +200,10 @@ class Stack(abc.ABC):
         """{config key: why} for keys the stack takes and does not use on the platform ``options`` name:
         a space tuning one is refused at load (it would measure one configuration under many names)."""
         return {}
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        """What a launch with these (validated) options can measure; the base declares no power probe."""
+        return Capabilities()
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):

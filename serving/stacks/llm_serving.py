@@ -41,7 +41,7 @@ from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions, Stage
+from serving.stacks.base import Capabilities, LaunchError, LaunchSpec, RunningStack, Stack, StackOptions, Stage
 from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.procs.process import ManagedProcess
@@ -193,8 +193,9 @@ class LLMServingRunning(RunningStack):
 
     @property
     def utilisation(self) -> str | None:
-        # no accelerator probe: the stack's share of the host CPU is the usage figure (named so)
-        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator, HostCpuProbe.name)
+        # no accelerator: no utilisation (NaN). The stack's host CPU share is still recorded (host_cpu_mean),
+        # but maximising it ranked best the trial that burned most CPU
+        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator)
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.alive() for p in self.procs.values())
@@ -323,6 +324,13 @@ class LLMServingStack(Stack):
                 opts.pop("emulate_profile", None)   # device time is emulated only at the stubbed forward
             out.append(Stage(level, name, what, {}, opts))
         return out
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        accel = parse_options(options).accelerator
+        return Capabilities(power=accel != "none", utilisation=accel != "none",
+                            note=f"llm_serving.accelerator is {accel}" + (
+                                ": no device probe; the host CPU share is recorded as host_cpu_mean, "
+                                "not a figure to maximise" if accel == "none" else ""))
 
     def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
         o = parse_options(options)

@@ -35,7 +35,7 @@ from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.stacks.base import Capabilities, LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
 from serving.procs.process import ManagedProcess
@@ -153,6 +153,10 @@ class VLLMStack(Stack):
 
     def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
         return ignored_keys(parse_options(options).device)
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        device = parse_options(options).device   # NVML's / npu-smi's busy %, no power probe
+        return Capabilities(power=False, utilisation=device != "cpu", note=f"vllm.device is {device}")
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         python = parse_options(options).python or sys.executable

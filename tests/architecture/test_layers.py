@@ -86,6 +86,7 @@ def test_graph_is_not_empty(pkg):
 #: states this order.
 LAYERS = [
     ["tuner.cli"],
+    ["tuner.cli_args", "tuner.cli_reference"],
     ["tuner.results", "tuner.tools"],
     ["tuner.study"],
     ["tuner.screening"],

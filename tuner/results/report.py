@@ -21,6 +21,7 @@ from tuner.study.finalists import describe
 from tuner.results.capacity_chart import capacity_svg
 from tuner.results.energy_chart import energy_svg
 from tuner.results.svg import COLORS, Chart
+from tuner.runtime.writes import make_folder, write_text
 
 MAX_ROWS = 60  # latency boxes drawn (the best first); results.csv has every trial
 PHASES = ("startup_s", "replay_s", "stop_s")   # tuner.runtime.phases: where a trial's time went
@@ -162,12 +163,12 @@ CSS = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table.trials{bor
 
 
 def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
-    """Write trials_dir/report.html and trials_dir/results.csv; their paths."""
-    trials_dir.mkdir(parents=True, exist_ok=True)
+    """Write trials_dir/report.html and trials_dir/results.csv (through tuner.runtime.writes: a device,
+    a symlink or a failed write is one line); their paths."""
+    make_folder(trials_dir)
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
     df = results_frame(study)
-    csv = trials_dir / "results.csv"
-    df.to_csv(csv, index=False)
+    csv = write_text(trials_dir / "results.csv", df.to_csv(index=False), force=True, key="--out")
     counts = df["outcome"].value_counts().to_dict() if len(df) else {}
     parts = [f"<h1>Study {escape(study.study_name)}</h1>",
              f"<p>{len(df)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ". Objectives: "
@@ -190,6 +191,5 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
               "<h2>Trials</h2>", trials_table(df, names)]
     html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(study.study_name)} report</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
-    out = trials_dir / "report.html"
-    out.write_text(html)
+    out = write_text(trials_dir / "report.html", html, force=True, key="--out")
     return out, csv

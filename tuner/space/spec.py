@@ -138,6 +138,16 @@ class Constraint(_Strict):
     max: float | None = None
     min: float | None = None
 
+    @model_validator(mode="after")
+    def _bounds(self):
+        for key in ("min", "max"):   # NaN compares false both ways: every trial would pass, or none
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{key}: a finite number must hold, got {v}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min <= max must hold, got min={self.min:g}, max={self.max:g}")
+        return self
+
 
 class LoadSpec(_Strict):
     """How the trace is sent (tuner.workload.plan): which requests, when, how many at once."""
@@ -282,6 +292,7 @@ class StudySpace(_Strict):
         for i, c in enumerate(self.constraints):
             if c.min is None and c.max is None:
                 raise ValueError(f"constraints[{i}] ({c.metric}): a min or a max must be given")
+        check_measurable(named, self.backend, get_stack(self.backend).capabilities(self.backend_options()))
         if self.prescreen and self.prescreen.probe_fraction and self.repeats > 1:
             raise ValueError("prescreen.probe_fraction and repeats > 1 cannot be combined (a probe is one run)")
         flat = flatten_params(self.params)
@@ -327,6 +338,24 @@ class StudySpace(_Strict):
     def backend_options(self) -> dict[str, Any]:
         """The chosen stack's options, validated by its options model (defaults filled in)."""
         return dict(self.stack_options.get(self.backend, {}))
+
+
+#: figures only a power probe gives (serving.probes: NVML's energy counter, npu-smi's power)
+ENERGY = ("energy_j", "energy_j_per_token")
+
+
+def check_measurable(named: list[tuple[str, str]], backend: str, caps) -> None:
+    """Refuse (ValueError) an objective, constraint or early-stop metric the stack cannot report with
+    these options: every trial would fail or be infeasible, and the study would learn nothing."""
+    for where, metric in named:
+        if metric in ENERGY and not caps.power:
+            raise ValueError(f"{where}: {metric} needs a stack that reports power (a power probe: NVML on a GPU, "
+                             f"npu-smi on Ascend); backend {backend} has none"
+                             + (f" ({caps.note})" if caps.note else ""))
+        if metric == "utilisation" and caps.utilisation is False:
+            raise ValueError(f"{where}: utilisation needs a stack that reports a device's busy figure; backend "
+                             f"{backend} has none" + (f" ({caps.note})" if caps.note else "")
+                             + "; tune total_time or latency objectives instead")
 
 
 def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, ParamSpec]:

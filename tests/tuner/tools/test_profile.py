@@ -58,7 +58,7 @@ def test_llm_serving_running_reports_a_list_of_process_groups(tmp_path):
     running = LLMServingRunning(procs, "http://127.0.0.1:9", LLMServingOptions(accelerator="none"), 0, tmp_path)
     try:
         assert running.pgids == [procs["agent"].pgid, procs["server"].pgid]
-        assert running.utilisation == "host_cpu"   # no accelerator: its share of the host CPU, named so
+        assert running.utilisation is None   # no accelerator: no busy figure (its host CPU share is host_cpu_mean)
     finally:
         running.stop()
 
