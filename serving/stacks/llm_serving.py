@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import urllib.error
@@ -128,6 +129,23 @@ def vocab_file(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> 
     return resolve_ref(tok.get("vocab_file"), lookup_dirs(opts, root))
 
 
+def model_yaml(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> str | None:
+    """The text of the mindformers model yaml that ``model_config.model_cfg_path`` names, its KV pool
+    (num_blocks, block_size, seq_length) set to the serving config's (doc §1); None when none is named."""
+    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
+    if src is None or not src.is_file():
+        return None
+    model = yaml.safe_load(src.read_text()) or {}
+    mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
+    if not isinstance(mc, dict):
+        raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
+    kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
+          "model.model_config.block_size": cfg.pa_config.block_size}
+    if "seq_length" in mc:
+        kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+    return set_keys(src.read_text(), kv, src)
+
+
 def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServingOptions) -> tuple[Path, ServingYaml]:
     """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device, its file
     references absolute; when model_cfg_path names a mindformers yaml, a copy of it with the
@@ -139,18 +157,10 @@ def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServing
     vocab = vocab_file(cfg, opts, root)
     if vocab is not None:
         values["tokenizer.vocab_file"] = str(vocab)
-    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
-    if src is not None and src.is_file():
-        model = yaml.safe_load(src.read_text()) or {}
-        mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
-        if not isinstance(mc, dict):
-            raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
-        kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
-              "model.model_config.block_size": cfg.pa_config.block_size}
-        if "seq_length" in mc:
-            kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+    model = model_yaml(cfg, opts, root)
+    if model is not None:
         dst = run_dir / "model_config.yaml"
-        dst.write_text(set_keys(src.read_text(), kv, src))
+        dst.write_text(model)
         values["model_config.model_cfg_path"] = str(dst.resolve())
     out = run_dir / "llm_serving.yaml"
     out.write_text(set_keys(Path(spec.config_path).read_text(), values, spec.config_path))
@@ -289,6 +299,45 @@ def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str
     return env
 
 
+# The checkout's own code on a trial's config, without starting anything (dry_start): the launch scripts'
+# imports as they run them, then llm-serving's config parser and check where the checkout has them.
+DRY_START = r"""
+import ast, sys, traceback
+config, scripts = sys.argv[1], sys.argv[2:]
+
+def fail(step):
+    err = traceback.format_exc().strip().splitlines()[-1]
+    print("dry-start failed: " + step + ": " + err, file=sys.stderr, flush=True)
+    sys.exit(3)
+
+for script in scripts:
+    sys.path.insert(0, script.rsplit("/", 1)[0])
+    try:
+        tree = ast.parse(open(script).read(), script)
+        imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        exec(compile(ast.Module(imports, []), script, "exec"), {"__name__": "__dry_start__"})
+    except BaseException:
+        fail("the imports of " + script)
+try:
+    from mindspore_serving.config.config import ServingConfig, check_valid_config
+except ModuleNotFoundError as err:
+    if (err.name or "").split(".")[0] != "mindspore_serving":
+        fail("importing mindspore_serving.config.config")
+    sys.exit(0)   # a checkout without llm-serving's config module: its scripts read the YAML themselves
+import contextlib, io
+said = io.StringIO()   # check_valid_config prints why it refuses
+try:
+    with contextlib.redirect_stdout(said):
+        ok = check_valid_config(ServingConfig(config))
+except BaseException:
+    fail("ServingConfig(" + config + ")")
+if not ok:
+    why = " ".join(said.getvalue().split()) or "no reason printed"
+    print("dry-start failed: check_valid_config(ServingConfig(" + config + ")): " + why, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
 class LLMServingStack(Stack):
     name = "llm_serving"
     options_model = LLMServingOptions
@@ -337,6 +386,46 @@ class LLMServingStack(Stack):
             out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
                        "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure the host CPU share)")
         return out
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """The launch scripts' imports in the stack's interpreter and environment, and the trial's YAML (as
+        launch writes it) through llm-serving's ServingConfig and check_valid_config: an interpreter
+        without MindSpore or a checkout that fails at import stops the study before its first trial."""
+        opts = parse_options(options)
+        root, python = self._root(opts), opts.python or sys.executable
+        device = opts.device_id
+        spec = LaunchSpec(config, work_dir, options=dict(options))
+        trial_yaml, _ = write_trial_yaml(spec, root, device, opts)
+        scripts = [str(root / "examples" / s) for s in ("start_agent.py", "server_app_post.py")]
+        try:
+            done = subprocess.run([python, "-c", DRY_START, str(trial_yaml), *scripts], capture_output=True,
+                                  text=True, timeout=600, cwd=work_dir, env=_env(opts, root, spec))
+        except subprocess.TimeoutExpired:
+            return [f"llm_serving.python must import the checkout's launch scripts within 600 s; {python} did not"]
+        if done.returncode == 0:
+            return []
+        lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        said = [ln for ln in lines if ln.startswith("dry-start failed: ")]
+        cause = said[-1].removeprefix("dry-start failed: ") if said else (lines or ["(no output)"])[-1]
+        return [f"llm_serving.python must start the checkout {root} (with PYTHONPATH as trials have it); "
+                f"{python} failed on {cause[:400]}"]
+
+    def export_files(self, config: Path, options: dict[str, Any], force: bool = False) -> list[Path]:
+        """Beside an exported ``config``, the model yaml its trial ran with (``<name>.model.yaml``, its KV
+        pool the config's), and the config pointing at it: llm-serving started on the export runs what
+        was measured, not the original model yaml's pool."""
+        opts, cfg = parse_options(options), load_serving_yaml(config)
+        root = Path(opts.root).expanduser().resolve() if opts.root else None
+        text = model_yaml(cfg, opts, root)
+        if text is None:
+            return []
+        dst = config.with_name(f"{config.stem}.model.yaml")
+        if dst.exists() and not force:
+            raise ConfigError("the exported model yaml must be a new file (or add --force to replace it); this "
+                              "one exists", dst, "--to")
+        dst.write_text(text)
+        config.write_text(set_keys(config.read_text(), {"model_config.model_cfg_path": str(dst.resolve())}, config))
+        return [dst]
 
     def launch(self, spec: LaunchSpec) -> LLMServingRunning:
         opts = parse_options(spec.options)

@@ -51,6 +51,13 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
-    get_stack(space.backend).config_format.render(root / space.base_config, config, out)
+    stack = get_stack(space.backend)
+    stack.config_format.render(root / space.base_config, config, out)
+    try:   # the other files the trial ran with (llm-serving's model yaml), the export naming them
+        extra = stack.export_files(out, space.backend_options(), force)
+    except ConfigError:
+        out.unlink()   # nothing half exported
+        raise
+    header += "".join(f"# With {p.name}: a file the trial ran with, as it ran with it.\n" for p in extra)
     out.write_text(header + out.read_text())
     return out
