@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
@@ -42,6 +41,7 @@ from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.groups import remove_segments, shm_segments
+from serving.stacks.llm_serving_dry_start import run_dry_start
 from serving.stacks.ports import free_ports
 from serving.stacks.process import ManagedProcess
 from serving.tokenizers import sentencepiece_counter
@@ -299,45 +299,6 @@ def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str
     return env
 
 
-# The checkout's own code on a trial's config, without starting anything (dry_start): the launch scripts'
-# imports as they run them, then llm-serving's config parser and check where the checkout has them.
-DRY_START = r"""
-import ast, sys, traceback
-config, scripts = sys.argv[1], sys.argv[2:]
-
-def fail(step):
-    err = traceback.format_exc().strip().splitlines()[-1]
-    print("dry-start failed: " + step + ": " + err, file=sys.stderr, flush=True)
-    sys.exit(3)
-
-for script in scripts:
-    sys.path.insert(0, script.rsplit("/", 1)[0])
-    try:
-        tree = ast.parse(open(script).read(), script)
-        imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-        exec(compile(ast.Module(imports, []), script, "exec"), {"__name__": "__dry_start__"})
-    except BaseException:
-        fail("the imports of " + script)
-try:
-    from mindspore_serving.config.config import ServingConfig, check_valid_config
-except ModuleNotFoundError as err:
-    if (err.name or "").split(".")[0] != "mindspore_serving":
-        fail("importing mindspore_serving.config.config")
-    sys.exit(0)   # a checkout without llm-serving's config module: its scripts read the YAML themselves
-import contextlib, io
-said = io.StringIO()   # check_valid_config prints why it refuses
-try:
-    with contextlib.redirect_stdout(said):
-        ok = check_valid_config(ServingConfig(config))
-except BaseException:
-    fail("ServingConfig(" + config + ")")
-if not ok:
-    why = " ".join(said.getvalue().split()) or "no reason printed"
-    print("dry-start failed: check_valid_config(ServingConfig(" + config + ")): " + why, file=sys.stderr)
-    sys.exit(3)
-"""
-
-
 class LLMServingStack(Stack):
     name = "llm_serving"
     options_model = LLMServingOptions
@@ -393,22 +354,12 @@ class LLMServingStack(Stack):
         without MindSpore or a checkout that fails at import stops the study before its first trial."""
         opts = parse_options(options)
         root, python = self._root(opts), opts.python or sys.executable
-        device = opts.device_id
         spec = LaunchSpec(config, work_dir, options=dict(options))
-        trial_yaml, _ = write_trial_yaml(spec, root, device, opts)
-        scripts = [str(root / "examples" / s) for s in ("start_agent.py", "server_app_post.py")]
-        try:
-            done = subprocess.run([python, "-c", DRY_START, str(trial_yaml), *scripts], capture_output=True,
-                                  text=True, timeout=600, cwd=work_dir, env=_env(opts, root, spec))
-        except subprocess.TimeoutExpired:
-            return [f"llm_serving.python must import the checkout's launch scripts within 600 s; {python} did not"]
-        if done.returncode == 0:
-            return []
-        lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-        said = [ln for ln in lines if ln.startswith("dry-start failed: ")]
-        cause = said[-1].removeprefix("dry-start failed: ") if said else (lines or ["(no output)"])[-1]
-        return [f"llm_serving.python must start the checkout {root} (with PYTHONPATH as trials have it); "
-                f"{python} failed on {cause[:400]}"]
+        trial_yaml, _ = write_trial_yaml(spec, root, opts.device_id, opts)
+        scripts = [root / "examples" / s for s in ("start_agent.py", "server_app_post.py")]
+        cause = run_dry_start(python, _env(opts, root, spec), trial_yaml, scripts, work_dir)
+        return [] if cause is None else [f"llm_serving.python must start the checkout {root} (with PYTHONPATH as "
+                                         f"trials have it); {python} failed on {cause}"]
 
     def export_files(self, config: Path, options: dict[str, Any], force: bool = False) -> list[Path]:
         """Beside an exported ``config``, the model yaml its trial ran with (``<name>.model.yaml``, its KV

@@ -133,7 +133,11 @@ class StudyRun:
                 raise
         on_request = self.progress.request_done if self.progress else None
         tag = trial_tag(self.space.study, trial.number, owner)
-        probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        try:
+            probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        except HostFailure as err:
+            self._host_failed(trial, params, err)
+            raise
         if probed is not None:
             m, promoted = probed
             if not promoted and m.outcome.ok:
@@ -152,11 +156,8 @@ class StudyRun:
             trial.set_user_attr("fail_class", "interrupted")
             trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
             raise
-        except HostFailure as err:  # not the configuration's failure: stop, measure it once the host is fixed
-            trial.set_user_attr("fail_class", "host_setup")
-            trial.set_user_attr("fail_detail", err.message[:2000])
-            trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
-            _LINES.silenced.add(trial.number)
+        except HostFailure as err:
+            self._host_failed(trial, params, err)
             raise
         return self._conclude(trial, m, run_dir)
 
@@ -209,6 +210,14 @@ class StudyRun:
             raise TrialFailed(f"objective missing from metrics: {[o.name for o in self.space.objectives]}")
         constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=False))
         return values
+
+    def _host_failed(self, trial: optuna.Trial, params: dict[str, Any], err: HostFailure) -> None:
+        """Not the configuration's failure: the study stops (the command says why, once) and the
+        configuration is measured once the host is fixed."""
+        trial.set_user_attr("fail_class", "host_setup")
+        trial.set_user_attr("fail_detail", err.message[:2000])
+        trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+        _LINES.silenced.add(trial.number)
 
     def _requeue(self, trial: optuna.Trial) -> None:
         """The machine failed, not the configuration: it is measured again by a later trial (once: a
