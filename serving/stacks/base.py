@@ -23,6 +23,7 @@ from serving.replay.client import Replayer, StopCondition, run_loop
 from serving.replay.workers import workers_for
 from serving.replay.pool import SenderPool
 from serving.replay.protocol import ReplayOptions, WireProtocol
+from serving.stacks.watch import DeathStop, ProcessWatch
 from serving.workload import Plan, RequestRecord
 
 __all__ = ["Capabilities", "LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult",
@@ -135,6 +136,10 @@ class RunningStack(abc.ABC):
                on_request: Callable[[RequestRecord], None] | None = None,
                deadline: float | None = None, stop: StopCondition | None = None) -> ReplayResult:
         """Replay ``plan`` (send offset, request) and return one record per request and the usage."""
+        if self.pgids:   # a process of the stack dying ends the replay once nothing progresses (serving.stacks.watch)
+            if self._watch is None:
+                self._watch = ProcessWatch(self.pgids)
+            stop = DeathStop(self._watch, stop)
         workers = workers_for(plan, options.workers)
         # a fast plan goes out from the stack's sender processes (serving.replay.pool), started
         # before the probes sample so their start-up is never in the usage figures
@@ -147,8 +152,13 @@ class RunningStack(abc.ABC):
                 replayer = Replayer(self.url, self.protocol, options, on_request)
                 records = run_loop(replayer.run(plan, deadline, stop))
                 lags = replayer.read_lags
+        if isinstance(stop, DeathStop) and stop.died:
+            self.died = stop.died
         return ReplayResult(records, sampler.summary(), lags)
 
+    #: why the stack's death ended a replay (serving.stacks.watch); None while it serves
+    died: str | None = None
+    _watch: ProcessWatch | None = None
     _senders: SenderPool | None = None
 
     def senders(self, workers: int) -> SenderPool:
@@ -208,6 +218,17 @@ class Stack(abc.ABC):
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):
         checked once when a study starts, before the first trial."""
+        return []
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """What the stack's own code says of a rendered ``config`` without serving it (its imports in its
+        interpreter, its own config parser), run in ``work_dir`` (a scratch folder) once before the first
+        trial: a host that cannot start the stack stops the study there, never as infeasible trials."""
+        return []
+
+    def export_files(self, config: Path, options: dict[str, Any], force: bool = False) -> list[Path]:
+        """Files besides an exported ``config`` that a trial ran with, written next to it (the config made
+        to name them); the paths written. ConfigError when one exists and not ``force``."""
         return []
 
     @abc.abstractmethod

@@ -43,6 +43,7 @@ from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
 from serving.stacks.base import Capabilities, LaunchError, LaunchSpec, RunningStack, Stack, StackOptions, Stage
 from serving.procs.groups import remove_segments, shm_segments
+from serving.stacks.llm_serving_dry_start import run_dry_start
 from serving.stacks.ports import free_ports
 from serving.procs.process import ManagedProcess
 from serving.stacks.llm_serving_readback import process_readings
@@ -132,6 +133,23 @@ def vocab_file(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> 
     return resolve_ref(tok.get("vocab_file"), lookup_dirs(opts, root))
 
 
+def model_yaml(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> str | None:
+    """The text of the mindformers model yaml that ``model_config.model_cfg_path`` names, its KV pool
+    (num_blocks, block_size, seq_length) set to the serving config's (doc §1); None when none is named."""
+    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
+    if src is None or not src.is_file():
+        return None
+    model = yaml.safe_load(src.read_text()) or {}
+    mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
+    if not isinstance(mc, dict):
+        raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
+    kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
+          "model.model_config.block_size": cfg.pa_config.block_size}
+    if "seq_length" in mc:
+        kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+    return set_keys(src.read_text(), kv, src)
+
+
 def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServingOptions) -> tuple[Path, ServingYaml]:
     """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device, its file
     references absolute; when model_cfg_path names a mindformers yaml, a copy of it with the
@@ -143,18 +161,10 @@ def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServing
     vocab = vocab_file(cfg, opts, root)
     if vocab is not None:
         values["tokenizer.vocab_file"] = str(vocab)
-    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
-    if src is not None and src.is_file():
-        model = yaml.safe_load(src.read_text()) or {}
-        mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
-        if not isinstance(mc, dict):
-            raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
-        kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
-              "model.model_config.block_size": cfg.pa_config.block_size}
-        if "seq_length" in mc:
-            kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+    model = model_yaml(cfg, opts, root)
+    if model is not None:
         dst = run_dir / "model_config.yaml"
-        dst.write_text(set_keys(src.read_text(), kv, src))
+        dst.write_text(model)
         values["model_config.model_cfg_path"] = str(dst.resolve())
     out = run_dir / "llm_serving.yaml"
     out.write_text(set_keys(Path(spec.config_path).read_text(), values, spec.config_path))
@@ -376,6 +386,36 @@ class LLMServingStack(Stack):
             out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
                        "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure the host CPU share)")
         return out
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """The launch scripts' imports in the stack's interpreter and environment, and the trial's YAML (as
+        launch writes it) through llm-serving's ServingConfig and check_valid_config: an interpreter
+        without MindSpore or a checkout that fails at import stops the study before its first trial."""
+        opts = parse_options(options)
+        root, python = self._root(opts), opts.python or sys.executable
+        spec = LaunchSpec(config, work_dir, options=dict(options))
+        trial_yaml, _ = write_trial_yaml(spec, root, opts.device_id, opts)
+        scripts = [root / "examples" / s for s in ("start_agent.py", "server_app_post.py")]
+        cause = run_dry_start(python, _env(opts, root, spec), trial_yaml, scripts, work_dir)
+        return [] if cause is None else [f"llm_serving.python must start the checkout {root} (with PYTHONPATH as "
+                                         f"trials have it); {python} failed on {cause}"]
+
+    def export_files(self, config: Path, options: dict[str, Any], force: bool = False) -> list[Path]:
+        """Beside an exported ``config``, the model yaml its trial ran with (``<name>.model.yaml``, its KV
+        pool the config's), and the config pointing at it: llm-serving started on the export runs what
+        was measured, not the original model yaml's pool."""
+        opts, cfg = parse_options(options), load_serving_yaml(config)
+        root = Path(opts.root).expanduser().resolve() if opts.root else None
+        text = model_yaml(cfg, opts, root)
+        if text is None:
+            return []
+        dst = config.with_name(f"{config.stem}.model.yaml")
+        if dst.exists() and not force:
+            raise ConfigError("the exported model yaml must be a new file (or add --force to replace it); this "
+                              "one exists", dst, "--to")
+        dst.write_text(text)
+        config.write_text(set_keys(config.read_text(), {"model_config.model_cfg_path": str(dst.resolve())}, config))
+        return [dst]
 
     def launch(self, spec: LaunchSpec) -> LLMServingRunning:
         opts = parse_options(spec.options)

@@ -49,13 +49,31 @@ __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
 MODULE = "vllm.entrypoints.openai.api_server"
 
 
+# vLLM's own parser on a trial's arguments, without starting the engine (dry_start); the parser moved from
+# vllm.entrypoints.openai to vllm.entrypoints.launchers in later releases
+PARSE_ARGS = r"""
+import sys
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+except ModuleNotFoundError as err:
+    if not (err.name or "").startswith("vllm.entrypoints"):
+        raise
+    from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ModuleNotFoundError:
+    from vllm.utils import FlexibleArgumentParser
+validate_parsed_serve_args(make_arg_parser(FlexibleArgumentParser(prog="vllm")).parse_args(sys.argv[1:]))
+"""
+
+
 class VLLMOptions(StackOptions):
     """The space's ``vllm:`` section."""
     python: str | None = None              # interpreter of the venv that has vLLM; default: the tuner's own
     device: Literal["cpu", "gpu", "npu"] = "gpu"
     device_id: int | None = Field(None, ge=0)   # CUDA/ASCEND_RT_VISIBLE_DEVICES; `tune --device N` overrides
     env: dict[str, str | int | float | bool] = {}
-    cpu_kvcache_space_gb: float = Field(1.0, gt=0)   # VLLM_CPU_KVCACHE_SPACE: the KV pool's RAM on the CPU
+    cpu_kvcache_space_gb: int = Field(1, ge=1)   # VLLM_CPU_KVCACHE_SPACE: the KV pool's RAM on the CPU, whole GiB (vLLM's int)
     block_size_multiple: int | None = Field(None, ge=1)  # default: 32 on the CPU, none elsewhere
     npu_smi: str = "npu-smi"
     # model dims for the pre-launch checks; default: the model folder's config.json
@@ -162,11 +180,28 @@ class VLLMStack(Stack):
         python = parse_options(options).python or sys.executable
         if shutil.which(python) is None:
             return [f"vllm.python must be an executable interpreter of a venv with vLLM, got {python!r}"]
-        probe = subprocess.run([python, "-c", "import vllm"], capture_output=True, text=True, timeout=300)
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return [f"vllm.python must import vllm; {python} -c 'import vllm' failed: {last}"]
-        return []
+        return []   # that it imports vLLM and knows the config's options: dry_start
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """vLLM's own argument parser on the arguments a trial starts it with (the rendered config as
+        ``--config``), in its interpreter: an option it does not know fails here in seconds, not as a
+        crash of every trial after its import."""
+        opts = parse_options(options)
+        python = opts.python or sys.executable
+        spec = LaunchSpec(config, work_dir, options=dict(options))
+        launch_yaml, _ = write_launch_yaml(spec)
+        args = ["--config", str(launch_yaml), "--host", "127.0.0.1", "--port", "0"]
+        try:
+            done = subprocess.run([python, "-c", PARSE_ARGS, *args], capture_output=True, text=True, timeout=600,
+                                  cwd=work_dir, env=environment(opts, spec, opts.device_id))
+        except subprocess.TimeoutExpired:
+            return [f"vllm.python must parse vLLM's arguments within 600 s; {python} did not"]
+        if done.returncode == 0:
+            return []
+        out = done.stderr + done.stdout
+        cause = failures.host_cause(out) or failures.last_error(out) or (out.strip().splitlines() or ["(no output)"])[-1]
+        return [f"vllm.python must import vLLM and its argument parser must accept the config's options; "
+                f"{python} -m {MODULE} --config <config> failed: {cause.strip()[:300]}"]
 
     def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
         """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""

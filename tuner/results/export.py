@@ -48,8 +48,18 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
+    stack = get_stack(space.backend)
     with tempfile.TemporaryDirectory(prefix="tune-export-") as tmp:  # rendered aside, written whole below
         rendered = Path(tmp) / out.name
-        get_stack(space.backend).config_format.render(root / space.base_config, config, rendered)
+        stack.config_format.render(root / space.base_config, config, rendered)
         text = rendered.read_text()
-    return write_text(out, header + text, force, follow_symlinks, key="--to")
+    write_text(out, header + text, force, follow_symlinks, key="--to")
+    try:   # the other files the trial ran with (llm-serving's model yaml), the export naming them
+        extra = stack.export_files(out, space.backend_options(), force)
+    except ConfigError:
+        out.unlink()   # nothing half exported
+        raise
+    if extra:
+        notes = "".join(f"# With {p.name}: a file the trial ran with, as it ran with it.\n" for p in extra)
+        write_text(out, notes + out.read_text(), True, follow_symlinks, key="--to")
+    return out

@@ -40,13 +40,42 @@ def _fail(cls: str, detail: str, tail: str = "", **kw) -> TrialOutcome:
     return TrialOutcome(fail_class=cls, fail_detail=detail, log_tail=tail[-4000:], **kw)
 
 
-def _classify_replay(records: list[RequestRecord], alive: bool, tail: str) -> tuple[str, str]:
+def _classify_replay(records: list[RequestRecord], alive: bool, tail: str, died: str | None = None) -> tuple[str, str]:
     errors = [r.error for r in records if r.error]
     if not alive:
-        return failures.classify_log(tail, failures.CRASH_DURING_REPLAY), "stack exited during the replay"
+        return (failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
+                "stack exited during the replay" + (f": {died}" if died else ""))
     if errors and all(e.startswith(("timeout", "cancelled")) for e in errors):
         return failures.HANG, f"{len(errors)} requests got no complete response in time"
     return failures.BAD_RESPONSE, f"{len(errors)} requests failed; first: {errors[0]}"
+
+
+class HostFailure(ConfigError):
+    """The host cannot start the stack (a module its interpreter lacks, an option the installed stack
+    does not know): no configuration would start, so the study stops here instead of teaching the
+    sampler a false infeasible region."""
+
+
+LAUNCH_TRIES = 3   # a port another process took between free_ports and the stack's bind: fresh ports
+
+
+def launch(stack, spec: LaunchSpec):
+    """``stack.launch(spec)``, again on fresh ports when a port was taken meanwhile; HostFailure when the
+    start failed for the host's sake (serving.stacks.failures.host_cause)."""
+    for attempt in range(1, LAUNCH_TRIES + 1):
+        try:
+            return stack.launch(spec)
+        except LaunchError as err:
+            cause = failures.host_cause(err.log_tail) if err.fail_class == failures.CRASH_AT_START else None
+            if cause:
+                raise HostFailure(f"the host cannot start the {stack.name} stack, whatever its configuration: "
+                                  f"{cause} ({err.detail.split(':', 1)[0]}; log in {spec.run_dir})",
+                                  key=stack.name) from None
+            if err.fail_class != failures.PORT_IN_USE or attempt == LAUNCH_TRIES:
+                raise
+            for log in Path(spec.run_dir).glob("*.log"):   # the next try's log starts clean (its watch reads it)
+                log.rename(log.with_name(f"{log.name}.try{attempt}"))
+    raise AssertionError("unreachable")
 
 
 def replay_options(space: StudySpace) -> ReplayOptions:
@@ -78,10 +107,10 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     if broken:
         return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
     phases = Phases()      # where the trial's time went (tuner.runtime.phases)
+    spec = LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options, dict(env or {}))
     try:
         with phases("startup"):
-            running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
-                                              dict(env or {})))
+            running = launch(stack, spec)   # relaunched on fresh ports when one was taken
         readback.verify(running, config_path, space.param_specs(), run_dir)  # never measured unless applied
     except LaunchError as err:
         out = _fail(err.fail_class, err.detail, err.log_tail)
@@ -96,7 +125,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
                 on_launch(running.pgids)
             result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
             records = result.records
-            alive = running.alive()
+            alive = running.alive() and running.died is None
             tail = running.log_tail()
             service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
     finally:
@@ -114,8 +143,9 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         out = _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records)
         out.metrics = metrics
         return out
-    if failed > space.max_failed_fraction or not alive or math.isnan(metrics["total_time"]):
-        cls, detail = _classify_replay(records, alive, tail)
+    # a stack that lost a process but answered every request kept serving: measured, not crashed
+    if failed > space.max_failed_fraction or (not alive and failed > 0) or math.isnan(metrics["total_time"]):
+        cls, detail = _classify_replay(records, alive, tail, running.died)
         out = _fail(cls, detail, tail, records=records)
         out.metrics = metrics
         return out
@@ -138,7 +168,7 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
                 found = search.run()
             except capacity.ClientOverloaded as err:
                 error = err
-            alive = running.alive()
+            alive = running.alive() and running.died is None
             tail = running.log_tail()
     finally:
         with phases("stop"):

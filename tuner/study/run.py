@@ -10,6 +10,7 @@ A trial ends in one of four ways:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from tuner.space.spec import StudySpace
 from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import open_storage
 from tuner.workload.plan import PlannedTrace, build_plan
-from tuner.runtime.trial import TrialOutcome
+from tuner.runtime.trial import HostFailure, TrialOutcome
 from tuner.screening import warm_start
 from tuner.screening.gate import StudyScreen
 from tuner.search.sampler import make_sampler
@@ -38,6 +39,24 @@ from tuner.search.sampler import make_sampler
 
 class TrialFailed(Exception):
     """Raised from the objective so Optuna stores the trial as FAIL (and the study goes on)."""
+
+
+class _OptunaLines(logging.Filter):
+    """Optuna logs a failed objective with its traceback: ours say in one line what failed, and a host
+    failure is said once, by the command that stops on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.silenced: set[int] = set()   # trial numbers whose failure the command reports itself
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (TrialFailed, HostFailure)):
+            record.exc_info = None
+        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in self.silenced)
+
+
+_LINES = _OptunaLines()
+logging.getLogger("optuna.study._optimize").addFilter(_LINES)
 
 
 @dataclass
@@ -131,7 +150,11 @@ class StudyRun:
                 raise
         on_request = self.progress.request_done if self.progress else None
         tag = trial_tag(self.space.study, trial.number, owner)
-        probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        try:
+            probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        except HostFailure as err:
+            self._host_failed(trial, params, err)
+            raise
         if probed is not None:
             m, promoted = probed
             if not promoted and m.outcome.ok:
@@ -141,10 +164,14 @@ class StudyRun:
                     self.progress.trial_pruned(trial.number, reason)
                 raise optuna.TrialPruned(reason)
             return self._conclude(trial, m, run_dir)
-        m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
-                    on_request=on_request,
-                    early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
-                    on_repeat=self.progress.repeat_started if self.progress else None)
+        try:
+            m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
+                        on_request=on_request,
+                        early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
+                        on_repeat=self.progress.repeat_started if self.progress else None)
+        except HostFailure as err:   # the host cannot start the stack: not the configuration's fault
+            self._host_failed(trial, params, err)
+            raise
         return self._conclude(trial, m, run_dir)
 
     def warm_start(self, study: optuna.Study) -> warm_start.WarmStart | None:
@@ -187,6 +214,7 @@ class StudyRun:
         if m.pruned:
             raise optuna.TrialPruned(f"replay passed {m.stopped.limit:.2f} s (best known + margin)")
         if state == "failed":
+            self._requeue(trial)
             raise TrialFailed(f"{out.fail_class}: {out.fail_detail}")
         if state == "infeasible":
             return constraints.placeholder_values(self.space)
@@ -195,6 +223,22 @@ class StudyRun:
             raise TrialFailed(f"objective missing from metrics: {[o.name for o in self.space.objectives]}")
         constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=False))
         return values
+
+    def _host_failed(self, trial: optuna.Trial, params: dict[str, Any], err: HostFailure) -> None:
+        """Not the configuration's failure: the study stops (the command says why, once) and the
+        configuration is measured once the host is fixed."""
+        trial.set_user_attr("fail_class", "host_setup")
+        trial.set_user_attr("fail_detail", err.message[:2000])
+        trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+        _LINES.silenced.add(trial.number)
+
+    def _requeue(self, trial: optuna.Trial) -> None:
+        """The machine failed, not the configuration: it is measured again by a later trial (once: a
+        retry that fails the same way stays FAIL, so a broken machine cannot loop on it)."""
+        config = trial.user_attrs.get("config")
+        if config and "retry_of" not in trial.user_attrs:
+            trial.study.enqueue_trial(self.space.stored_params(config), user_attrs={"retry_of": trial.number})
+            trial.set_user_attr("requeued", True)
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, run_dir: Path) -> None:
         for k, v in outcome.metrics.items():
@@ -216,8 +260,11 @@ class StudyRun:
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
         self.warm_start(study)
-        with stop_signals_interrupt():
-            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
+        try:
+            with stop_signals_interrupt():
+                study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
+        finally:
+            _LINES.silenced.clear()   # trial numbers of this study only
         return study
 
     def _orphaned(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

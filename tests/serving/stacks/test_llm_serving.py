@@ -96,8 +96,15 @@ FAULTS = [
 
 @pytest.mark.parametrize("fault,fail_class,detail", FAULTS, ids=[f[0] for f in FAULTS])
 def test_fault_is_a_classified_failed_trial(project_root, standin, fault, fail_class, detail):
-    [t] = tune(project_root, standin, f"+llm_serving.env.STANDIN_FAULT={fault}", ready=2 if fault == "hang" else 30)
+    t, *queued = tune(project_root, standin, f"+llm_serving.env.STANDIN_FAULT={fault}", ready=2 if fault == "hang" else 30)
     assert_failed(t)
+    if fail_class == "port_in_use":   # the machine's failure: launched again on fresh ports, then re-queued
+        assert sorted(p.name for p in Path(t.user_attrs["run_dir"]).glob("agent.log*")) == [
+            "agent.log", "agent.log.try1", "agent.log.try2"]
+        [retry] = queued
+        assert retry.state == optuna.trial.TrialState.WAITING and retry.user_attrs["retry_of"] == t.number
+    else:
+        assert queued == []
     assert t.user_attrs["fail_class"] == fail_class, t.user_attrs.get("fail_detail")
     assert detail in t.user_attrs["fail_detail"]
     assert t.user_attrs["log_tail"]

@@ -116,11 +116,12 @@ def test_agent_port_in_use_is_port_in_use(real, project_root, monkeypatch):
     pick = ls.free_ports
     monkeypatch.setattr(ls, "free_ports", lambda n: pick(1) + [taken] * (n - 1))  # the agent's port is taken
     try:
-        [t] = tune(project_root)
+        t, retry = tune(project_root)   # launched on "fresh" ports three times, then queued again
     finally:
         held.close()
     a = t.user_attrs
     assert t.state == optuna.trial.TrialState.FAIL and a["fail_class"] == "port_in_use", a.get("fail_detail")
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.user_attrs["retry_of"] == t.number
     assert "Address already in use" in a["log_tail"]
     assert_cleaned_up(Path(a["run_dir"]))
 

@@ -88,8 +88,22 @@ def test_missing_interpreter_is_a_config_error_and_preflight_says_so(tmp_path):
     with pytest.raises(ConfigError, match="python must be an executable"):
         get_stack("vllm").launch(s)
     assert "vllm.python must be an executable" in get_stack("vllm").preflight(s.options)[0]
-    broken = get_stack("vllm").preflight({"python": sys.executable})   # our venv has no vllm
-    assert broken and "must import vllm" in broken[0] and "No module named 'vllm'" in broken[0]
+    work = tmp_path / "dry"
+    work.mkdir()
+    broken = get_stack("vllm").dry_start(BASE, {"python": sys.executable}, work)   # our venv has no vllm
+    assert broken and "must import vLLM" in broken[0] and "No module named 'vllm'" in broken[0]
+
+
+def test_cpu_kv_space_is_whole_gib_as_vllm_reads_it():
+    # vLLM's CPU build reads VLLM_CPU_KVCACHE_SPACE as an int: 1.5 would crash every trial at start
+    stack = get_stack("vllm")
+    with pytest.raises(ConfigError, match=r"cpu_kvcache_space_gb: .*integer.*\(found 1.5\)"):
+        from serving.stacks.vllm import parse_options
+        parse_options({"cpu_kvcache_space_gb": 1.5})
+    with pytest.raises(ConfigError, match="cpu_kvcache_space_gb"):
+        from serving.stacks.vllm import parse_options
+        parse_options({"cpu_kvcache_space_gb": 0})
+    assert stack.parse_options({"cpu_kvcache_space_gb": 2}).cpu_kvcache_space_gb == 2
 
 
 @pytest.mark.parametrize("log, cls", [
