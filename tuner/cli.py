@@ -210,6 +210,16 @@ def cmd_profile(args) -> int:
 
 def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
+    stack = get_stack(space.backend)
+    surrogate = get_stack(stack.surrogate) if stack.surrogate else None
+    if hasattr(surrogate, "calibrate"):   # a surrogate that calibrates itself from its real stack (vLLM's)
+        opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
+        if args.out:
+            opts = dict(opts or {}, surrogate_profile=str(args.out))
+        surrogate.calibrate(root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
+                            space.timeouts.ready, refit=bool(args.refit),
+                            env={TAG_ENV: command_tag(space.study, "calibrate")})
+        return 0
     runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:

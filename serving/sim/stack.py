@@ -81,6 +81,7 @@ class SimRunning(RunningStack):
 
 class SimStack(Stack):
     name = "sim"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = SimOptions
     serves_http = False
 

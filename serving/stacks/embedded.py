@@ -42,6 +42,7 @@ class EmbeddedOptions(StackOptions):
 
 class EmbeddedStack(Stack):
     name = "embedded"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = EmbeddedOptions
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:

@@ -12,6 +12,7 @@ _STACKS: dict[str, str | type[Stack]] = {
     "llm_serving": "serving.stacks.llm_serving:LLMServingStack",
     "sim": "serving.sim.stack:SimStack",
     "vllm": "serving.stacks.vllm:VLLMStack",
+    "vllm_sim": "serving.sim.vllm_stack:VllmSimStack",
 }
 
 

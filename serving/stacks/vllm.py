@@ -60,6 +60,7 @@ class VLLMOptions(StackOptions):
     dtype_bytes: int | None = Field(None, ge=1)
     max_position_embeddings: int | None = Field(None, ge=1)
     stop_grace: float = Field(10.0, ge=0)
+    surrogate_profile: str | None = None   # the surrogate's step-time profile; default trials/<study>/vllm_surrogate.yaml
 
 
 def parse_options(options: dict[str, Any]) -> VLLMOptions:
@@ -135,6 +136,11 @@ class VLLMStack(Stack):
     name = "vllm"
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
+    surrogate = "vllm_sim"     # vLLM's own scheduler on a virtual clock (serving/sim/vllm_stack.py)
+
+    def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any]:
+        opts = parse_options(options)
+        return opts.model_dump() | {"surrogate_profile": opts.surrogate_profile or str(home / "vllm_surrogate.yaml")}
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         python = parse_options(options).python or sys.executable

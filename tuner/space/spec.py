@@ -276,6 +276,9 @@ class StudySpace(_Strict):
         for i, c in enumerate(self.constraints):
             if c.min is None and c.max is None:
                 raise ValueError(f"constraints[{i}] ({c.metric}): a min or a max must be given")
+        if self.prescreen and get_stack(self.backend).surrogate is None:
+            raise ValueError(f"prescreen: needs a surrogate of the {self.backend} stack to simulate it, and that "
+                             "stack declares none; remove prescreen:")
         if self.prescreen and self.prescreen.probe_fraction and self.repeats > 1:
             raise ValueError("prescreen.probe_fraction and repeats > 1 cannot be combined (a probe is one run)")
         flat = flatten_params(self.params)

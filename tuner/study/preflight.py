@@ -26,3 +26,9 @@ def check_inputs(space: StudySpace, root: Path, plan=None) -> None:
     missing = stack.preflight(space.backend_options())
     if missing:
         raise ConfigError("; ".join(missing), key=space.backend)
+    if space.prescreen and stack.surrogate is not None:   # e.g. a surrogate that has no profile yet
+        opts = stack.surrogate_options(space.backend_options(), Path(root) / "trials" / space.study)
+        missing = get_stack(stack.surrogate).preflight(space.stack_options.get(stack.surrogate, {}) if opts is None
+                                                       else opts)
+        if missing:
+            raise ConfigError("; ".join(missing), key="prescreen")

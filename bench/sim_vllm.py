@@ -1,0 +1,152 @@
+"""vLLM's surrogate (serving/sim/vllm_*.py): its speed, and its fidelity against real vLLM runs.
+
+  python bench/sim_vllm.py real    --python .venv-vllm/bin/python [--out DIR]   # measure CONFIGS for real
+  python bench/sim_vllm.py compare --python ... --profile PROFILE [--out DIR]  # simulate them, compare
+  python bench/sim_vllm.py speed   --python ... [--profile PROFILE]            # the 1,500-request trace
+
+``real`` runs each configuration of CONFIGS (points of search_spaces/vllm_batching.yaml) once
+through tuner.runtime.trial.run_trial on backend=vllm with the study's load, and keeps total time
+and p99 TTFT in DIR/real.json (one launch each, ~3 min on 2 CPU cores). ``compare`` simulates the
+same configurations with the profile (`tune calibrate` on backend=vllm writes one) and prints the
+error per configuration, the mean errors, and Kendall's tau of the total times. ``speed`` times one
+simulation of all 1,500 requests of traces/alpaca_like_1500.jsonl per configuration (the worker's
+start, i.e. importing vLLM, is paid once and not counted). The load average is printed with
+every figure: the host is shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (puts the project on sys.path)
+from _common import ROOT, table
+
+STUDY = "vllm_batching"
+CONFIGS = {   # diverse points of the space: the default, small and large batches, a tight pool, no chunking
+    "default": dict(max_num_seqs=128, max_num_batched_tokens=2048, block_size=128, num_gpu_blocks_override=None,
+                    enable_chunked_prefill=True),
+    "seqs4": dict(max_num_seqs=4, max_num_batched_tokens=256, block_size=32, num_gpu_blocks_override=None,
+                  enable_chunked_prefill=True),
+    "seqs8": dict(max_num_seqs=8, max_num_batched_tokens=512, block_size=64, num_gpu_blocks_override=None,
+                  enable_chunked_prefill=True),
+    "pool40": dict(max_num_seqs=64, max_num_batched_tokens=1024, block_size=32, num_gpu_blocks_override=40,
+                   enable_chunked_prefill=True),
+    "nochunk": dict(max_num_seqs=256, max_num_batched_tokens=4096, block_size=64, num_gpu_blocks_override=None,
+                    enable_chunked_prefill=False),
+}
+
+
+def load(over: list[str]):
+    from tuner.space.compose import load_space
+    return load_space(STUDY, ROOT, over)
+
+
+def plan_of(space):
+    from serving.stacks import get_stack
+    from tuner.workload.trace import load_trace, schedule
+    counter = get_stack("vllm").token_counter(ROOT / space.base_config, space.backend_options())
+    return schedule(load_trace(ROOT / space.trace, space.trace_format, counter),
+                    space.load.qps, space.load.duration, space.load.seed)
+
+
+def real(args) -> None:
+    from tuner.runtime.trial import run_trial
+    space = load(args.over)
+    plan = plan_of(space)
+    out = args.out / "real.json"
+    got = json.loads(out.read_text()) if out.is_file() else {}
+    for name, params in CONFIGS.items():
+        if name in got:
+            continue
+        t0, la = time.monotonic(), os.getloadavg()[0]
+        o = run_trial(space, ROOT, params, args.out / "runs" / name, plan)
+        got[name] = {"ok": o.ok, "total_time": o.metrics.get("total_time"), "ttft_p99": o.metrics.get("ttft_p99"),
+                     "fail": o.fail_detail, "load": [la, os.getloadavg()[0]], "wall": time.monotonic() - t0}
+        out.write_text(json.dumps(got, indent=1))   # each run kept as it ends: nothing measured is lost
+        print(name, got[name], flush=True)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    from scipy.stats import kendalltau
+    return float(kendalltau(a, b).statistic)
+
+
+def compare(args) -> None:
+    from tuner.screening.prescreen import simulate_params
+    space = load(args.over + [f"vllm.surrogate_profile={args.profile}"])
+    plan = plan_of(space)
+    got = json.loads((args.out / "real.json").read_text())
+    rows, et, ep, rt, st = [], [], [], [], []
+    for name, meas in got.items():
+        if not meas["ok"]:
+            continue
+        sim = simulate_params(space, ROOT, CONFIGS[name], plan).metrics
+        e_t = sim["total_time"] / meas["total_time"] - 1
+        e_p = sim["ttft_p99"] / meas["ttft_p99"] - 1
+        et.append(abs(e_t))
+        ep.append(abs(e_p))
+        rt.append(meas["total_time"])
+        st.append(sim["total_time"])
+        rows.append([name, meas["total_time"], sim["total_time"], f"{e_t:+.1%}", meas["ttft_p99"],
+                     sim["ttft_p99"], f"{e_p:+.1%}", f"{meas['load'][0]:.1f}"])
+    table(["config", "real total", "sim total", "err", "real ttft99", "sim ttft99", "err", "load (real)"], rows)
+    print(f"mean |error|: total time {statistics.mean(et):.1%}, p99 TTFT {statistics.mean(ep):.1%}; "
+          f"Kendall tau (total time) {kendall_tau(rt, st):.2f}; load average now {os.getloadavg()[0]:.2f}")
+
+
+def speed(args) -> None:
+    from serving.sim.vllm_client import VllmSurrogate
+    from serving.sim.vllm_profile import load_vllm_profile
+    from tuner.workload.trace import load_trace, schedule
+    from serving.stacks import get_stack
+    space = load(args.over)
+    counter = get_stack("vllm").token_counter(ROOT / space.base_config, space.backend_options())
+    trace = load_trace(ROOT / "traces/alpaca_like_1500.jsonl", "auto", counter)
+    plan = schedule(trace, 20, len(trace) / 20, 0)
+    model = load_vllm_profile(args.profile)
+    from serving.config.vllm_yaml import load_vllm_yaml
+    from serving.config.render import render_text
+    base = (ROOT / space.base_config).read_text()
+    rows = []
+    with VllmSurrogate(args.python) as sur:
+        for name, params in CONFIGS.items():
+            text = render_text(base, params, space.base_config)
+            cfg = load_vllm_yaml_text(text, load_vllm_yaml)
+            t0 = time.perf_counter()
+            res = sur.simulate(cfg, space.backend_options(), model, plan)
+            dt = time.perf_counter() - t0
+            done = [r.done for r in res.records if r.done is not None]
+            rows.append([name, len(plan), res.steps, max(done) if done else float("nan"), dt, f"{os.getloadavg()[0]:.2f}"])
+    table(["config", "requests", "steps", "sim total s", "wall s", "load"], rows)
+
+
+def load_vllm_yaml_text(text: str, loader):
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        return loader(f.name)
+    finally:
+        os.unlink(f.name)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["real", "compare", "speed"])
+    ap.add_argument("--python", default=os.environ.get("TUNER_VLLM_PYTHON", ""))
+    ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "trials" / "_sim_vllm")
+    ap.add_argument("over", nargs="*", help="search space overrides, e.g. load.qps=30")
+    args = ap.parse_args()
+    args.over = [f"vllm.python={args.python}", *args.over]
+    args.out.mkdir(parents=True, exist_ok=True)
+    {"real": real, "compare": compare, "speed": speed}[args.what](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
