@@ -99,39 +99,38 @@ def compare(args) -> None:
 
 
 def speed(args) -> None:
+    import tempfile
+
+    import psutil
+
+    from serving.config.vllm_yaml import VLLMYamlFormat
     from serving.sim.vllm_client import VllmSurrogate
     from serving.sim.vllm_profile import load_vllm_profile
-    from tuner.workload.trace import load_trace, schedule
+    from serving.sim.vllm_stack import engine_flags, pool_blocks
     from serving.stacks import get_stack
+    from serving.stacks.vllm import VLLMOptions
+    from tuner.workload.trace import load_trace, schedule
     space = load(args.over)
     counter = get_stack("vllm").token_counter(ROOT / space.base_config, space.backend_options())
     trace = load_trace(ROOT / "traces/alpaca_like_1500.jsonl", "auto", counter)
-    plan = schedule(trace, 20, len(trace) / 20, 0)
-    model = load_vllm_profile(args.profile)
-    from serving.config.vllm_yaml import load_vllm_yaml
-    from serving.config.render import render_text
-    base = (ROOT / space.base_config).read_text()
+    plan = schedule(trace, 20, len(trace) / 20, 0)       # all 1,500 requests at 20/s
+    profile = load_vllm_profile(args.profile)
+    opts = VLLMOptions.model_validate(space.backend_options())
+    fmt = VLLMYamlFormat()
     rows = []
-    with VllmSurrogate(args.python) as sur:
+    with VllmSurrogate(args.python) as sur, tempfile.TemporaryDirectory() as tmp:
+        sur.ask({"op": "ping"})                          # vLLM imported before any timing
+        worker = psutil.Process(sur.proc.pid)
         for name, params in CONFIGS.items():
-            text = render_text(base, params, space.base_config)
-            cfg = load_vllm_yaml_text(text, load_vllm_yaml)
-            t0 = time.perf_counter()
-            res = sur.simulate(cfg, space.backend_options(), model, plan)
-            dt = time.perf_counter() - t0
+            cfg = Path(tmp) / f"{name}.yaml"
+            fmt.render(ROOT / space.base_config, params, cfg)
+            flags, blocks = engine_flags(cfg), pool_blocks(fmt.load(cfg), opts, profile)
+            cpu0, t0 = sum(worker.cpu_times()[:2]), time.perf_counter()
+            res = sur.simulate(flags, blocks, profile.steptime, plan)
+            wall, cpu = time.perf_counter() - t0, sum(worker.cpu_times()[:2]) - cpu0
             done = [r.done for r in res.records if r.done is not None]
-            rows.append([name, len(plan), res.steps, max(done) if done else float("nan"), dt, f"{os.getloadavg()[0]:.2f}"])
-    table(["config", "requests", "steps", "sim total s", "wall s", "load"], rows)
-
-
-def load_vllm_yaml_text(text: str, loader):
-    import tempfile
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(text)
-    try:
-        return loader(f.name)
-    finally:
-        os.unlink(f.name)
+            rows.append([name, len(plan), res.steps, res.preemptions, max(done), wall, cpu, f"{os.getloadavg()[0]:.1f}"])
+    table(["config", "requests", "steps", "preempted", "sim total s", "wall s", "worker CPU s", "load"], rows)
 
 
 def main() -> int:

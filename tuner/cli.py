@@ -216,9 +216,13 @@ def cmd_calibrate(args) -> int:
         opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
         if args.out:
             opts = dict(opts or {}, surrogate_profile=str(args.out))
-        surrogate.calibrate(root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
-                            space.timeouts.ready, refit=bool(args.refit),
-                            env={TAG_ENV: command_tag(space.study, "calibrate")})
+        try:
+            surrogate.calibrate(root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
+                                space.timeouts.ready, refit=bool(args.refit),
+                                env={TAG_ENV: command_tag(space.study, "calibrate")})
+        except LaunchError as err:
+            print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
+            return 1
         return 0
     runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
     out = args.out or PROFILES / "embedded.yaml"

@@ -10,8 +10,11 @@ requests at once), and they see what a user sees, the API process's share includ
 Two kinds of observation, each a row of a non-negative least squares (scipy.optimize.nnls):
 - a lone request's TTFT: arrival delay + one prefill step of its L prompt tokens (context L)
   + delivery delay;
-- a request's mean inter-token time in a burst of N requests decoding together, prompt L and
-  output O: one decode step of N sequences over about N * (L + O / 2) context tokens.
+- a burst's makespan (first send to last completion, what ``total_time`` is): N requests of
+  L prompt and O output tokens sent at once, i.e. the delays, ceil(N L / budget) prefill steps,
+  then O - 1 decode steps of N sequences whose context grows by N tokens a step.
+Inter-token times are not used: under load vLLM's API process sends a request's tokens in a few
+chunks, sometimes one, so first-to-last spans say little; a makespan is what the tuner scores.
 The two delays are one column (only their sum is seen); it is split evenly.
 """
 from __future__ import annotations
@@ -29,41 +32,51 @@ COLUMNS = (*TERMS, "delay")
 
 @dataclass
 class Observation:
-    kind: str            # "ttft" (a lone request) or "itl" (a request of a burst)
-    seqs: int            # requests decoding together (1 for a lone one)
-    prompt: int          # prompt tokens
-    output: int          # output tokens
+    kind: str            # "ttft" (a lone request) or "makespan" (a burst sent at once)
+    seqs: int            # requests in the burst (1 for a lone one)
+    prompt: int          # prompt tokens of each
+    output: int          # output tokens of each
     seconds: float
+    budget: int = 0      # max_num_batched_tokens of the server (0: no limit)
 
     def row(self) -> list[float]:
+        n, L, O = self.seqs, self.prompt, self.output
         if self.kind == "ttft":
-            return [1.0, self.prompt, 0.0, self.prompt, 1.0]
-        return [1.0, 0.0, self.seqs, self.seqs * (self.prompt + self.output / 2), 0.0]
+            return [1.0, L, 0.0, L, 1.0]
+        total = n * L
+        chunks = -(-total // self.budget) if self.budget else 1
+        prefill_context = sum(min(k * self.budget, total) for k in range(1, chunks + 1)) if self.budget else total
+        decode_context = n * ((O - 1) * L + O * (O - 1) / 2)
+        return [chunks + O - 1, total, n * (O - 1), prefill_context + decode_context, 1.0]
 
 
-def observations(records: list[RequestRecord], seqs: int, lone: bool) -> list[Observation]:
-    """Rows from one replay's records: every successful request's TTFT when it was ``lone``, and its
-    mean inter-token time (done - first token over the tokens after the first) when it had two tokens
-    or more. Coalesced chunks (vLLM under load) do not bias the mean: it spans first to last."""
-    out = []
-    for r in records:
-        if not r.ok or r.first_token is None or r.sent is None:
-            continue
-        if lone:
-            out.append(Observation("ttft", 1, r.prompt_len, r.output_len, r.first_token - r.sent))
-        if r.n_tokens >= 2 and r.done > r.first_token:
-            out.append(Observation("itl", seqs, r.prompt_len, r.output_len, (r.done - r.first_token) / (r.n_tokens - 1)))
+def observations(records: list[RequestRecord], budget: int = 0) -> list[Observation]:
+    """Rows from one replay of requests sent at once, all of one shape: its makespan, and each
+    request's TTFT when it was alone. None when a request failed (the shape would be wrong)."""
+    if not records or not all(r.ok and r.sent is not None for r in records):
+        return []
+    r0 = records[0]
+    span = max(r.done for r in records) - min(r.sent for r in records)
+    out = [Observation("makespan", len(records), r0.prompt_len, r0.output_len, span, budget)]
+    if len(records) == 1:
+        out.append(Observation("ttft", 1, r0.prompt_len, r0.output_len, r0.first_token - r0.sent, budget))
     return out
 
 
 def fit_steptime(obs: list[Observation]) -> tuple[StepTime, dict[str, float]]:
-    """The step-time model and the fit's n, R^2 and RMSE (s)."""
+    """The step-time model (least relative error) and the fit's n, R^2 and RMSE (s) over all observations."""
     if len(obs) < len(COLUMNS):
         raise ValueError(f"at least {len(COLUMNS)} observations must be given to fit {len(COLUMNS)} terms, "
                          f"got {len(obs)}")
     X = np.array([o.row() for o in obs], float)
     y = np.array([o.seconds for o in obs], float)
-    f = fit_terms(X, y, COLUMNS)
+    if (y <= 0).any():
+        raise ValueError(f"observed seconds > 0 must hold, got {y[y <= 0].tolist()}")
+    # relative errors: a 0.2 s lone request counts as much as a 6 s burst (the tuner compares ratios)
+    f = fit_terms(X / y[:, None], np.ones_like(y), COLUMNS)
+    res = X @ np.array([f.coef[c] for c in COLUMNS]) - y
+    f.rmse = float(np.sqrt(np.mean(res ** 2)))
+    f.r2 = 1.0 - float(np.mean(res ** 2)) / float(np.var(y)) if np.var(y) > 0 else float("nan")
     c = f.coef
     st = StepTime(**{k: c[k] for k in TERMS}, arrival_delay=c["delay"] / 2, delivery_delay=c["delay"] / 2)
     return st, {"n": float(f.n), "r2": f.r2, "rmse": f.rmse}

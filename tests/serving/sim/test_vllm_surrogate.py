@@ -1,5 +1,4 @@
 """A stack declares its surrogate: vLLM's is vllm_sim; a stack without one refuses prescreen: at load."""
-from pathlib import Path
 
 import pytest
 
