@@ -9,8 +9,10 @@ through tuner.runtime.trial.run_trial on backend=vllm with the study's load, and
 and p99 TTFT in DIR/real.json (one launch each, ~3 min on 2 CPU cores). ``compare`` simulates the
 same configurations with the profile (`tune calibrate` on backend=vllm writes one) and prints the
 error per configuration, the mean errors, and Kendall's tau of the total times. ``speed`` times one
-simulation of all 1,500 requests of traces/alpaca_like_1500.jsonl per configuration (the worker's
-start, i.e. importing vLLM, is paid once and not counted). The load average is printed with
+simulation of all 1,500 requests of traces/alpaca_like_1500.jsonl per configuration (what a worker
+pays once is not counted: importing vLLM, loading the tokenizer, tokenising the trace; building
+each configuration's VllmConfig and Scheduler is). Wall time is what the host's load allows; the
+worker's CPU seconds are what it would take alone. The load average is printed with
 every figure: the host is shared.
 """
 from __future__ import annotations
@@ -57,13 +59,13 @@ def real(args) -> None:
     from tuner.runtime.trial import run_trial
     space = load(args.over)
     plan = plan_of(space)
-    out = args.out / "real.json"
+    out = args.out / args.real
     got = json.loads(out.read_text()) if out.is_file() else {}
     for name, params in CONFIGS.items():
-        if name in got:
+        if name in got or (args.only and name not in args.only):
             continue
         t0, la = time.monotonic(), os.getloadavg()[0]
-        o = run_trial(space, ROOT, params, args.out / "runs" / name, plan)
+        o = run_trial(space, ROOT, params, args.out / "runs" / f"{out.stem}_{name}", plan)
         got[name] = {"ok": o.ok, "total_time": o.metrics.get("total_time"), "ttft_p99": o.metrics.get("ttft_p99"),
                      "fail": o.fail_detail, "load": [la, os.getloadavg()[0]], "wall": time.monotonic() - t0}
         out.write_text(json.dumps(got, indent=1))   # each run kept as it ends: nothing measured is lost
@@ -79,7 +81,7 @@ def compare(args) -> None:
     from tuner.screening.prescreen import simulate_params
     space = load(args.over + [f"vllm.surrogate_profile={args.profile}"])
     plan = plan_of(space)
-    got = json.loads((args.out / "real.json").read_text())
+    got = json.loads((args.out / args.real).read_text())
     rows, et, ep, rt, st = [], [], [], [], []
     for name, meas in got.items():
         if not meas["ok"]:
@@ -121,6 +123,10 @@ def speed(args) -> None:
     with VllmSurrogate(args.python) as sur, tempfile.TemporaryDirectory() as tmp:
         sur.ask({"op": "ping"})                          # vLLM imported before any timing
         worker = psutil.Process(sur.proc.pid)
+        first = Path(tmp) / "first.yaml"                 # and the tokenizer loaded, the trace's prompts tokenised
+        fmt.render(ROOT / space.base_config, {}, first)
+        sur.simulate(engine_flags(first), 1000, profile.steptime, plan[:1])
+        sur.simulate(engine_flags(first), 1000, profile.steptime, plan)
         for name, params in CONFIGS.items():
             cfg = Path(tmp) / f"{name}.yaml"
             fmt.render(ROOT / space.base_config, params, cfg)
@@ -139,6 +145,8 @@ def main() -> int:
     ap.add_argument("--python", default=os.environ.get("TUNER_VLLM_PYTHON", ""))
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "trials" / "_sim_vllm")
+    ap.add_argument("--real", default="real.json", help="file under --out holding the real runs")
+    ap.add_argument("--only", type=lambda v: v.split(","), default=None, help="configs to run, e.g. default,pool40")
     ap.add_argument("over", nargs="*", help="search space overrides, e.g. load.qps=30")
     args = ap.parse_args()
     args.over = [f"vllm.python={args.python}", *args.over]

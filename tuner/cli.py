@@ -344,8 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--config", type=Path, help="serving YAML to profile (default: the study's base config)")
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
-    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
-    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
+    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine "
+                    "(backend=vllm: the vLLM surrogate's step time, from one vLLM launch)")
+    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml; "
+                       "backend=vllm: trials/<study>/vllm_surrogate.yaml)")
     calib.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in cal.RUNS),
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,

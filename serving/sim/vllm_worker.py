@@ -92,16 +92,24 @@ class Engine:
         return [base + i for i in range(prompt_len + 1)]
 
 
+_TOKENIZERS: dict[str, object] = {}
+
+
 def _tokenizer(model: str | None):
-    """The folder's tokenizer as the OpenAI server applies it (special tokens added), else None."""
+    """The folder's tokenizer as the OpenAI server applies it (special tokens added), else None.
+    Kept, with every prompt's ids, for the worker's life: each configuration replays the same trace."""
     if not model or not os.path.isdir(model):
         return None
-    try:
-        from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(model)
-    except Exception:   # noqa: BLE001  (no tokenizer in the folder: distinct ids per prompt)
-        return None
-    return lambda text: tok(text).input_ids
+    if model not in _TOKENIZERS:
+        try:
+            from transformers import AutoTokenizer
+            tok = AutoTokenizer.from_pretrained(model)
+        except Exception:   # noqa: BLE001  (no tokenizer in the folder: distinct ids per prompt)
+            _TOKENIZERS[model] = None
+        else:
+            cache: dict[str, list[int]] = {}
+            _TOKENIZERS[model] = lambda text: cache.get(text) or cache.setdefault(text, tok(text).input_ids)
+    return _TOKENIZERS[model]
 
 
 def simulate(engine: Engine, num_blocks: int, st: StepTime, reqs: list, concurrency: int | None) -> dict:
