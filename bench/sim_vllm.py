@@ -78,24 +78,31 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
 
 
 def compare(args) -> None:
+    """Against each configuration's median over the real files named (``--real a.json,b.json``)."""
     from tuner.screening.prescreen import simulate_params
     space = load(args.over + [f"vllm.surrogate_profile={args.profile}"])
     plan = plan_of(space)
-    got = json.loads((args.out / args.real).read_text())
+    runs: dict[str, list[dict]] = {}
+    for f in args.real.split(","):
+        for name, meas in json.loads((args.out / f).read_text()).items():
+            if meas["ok"]:
+                runs.setdefault(name, []).append(meas)
     rows, et, ep, rt, st = [], [], [], [], []
-    for name, meas in got.items():
-        if not meas["ok"]:
-            continue
+    for name, ms in runs.items():
         sim = simulate_params(space, ROOT, CONFIGS[name], plan).metrics
-        e_t = sim["total_time"] / meas["total_time"] - 1
-        e_p = sim["ttft_p99"] / meas["ttft_p99"] - 1
+        real_t = statistics.median(m["total_time"] for m in ms)
+        real_p = statistics.median(m["ttft_p99"] for m in ms)
+        e_t, e_p = sim["total_time"] / real_t - 1, sim["ttft_p99"] / real_p - 1
         et.append(abs(e_t))
         ep.append(abs(e_p))
-        rt.append(meas["total_time"])
+        rt.append(real_t)
         st.append(sim["total_time"])
-        rows.append([name, meas["total_time"], sim["total_time"], f"{e_t:+.1%}", meas["ttft_p99"],
-                     sim["ttft_p99"], f"{e_p:+.1%}", f"{meas['load'][0]:.1f}"])
-    table(["config", "real total", "sim total", "err", "real ttft99", "sim ttft99", "err", "load (real)"], rows)
+        spread = "/".join(f"{m['total_time']:.1f}" for m in ms)
+        loads = "/".join(f"{m['load'][0]:.0f}" for m in ms)
+        rows.append([name, spread, real_t, sim["total_time"], f"{e_t:+.1%}", real_p, sim["ttft_p99"], f"{e_p:+.1%}",
+                     loads])
+    table(["config", "real runs", "real median", "sim total", "err", "real ttft99", "sim ttft99", "err",
+           "load (real)"], rows)
     print(f"mean |error|: total time {statistics.mean(et):.1%}, p99 TTFT {statistics.mean(ep):.1%}; "
           f"Kendall tau (total time) {kendall_tau(rt, st):.2f}; load average now {os.getloadavg()[0]:.2f}")
 
@@ -145,7 +152,7 @@ def main() -> int:
     ap.add_argument("--python", default=os.environ.get("TUNER_VLLM_PYTHON", ""))
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "trials" / "_sim_vllm")
-    ap.add_argument("--real", default="real.json", help="file under --out holding the real runs")
+    ap.add_argument("--real", default="real.json", help="file(s) under --out holding real runs (compare: a,b)")
     ap.add_argument("--only", type=lambda v: v.split(","), default=None, help="configs to run, e.g. default,pool40")
     ap.add_argument("over", nargs="*", help="search space overrides, e.g. load.qps=30")
     args = ap.parse_args()
