@@ -1,19 +1,20 @@
 """vLLM's surrogate (serving/sim/vllm_*.py): its speed, and its fidelity against real vLLM runs.
 
-  python bench/sim_vllm.py real    --python .venv-vllm/bin/python [--out DIR]   # measure CONFIGS for real
-  python bench/sim_vllm.py compare --python ... --profile PROFILE [--out DIR]  # simulate them, compare
+  python bench/sim_vllm.py real    --python .venv-vllm/bin/python [--real real.json] [--only a,b]  # measure
+  python bench/sim_vllm.py compare --python ... --profile PROFILE [--real real.json,real2.json]  # and compare
   python bench/sim_vllm.py speed   --python ... [--profile PROFILE]            # the 1,500-request trace
 
 ``real`` runs each configuration of CONFIGS (points of search_spaces/vllm_batching.yaml) once
 through tuner.runtime.trial.run_trial on backend=vllm with the study's load, and keeps total time
-and p99 TTFT in DIR/real.json (one launch each, ~3 min on 2 CPU cores). ``compare`` simulates the
-same configurations with the profile (`tune calibrate` on backend=vllm writes one) and prints the
-error per configuration, the mean errors, and Kendall's tau of the total times. ``speed`` times one
-simulation of all 1,500 requests of traces/alpaca_like_1500.jsonl per configuration (what a worker
-pays once is not counted: importing vLLM, loading the tokenizer, tokenising the trace; building
-each configuration's VllmConfig and Scheduler is). Wall time is what the host's load allows; the
-worker's CPU seconds are what it would take alone. The load average is printed with
-every figure: the host is shared.
+and p99 TTFT in DIR/real.json (DIR: trials/_sim_vllm; one launch each, ~3 min on 2 CPU cores).
+``compare`` simulates the same configurations with the profile (`tune calibrate` on backend=vllm
+writes one) and prints the error per configuration against the median of its real runs, the mean
+errors, and Kendall's tau of the total times. ``speed`` times one simulation of all 1,500
+requests of traces/alpaca_like_1500.jsonl per configuration (what a worker pays once is not
+counted: importing vLLM, loading the tokenizer, tokenising the trace; building each
+configuration's VllmConfig and Scheduler is). Wall time is what the host's load allows; the
+worker's CPU seconds are what it would take alone. The load average is printed with every
+figure: the host is shared.
 """
 from __future__ import annotations
 

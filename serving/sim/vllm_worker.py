@@ -24,7 +24,9 @@ nothing, as in the model runner), then ``update_from_output()``: token budget, r
 limit, chunked prefill, block allocation, prefix caching and preemption are vLLM's. Requests
 reach ``add_request`` between steps, as the engine core drains its input queue between steps.
 Prompts are tokenised with the model folder's tokenizer (as the OpenAI server does), so prefix
-caching sees the real token ids; without a tokenizer each prompt gets distinct ids.
+caching sees the real token ids (the tokenizer and every prompt's ids are kept for the worker's life);
+without a tokenizer each prompt gets distinct ids. When its stdin closes (the tuner ended, even
+by SIGKILL) the worker ends too.
 """
 from __future__ import annotations
 
