@@ -125,8 +125,7 @@ class VllmSimStack(Stack):
         try:
             load_vllm_profile(path)
         except ConfigError as err:
-            return [f"the vLLM surrogate needs its step-time profile from one real launch, first run "
-                    f"`tune calibrate --study <study>`: {err}"]
+            return [f"the vLLM surrogate needs its step-time profile: {err}"]
         return []
 
     def launch(self, spec: LaunchSpec) -> VllmSimRunning:
