@@ -227,6 +227,20 @@ def cmd_profile(args) -> int:
 
 def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
+    stack = get_stack(space.backend)
+    surrogate = get_stack(stack.surrogate) if stack.surrogate else None
+    if hasattr(surrogate, "calibrate"):   # a surrogate that calibrates itself from its real stack (vLLM's)
+        opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
+        if args.out:
+            opts = dict(opts or {}, surrogate_profile=str(args.out))
+        try:
+            surrogate.calibrate(root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
+                                space.timeouts.ready, refit=bool(args.refit),
+                                env={TAG_ENV: command_tag(space.study, "calibrate")})
+        except LaunchError as err:
+            print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
+            return 1
+        return 0
     runs = args.runs
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
@@ -355,8 +369,10 @@ def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
     prof.add_argument("--config", type=Path, help="serving YAML to profile (default: the study's base config)")
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
-    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
-    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
+    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine "
+                    "(backend=vllm: the vLLM surrogate's step time, from one vLLM launch)")
+    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml; "
+                       "backend=vllm: trials/<study>/vllm_surrogate.yaml)")
     calib.add_argument("--runs", type=batch_pairs, default=cal.RUNS,
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,

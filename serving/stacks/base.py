@@ -188,6 +188,13 @@ class Stack(abc.ABC):
     serves_http: bool = True     # False for a stack that only replays in-process (the simulator)
     #: its config format (render, load, pre-launch checks): each stack names its own
     config_format: ConfigFormat
+    #: the backend that simulates this stack (pre-screen, warm start, probes); None: it has no surrogate
+    surrogate: str | None = None
+
+    def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any] | None:
+        """The options the surrogate launches with, given this stack's (``home``: the study's folder under
+        trials/, where a calibration keeps its profile); None: the surrogate's own section of the space."""
+        return None
 
     def parse_options(self, section: dict[str, Any]) -> StackOptions:
         """The space's section for this stack, typed (pydantic ValidationError when bad)."""

@@ -55,6 +55,7 @@ class EmbeddedOptions(StackOptions):
 
 class EmbeddedStack(Stack):
     name = "embedded"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = EmbeddedOptions
     config_format = ServingYamlFormat()   # llm-serving's YAML, engine_config added
 

@@ -312,6 +312,7 @@ def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str
 
 class LLMServingStack(Stack):
     name = "llm_serving"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = LLMServingOptions
     config_format = ServingYamlFormat()
 

@@ -22,6 +22,7 @@ _STACKS: dict[str, str | type[Stack]] = {
     "llm_serving": "serving.stacks.llm_serving:LLMServingStack",
     "sim": "serving.stacks.sim:SimStack",
     "vllm": "serving.stacks.vllm:VLLMStack",
+    "vllm_sim": "serving.stacks.vllm_sim:VllmSimStack",
 }
 
 

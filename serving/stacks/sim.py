@@ -133,6 +133,7 @@ class SimRunning(RunningStack):
 
 class SimStack(Stack):
     name = "sim"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = SimOptions
     config_format = ServingYamlFormat()   # the engine's and llm-serving's YAML
     serves_http = False

@@ -83,6 +83,7 @@ class VLLMOptions(StackOptions):
     dtype_bytes: int | None = Field(None, ge=1)
     max_position_embeddings: int | None = Field(None, ge=1)
     stop_grace: float = Field(10.0, ge=0)
+    surrogate_profile: str | None = None   # the surrogate's step-time profile; default trials/<study>/vllm_surrogate.yaml
 
 
 def parse_options(options: dict[str, Any]) -> VLLMOptions:
@@ -168,6 +169,11 @@ class VLLMStack(Stack):
     name = "vllm"
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
+    surrogate = "vllm_sim"     # vLLM's own scheduler on a virtual clock (serving/stacks/vllm_sim.py)
+
+    def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any]:
+        opts = parse_options(options)
+        return opts.model_dump() | {"surrogate_profile": opts.surrogate_profile or str(home / "vllm_surrogate.yaml")}
 
     def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
         return ignored_keys(parse_options(options).device)

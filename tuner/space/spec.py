@@ -293,6 +293,9 @@ class StudySpace(_Strict):
             if c.min is None and c.max is None:
                 raise ValueError(f"constraints[{i}] ({c.metric}): a min or a max must be given")
         check_measurable(named, self.backend, get_stack(self.backend).capabilities(self.backend_options()))
+        if self.prescreen and get_stack(self.backend).surrogate is None:
+            raise ValueError(f"prescreen: needs a surrogate of the {self.backend} stack to simulate it, and that "
+                             "stack declares none; remove prescreen:")
         if self.prescreen and self.prescreen.probe_fraction and self.repeats > 1:
             raise ValueError("prescreen.probe_fraction and repeats > 1 cannot be combined (a probe is one run)")
         flat = flatten_params(self.params)

@@ -29,6 +29,12 @@ def check_inputs(space: StudySpace, root: Path, plan=None) -> None:
     missing = stack.preflight(space.backend_options())
     if missing:
         raise ConfigError("; ".join(missing), key=space.backend)
+    if space.prescreen and stack.surrogate is not None:   # e.g. a surrogate that has no profile yet
+        opts = stack.surrogate_options(space.backend_options(), Path(root) / "trials" / space.study)
+        missing = get_stack(stack.surrogate).preflight(space.stack_options.get(stack.surrogate, {}) if opts is None
+                                                       else opts)
+        if missing:
+            raise ConfigError("; ".join(missing), key="prescreen")
     # the stack's own code on a config as trials render it (the space's first values): its imports,
     # the options it knows; in a scratch folder, so a failing command leaves nothing behind
     with tempfile.TemporaryDirectory(prefix="tune-preflight-") as tmp:
