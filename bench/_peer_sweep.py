@@ -24,7 +24,7 @@ from serving.replay import ReplayOptions
 from serving.stacks import LaunchSpec, get_stack
 from serving.stacks.ports import free_ports
 from serving.stacks.vllm import MODULE, environment, parse_options
-from tuner.runtime.capacity import ClientOverloaded, search
+from tuner.runtime.capacity import CapacitySearch, ClientOverloaded
 from tuner.space.capacity import CapacitySpec
 from tuner.workload.trace import load_trace
 
@@ -42,18 +42,22 @@ def ours(python: str, config: Path, tmp: Path, reqs, n: int, slo: dict, seed: in
     t = time.monotonic()
     with stack.launch(LaunchSpec(config, tmp / "capacity_run", 900, None, {"python": python, "device": "cpu"})) as run:
         up = time.monotonic() - t
+        cs = CapacitySearch(run, reqs, slo, CapacitySpec(requests=n),
+                            ReplayOptions(parameters={"do_sample": False}, request_timeout=300), seed)
         try:
-            res = search(run, reqs, slo, CapacitySpec(requests=n),
-                         ReplayOptions(parameters={"do_sample": False}, request_timeout=300), seed)
+            res = cs.run()
         except ClientOverloaded as err:   # the search's own verdict on a host too busy for its client
-            return {"error": f"client_overloaded: {err}", "wall_s": time.monotonic() - t, "startup_s": up,
-                    "capacity_rps": math.nan, "first_fail_rps": math.nan, "requests_sent": 0,
-                    "load_after": _loads()}, tmp / "capacity_run" / "vllm.yaml"
+            res = None
+            error = f"client_overloaded: {err}"
     wall = time.monotonic() - t
     probes = [p.row() | {"ttft_p99": p.metrics.get("ttft_p99"), "tpot_p99": p.metrics.get("tpot_p99")}
-              for p in res.probes]
+              for p in cs.probes]
+    if res is None:
+        return {"error": error, "wall_s": wall, "startup_s": up, "capacity_rps": math.nan,
+                "first_fail_rps": math.nan, "requests_sent": sum(p.replayed for p in cs.probes),
+                "replays": len(cs.probes), "probes": probes, "load_after": _loads()}, tmp / "capacity_run" / "vllm.yaml"
     return ({"capacity_rps": res.capacity, "first_fail_rps": res.high, "saturation_rps": res.saturation_rps,
-             "requests_sent": sum(p.replayed for p in res.probes), "replays": len(res.probes),
+             "requests_sent": sum(p.replayed for p in cs.probes), "replays": len(cs.probes),
              "wall_s": wall, "startup_s": up, "probes": probes, "load_after": _loads()},
             tmp / "capacity_run" / "vllm.yaml")
 
@@ -112,8 +116,8 @@ def compare_capacity(python: str, folder: Path, config: Path, tmp: Path, n: int,
     for c in theirs["curve"]:
         print(f"  {c['level']:>16}: {c['throughput_rps']:.3g} req/s done, TTFT p99 {c['ttft_p99'] * 1e3:.0f} ms, "
               f"TPOT p99 {c['tpot_p99'] * 1e3:.1f} ms, {'meets' if c['meets_slo'] else 'breaks'} the SLO")
-    print("our probes:" if "error" not in mine else mine["error"])
-    for p in mine.get("probes", []):
+    print("our probes:" if "error" not in mine else f"our probes, then {mine['error']}")
+    for p in mine["probes"]:
         print(f"  {p}")
     print(f"{'':>18}{'highest rate meeting SLO':>26}{'lowest failing above':>22}{'requests':>10}{'wall s':>8}")
     for name, r in (("ours (capacity)", mine), ("vLLM sweep", theirs)):
