@@ -91,36 +91,47 @@ def peers(args, python: str, folder: Path, config: Path, tmp: Path) -> dict:
     loads_ = {"inf": (math.inf, False), f"fixed {args.rate:g}/s": (args.rate, False),
               f"poisson {args.rate:g}/s": (args.rate, True)}
     got: dict[str, dict[str, list[dict]]] = {name: {"ours": [], "vllm": [], "guidellm": []} for name in loads_}
+    errors: list[dict] = []
     t = time.monotonic()
     with stack.launch(LaunchSpec(config, tmp / "peers_run", 900, None, options)) as running:
         print(f"vLLM up in {time.monotonic() - t:.0f} s at {running.url} ({loads()})", flush=True)
         base = vllm_bench_argv(python, running.url, running.protocol.model, folder, dataset, len(reqs))
         running.replay(Plan([(0.0, r) for r in reqs[:10]]), opts)          # warm-up, not kept
         schedule: dict[str, list[float]] = {}
+
+        def run_client(client: str, name: str, rep: int, out: Path) -> None:
+            rate, poisson = loads_[name]
+            if client == "vllm":
+                res = run_vllm_client(base, rate, poisson, args.seed, out, env)
+                starts = res["start_times"]
+                schedule.setdefault(name, [s - min(starts) for s in starts])
+                got[name]["vllm"].append(from_vllm(res))
+            elif client == "guidellm" and args.guidellm and rep < args.guidellm_repeats:
+                got[name]["guidellm"].append(from_guidellm(run_guidellm(
+                    args.guidellm, running.url, running.protocol.model, folder, dataset, len(reqs),
+                    rate, poisson, args.seed, out)))
+            elif client == "ours":
+                offs = (schedule[name] if poisson else
+                        [0.0 if math.isinf(rate) else i / rate for i in range(len(reqs))])
+                recs = running.replay(Plan(list(zip(offs, reqs))), opts).records
+                got[name]["ours"].append(score(recs))
+
         for rep in range(args.repeats):
             for name, (rate, poisson) in loads_.items():
                 clients = ["vllm", "ours", "guidellm"]
                 order = clients[rep % 3:] + clients[:rep % 3] if name in schedule or not poisson else clients
                 for client in order:
                     out = tmp / f"{client}_{name.split()[0]}_{rep}.json"
-                    if client == "vllm":
-                        res = run_vllm_client(base, rate, poisson, args.seed, out, env)
-                        starts = res["start_times"]
-                        schedule.setdefault(name, [s - min(starts) for s in starts])
-                        got[name]["vllm"].append(from_vllm(res))
-                    elif client == "guidellm" and args.guidellm and rep < args.guidellm_repeats:
-                        got[name]["guidellm"].append(from_guidellm(run_guidellm(
-                            args.guidellm, running.url, running.protocol.model, folder, dataset, len(reqs),
-                            rate, poisson, args.seed, out)))
-                    elif client == "ours":
-                        offs = (schedule[name] if poisson else
-                                [0.0 if math.isinf(rate) else i / rate for i in range(len(reqs))])
-                        recs = running.replay(Plan(list(zip(offs, reqs))), opts).records
-                        got[name]["ours"].append(score(recs))
+                    try:
+                        run_client(client, name, rep, out)
+                    except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, ValueError) as err:
+                        # a peer that fails is a result too: kept, and the other runs go on
+                        errors.append({"load": name, "repeat": rep, "client": client, "error": str(err)[-2000:]})
+                        print(f"{client} failed on {name} (repeat {rep}): {str(err)[-300:]}", flush=True)
                     time.sleep(1.0)       # the server drains between runs
                 print(f"repeat {rep} {name} done ({loads()})", flush=True)
     return {"requests": len(reqs), "tokens_out_asked": sum(r.output_len for r in reqs), "runs": got,
-            "tables": {name: table_rows(runs) for name, runs in got.items()}}
+            "errors": errors, "tables": {name: table_rows(runs) for name, runs in got.items()}}
 
 
 def table_rows(runs: dict[str, list[dict]]) -> list[dict]:
@@ -131,7 +142,8 @@ def table_rows(runs: dict[str, list[dict]]) -> list[dict]:
         steady = spread(vals["vllm"]) <= STEADY
         ratio = ours / peer if peer else math.nan
         kind = fig.split("_")[0]
-        verdict = ("ok" if abs(ratio - 1) <= STEADY else "OFF") if steady else "vLLM unsteady"
+        verdict = (("ok" if abs(ratio - 1) <= STEADY else "OFF") if steady else "vLLM unsteady") if vals["vllm"] \
+            else "no vLLM run"
         rows.append({"figure": fig, "ours": ours, "vllm": peer, "guidellm": median(vals["guidellm"]),
                      "ours/vllm": ratio, "vllm_spread": spread(vals["vllm"]), "ours_spread": spread(vals["ours"]),
                      "verdict": verdict, "definition": "differs" if kind in DEFINITIONS else ""})
@@ -194,8 +206,12 @@ def main() -> int:
             print(f"definitions that differ: {json.dumps(DEFINITIONS, indent=1)}")
             save()
         if not args.no_sweep:
-            result["capacity"] = compare_capacity(python, folder, config, tmp, args.requests, args.sweep_iters,
-                                                  parse_slo(args.slo), args.seed)
+            try:
+                result["capacity"] = compare_capacity(python, folder, config, tmp, args.requests, args.sweep_iters,
+                                                      parse_slo(args.slo), args.seed)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+                result["capacity"] = {"error": str(err)[-3000:]}
+                print(f"capacity comparison failed: {str(err)[-1000:]}", flush=True)
             save()
     return 0
 
