@@ -6,9 +6,9 @@ on 2 shared cores, where the server's own speed drifts between runs, so our clie
 and after vLLM's and vLLM's median must lie within the tolerance of the range ours spans
 (bench/peers.py judges the 5 % goal over repeats, where vLLM's client is steady). ITL is not
 compared: our client's ``itl`` is per token and vLLM's per content chunk
-(tuner/runtime/metrics.py), a difference of definition, not of measurement. vLLM's console script is broken in the CPU build (its
-distribution is not named "vllm"), so its client runs through its module, in the vLLM venv
-(.ci/vllm.sh adds the pandas its dataset loader needs).
+(tuner/runtime/metrics.py), a difference of definition, not of measurement. vLLM's console
+script is broken in the CPU build (its distribution is not named "vllm"), so its client runs
+through its module, in the vLLM venv (.ci/vllm.sh adds the pandas its dataset loader needs).
 """
 import json
 import subprocess
