@@ -249,7 +249,8 @@ def cmd_calibrate(args) -> int:
         return 0
     cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", runs,
                   ready_timeout=space.timeouts.ready, passes=args.passes,
-                  env={TAG_ENV: command_tag(space.study, "calibrate")})  # a killed calibrate's engine is ended next time
+                  env={TAG_ENV: command_tag(space.study, "calibrate")},  # a killed calibrate's engine is ended next time
+                  stack=stack)
     return 0
 
 

@@ -186,6 +186,9 @@ class Stack(abc.ABC):
     name: str
     options_model: type[StackOptions] = StackOptions
     serves_http: bool = True     # False for a stack that only replays in-process (the simulator)
+    #: the route a running stack reports its per-step timings on (tune calibrate fits the simulator's
+    #: profile from them); None: it reports none
+    steps_route: str | None = None
     #: its config format (render, load, pre-launch checks): each stack names its own
     config_format: ConfigFormat
     #: the backend that simulates this stack (pre-screen, warm start, probes); None: it has no surrogate

@@ -13,9 +13,11 @@ from importlib.metadata import entry_points
 
 from serving.stacks.base import Stack
 
-__all__ = ["ENTRY_POINT_GROUP", "register_stack", "get_stack", "stack_names"]
+__all__ = ["DEFAULT_BACKEND", "ENTRY_POINT_GROUP", "register_stack", "get_stack", "stack_names"]
 
 ENTRY_POINT_GROUP = "serving_tuner.stacks"
+#: the stack a study runs on when its space names none: runs on any machine
+DEFAULT_BACKEND = "embedded"
 
 _STACKS: dict[str, str | type[Stack]] = {
     "embedded": "serving.stacks.embedded:EmbeddedStack",

@@ -135,3 +135,20 @@ def test_the_documented_layers_are_the_tested_ones():
     rows = [[n.strip() for n in line.split("(")[0].split(",")] for line in block.splitlines()
             if line.strip() and not line.startswith(" ")]
     assert rows == LAYERS
+
+
+def test_no_backend_is_named_in_tuner():
+    """The tuner asks a stack what it can do (surrogate, stages, steps, capabilities); it never asks
+    which stack it holds. A backend's name as a string in tuner/ would be such a question. Trace
+    format names (tuner/workload/formats: vLLM's custom dataset is format "vllm") are not backends."""
+    import re
+    from serving.stacks import stack_names
+    names = "|".join(re.escape(n) for n in stack_names())
+    quoted = re.compile(rf"""["']({names})["']""")
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+             for p in (ROOT / "tuner").rglob("*.py") if "formats" not in p.parts
+             for i, line in enumerate(p.read_text().splitlines(), 1) if quoted.search(line)]
+    assert found == []
+    imported = {d for m, deps in graph().items() if m.startswith("tuner") for d in deps
+                if d.startswith("serving.stacks.") and d.split(".")[2] in stack_names()}
+    assert imported == set(), imported

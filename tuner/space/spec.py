@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
+from serving.stacks.registry import DEFAULT_BACKEND
 from tuner.space.metric_names import is_known_metric, known_metrics_text
 from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
 from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
@@ -216,7 +217,7 @@ class Timeouts(_Strict):
 class StudySpace(_Strict):
     study: str
     description: str = ""
-    backend: str = "embedded"
+    backend: str = DEFAULT_BACKEND
     base_config: str
     trace: str
     trace_format: str = Field("auto", description="auto (detected from the content) or a format name "
