@@ -22,6 +22,7 @@ import optuna
 from serving.stacks import get_stack
 from tuner.study import identity
 from tuner.runtime import constraints
+from tuner.runtime.client_check import CLIENT_OVERLOADED
 from tuner.runtime.early_stop import EarlyStop
 from tuner.runtime.measure import Measurement, measure
 from tuner.study.progress import Progress, guarded
@@ -214,7 +215,8 @@ class StudyRun:
         if m.pruned:
             raise optuna.TrialPruned(f"replay passed {m.stopped.limit:.2f} s (best known + margin)")
         if state == "failed":
-            self._requeue(trial)
+            if out.fail_class != CLIENT_OVERLOADED:   # measure already measured that one again
+                self._requeue(trial)
             raise TrialFailed(f"{out.fail_class}: {out.fail_detail}")
         if state == "infeasible":
             return constraints.placeholder_values(self.space)
