@@ -135,7 +135,7 @@ def provenance(table: Table, space, meta_path: Path) -> dict:
         if same != {k: v for k, v in meta.items() if k != "overrides"}:
             raise SystemExit(f"groundtruth: error: {meta_path}: was measured under other conditions "
                              f"({ {k: old.get(k) for k in meta if old.get(k) != meta[k]} }); use another --table")
-        meta = old | {"grid": {k: sorted(set(old["grid"].get(k, [])) | set(v), key=str)
+        meta = old | {"grid": {k: sorted(set(old["grid"].get(k, [])) | set(v), key=lambda x: (type(x).__name__, x))
                                for k, v in table.grid.items()}}
     else:
         meta |= {"grid": table.grid, "stack_version": stack_version(space), "created": now(),
@@ -147,20 +147,30 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def measure_launch(space, params: dict[str, Any], plan, run_dir: Path) -> list[dict[str, Any]]:
-    """One fresh launch through run_trial (the study's path); its rows (one per replay)."""
+def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: int = 1) -> list[dict[str, Any]]:
+    """One fresh launch through run_trial (the study's path); its rows, one per replay."""
     from tuner.runtime.trial import run_trial
     t0 = time.monotonic()
     up: list[float] = []
-    out = run_trial(space, ROOT, params, run_dir, plan, on_launch=lambda pgids: up.append(time.monotonic()))
+    out = run_trial(space, ROOT, params, run_dir, plan, on_launch=lambda pgids: up.append(time.monotonic()),
+                    replays=replays)
     end = time.monotonic()
     launch_s = (up[0] if up else end) - t0
-    m = out.metrics
+    more_s = sum(m["replay_s"] for m in out.more_replays)
+    first_s = end - t0 - launch_s - more_s       # the first replay, the lone bound request and the stop
     load1, load5, _ = os.getloadavg()
-    return [{"ok": int(out.ok), "fail_class": out.fail_class or "", "total_time": m.get("total_time", ""),
-             "utilisation": m.get("utilisation", ""), "launch_s": round(launch_s, 3),
-             "replay_s": round(end - t0 - launch_s, 3), "trial_s": round(end - t0, 3),
-             "loadavg1": round(load1, 2), "loadavg5": round(load5, 2), "date": now()}]
+    common = {"launch_s": round(launch_s, 3), "trial_s": round(end - t0, 3), "loadavg1": round(load1, 2),
+              "loadavg5": round(load5, 2), "date": now()}
+    m = out.metrics
+    rows = [common | {"ok": int(out.ok), "fail_class": out.fail_class or "", "total_time": m.get("total_time", ""),
+                      "utilisation": m.get("utilisation", ""), "replay_s": round(first_s, 3)}]
+    for extra in out.more_replays:
+        ok = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction \
+            and extra["alive"] == 1.0
+        rows.append(common | {"ok": int(ok), "fail_class": "" if ok else "replay_failed",
+                              "total_time": extra.get("total_time", ""), "utilisation": "",
+                              "replay_s": round(extra["replay_s"], 3)})
+    return rows
 
 
 def build(table: Table, repeats: int, until: float | None, limit: int | None, out_dir: Path, seed: int) -> int:
@@ -201,7 +211,7 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
                 if (until is not None and time.time() >= until) or (limit is not None and new >= limit):
                     print(f"stopped: {new} launches this run; rerun to resume", flush=True)
                     return 0
-                for r, row in enumerate(measure_launch(space, params, plan, Path(tmp) / str(new))):
+                for r, row in enumerate(measure_launch(space, params, plan, Path(tmp) / str(new), table.replays)):
                     writer.writerow(row | {"config": key, "launch": done.get(key, 0), "replay": r,
                                            "commit": commit} | params)
                 fh.flush()
