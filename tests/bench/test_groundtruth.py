@@ -66,3 +66,14 @@ def test_extending_the_grid_keeps_the_rows_and_measures_the_new_levels(tmp_path)
     meta = json.loads((tmp_path / "t.json").read_text())
     assert meta["grid"]["model_config.decode_batch_size"] == [4, 16, 64]
     assert len(rows(tmp_path)) == 6
+
+
+def test_replays_per_launch_give_a_row_each_with_its_own_replay_seconds(tmp_path):
+    t = sim_table()
+    t.grid = {"model_config.decode_batch_size": [16], "pa_config.num_blocks": [1024]}
+    t.replays = 2
+    groundtruth.build(t, 1, None, None, tmp_path, seed=0)
+    got = rows(tmp_path)
+    assert [(r["launch"], r["replay"], r["ok"]) for r in got] == [("0", "0", "1"), ("0", "1", "1")]
+    assert got[0]["launch_s"] == got[1]["launch_s"] and float(got[1]["replay_s"]) > 0
+    assert float(got[1]["total_time"]) > 0
