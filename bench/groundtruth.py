@@ -173,7 +173,10 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
     return rows
 
 
-def build(table: Table, repeats: int, until: float | None, limit: int | None, out_dir: Path, seed: int) -> int:
+def build(table: Table, repeats: int, until: float | None, limit: int | None, out_dir: Path, seed: int,
+          first: dict[str, list] | None = None) -> int:
+    """Measure the table's missing launches; ``first``: a sub-grid measured through all its passes before
+    the rest (a table cut short then holds a complete smaller grid a tabular replay can use)."""
     from tuner.space.compose import load_space
     from tuner.study.run import StudyRun
     missing = [v for v in table.needs if not os.environ.get(v)]
@@ -197,13 +200,15 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
     commit = git_commit()
     order = list(range(len(configs)))
     random.Random(seed).shuffle(order)
+    inside = [i for i in order if first and all(configs[i][k] in v for k, v in first.items())]
+    phases = [inside, order] if inside else [order]
     new = 0
     with tempfile.TemporaryDirectory(prefix="groundtruth_") as tmp, csv_path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS + list(meta["grid"]))
         if not rows:
             writer.writeheader()
-        for rep in range(repeats):  # passes: everything once before anything twice
-            for i in order:
+        for rep, phase in ((r, ph) for ph in phases for r in range(repeats)):
+            for i in phase:  # passes: everything once before anything twice
                 params = configs[i]
                 key = key_of(params)
                 if done.get(key, 0) > rep:
@@ -250,13 +255,15 @@ def main(argv: list[str] | None = None) -> int:
                     "(the table's grid becomes the union with what it has)")
     ap.add_argument("--out", type=Path, default=DATA, help="folder of the tables (default bench/data)")
     ap.add_argument("--seed", type=int, default=0, help="order of the launches within a pass")
+    ap.add_argument("--first", nargs="*", default=[], help="KEY=V1,V2: the sub-grid of these levels first, "
+                    "all its passes, then the rest")
     args = ap.parse_args(argv)
     table = tables()[args.stack]
     table.grid |= parse_grid(args.grid)
     repeats = args.repeats or (3 if args.stack == "embedded" else 2)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return build(table, repeats, parse_until(args.until), args.limit, args.out, args.seed)
+    return build(table, repeats, parse_until(args.until), args.limit, args.out, args.seed, parse_grid(args.first))
 
 
 if __name__ == "__main__":
