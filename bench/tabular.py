@@ -78,15 +78,19 @@ class GroundTruth:
         return replace(self, name=self.name + " (shuffled)", runs=[self.runs[j] for j in perm])
 
 
-def load_table(path: Path) -> GroundTruth:
-    """A table from its CSV and the provenance JSON beside it."""
+def load_table(path: Path, grid: dict[str, list] | None = None) -> GroundTruth:
+    """A table from its CSV and the provenance JSON beside it; ``grid``: only these levels of the named
+    parameters (a sub-grid; rows outside it are left out)."""
     meta = json.loads(path.with_suffix(".json").read_text())
+    meta["grid"] = {k: [x for x in v if x in grid[k]] if grid and k in grid else v for k, v in meta["grid"].items()}
     keys = list(meta["grid"])
     configs = [dict(zip(keys, vals)) for vals in _product([meta["grid"][k] for k in keys])]
     gt = GroundTruth(meta["table"], meta, configs, [[] for _ in configs])
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             params = {k: json.loads(row[k]) for k in keys}
+            if any(params[k] not in meta["grid"][k] for k in keys):
+                continue
             ok = row["ok"] == "1" and row["total_time"] not in ("", "nan")
             cost = float(row["launch_s"]) + float(row["replay_s"])
             gt.runs[gt.index(params)].append((float(row["total_time"]) if ok else INF, cost))
@@ -134,7 +138,8 @@ class Outcome:
     regret: dict[int, float]  # trial count -> the pick's true value / optimum - 1
 
 
-def score(gt: GroundTruth, trials: list[tuple[int, float, float]], tol: float = TOL) -> Outcome:
+def score(gt: GroundTruth, trials: list[tuple[int, float, float]], tol: float = TOL, horizon: int = 0) -> Outcome:
+    """``horizon``: a method that ran out of configurations before it (a walk) keeps its pick to there."""
     _, opt = gt.optimum
     truths = gt.medians
     best_v, pick, spent = INF, None, 0.0
@@ -149,6 +154,9 @@ def score(gt: GroundTruth, trials: list[tuple[int, float, float]], tol: float = 
             trials_to, hours_to = n, spent / 3600
         if n in CHECKPOINTS:
             regret[n] = true / opt - 1
+    for k in CHECKPOINTS:
+        if len(trials) < k <= horizon and pick is not None:
+            regret[k] = truths[pick] / opt - 1
     return Outcome(trials_to, hours_to, regret)
 
 
@@ -164,7 +172,9 @@ def run_methods(gt: GroundTruth, methods: dict[str, Method], seeds: int, horizon
         for seed in range(seeds):
             rep = Replay(gt, seed, checkpoints=checkpoints)
             method(gt, rep, seed, horizon)
-            out[name].append(score(gt, rep.trials[:horizon]))
+            # a run cut by done() (within 2 % past the last checkpoint) is not one that ran out
+            ran_out = not rep.done(horizon)
+            out[name].append(score(gt, rep.trials[:horizon], horizon=horizon if ran_out else 0))
         log(f"  {name}: {seeds} seeds done")
     return out
 
@@ -192,6 +202,12 @@ def report(gt: GroundTruth, res: dict[str, list[Outcome]], seeds: int, horizon: 
     print(f"optimum (best median): {opt:.3f} s at {gt.configs[i]}; {seeds} seeds, horizon {horizon} trials")
     table(["method", "trials to 2% (median)", "machine-h to 2% (median)", "seeds never",
            *(f"regret @{k}" for k in CHECKPOINTS)], summary(res))
+    med = {k: statistics.median(o.trials_to for o in v) for k, v in res.items()}
+    if {"ours", "random", "gp"} <= set(med):
+        ratio = med["ours"] / med["random"] if not math.isinf(med["random"]) else math.nan
+        print(f"goals: ours / random median trials to 2 % = {ratio:.2f} (goal <= 0.3: "
+              f"{'MET' if ratio <= 0.3 else 'MISSED'}); ours {med['ours']:g} vs gp alone {med['gp']:g} "
+              f"(goal: never worse: {'MET' if med['ours'] <= med['gp'] else 'MISSED'})")
 
 
 def main() -> int:
@@ -201,15 +217,21 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--horizon", type=int, default=60)
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--grid", nargs="*", default=[], help="KEY=V1,V2: replay on this sub-grid of the table")
     ap.add_argument("--shuffle", type=int, help="permute the objective column with this seed (a control)")
     ap.add_argument("--json", type=Path, help="write the per-seed outcomes here")
     args = ap.parse_args()
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    gt = load_table(args.table)
+    from groundtruth import parse_grid
+    gt = load_table(args.table, parse_grid(args.grid))
     with args.table.open(newline="") as fh:
         gt.meta["_loads"] = [r["loadavg1"] for r in csv.DictReader(fh)]
-    gt = gt.measured_only()
+    missing = sum(not r for r in gt.runs)
+    if missing:
+        print(f"tabular: error: {args.table}: every configuration of the grid must be measured, {missing} of "
+              f"{len(gt.runs)} are not (resume bench/groundtruth.py, or --grid a measured sub-grid)")
+        return 2
     if args.shuffle is not None:
         gt = gt.shuffled(args.shuffle)
     from tabular_fidelity import fidelity, report_fidelity, sim_values

@@ -20,6 +20,7 @@ Every proposal is a trial (a repeated configuration is measured again, as a stud
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -37,6 +38,7 @@ from tuner.study.sampler import make_sampler
 
 from tabular import GroundTruth, Replay
 
+warnings.filterwarnings("ignore", message="Constraints have been set, but CmaEsSampler")   # it ignores them, known
 PRESCREEN = PrescreenSpec(top_fraction=0.3, warmup=5)   # the README's pre-screen, warm start at its default
 METHODS = ("ours", "gp", "tpe", "random", "cmaes", "pso", "sweep", "auto_tune")
 
