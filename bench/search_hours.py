@@ -81,7 +81,11 @@ def error_structure(data=ROOT / "bench" / "data") -> dict | None:
             if len(keep) < 2:
                 continue
             fid = fidelity(gt, sims)
-            return {"table": name, "key": fid["regime"], "regimes": fid["regimes"], "tau": fid["tau"],
+            regs = fid["regimes"]
+            # a regime of one or two configurations shows no spread: it takes the pooled one
+            pooled = math.sqrt(sum(r["spread"] ** 2 * r["n"] for r in regs.values()) / sum(r["n"] for r in regs.values()))
+            regs = {lv: r | {"spread": pooled} if r["n"] < 3 else r for lv, r in regs.items()}
+            return {"table": name, "key": fid["regime"], "regimes": regs, "tau": fid["tau"],
                     "configs": len(gt.configs)}
     return None
 

@@ -89,3 +89,14 @@ def test_a_shuffled_objective_makes_ours_no_better_than_random():
     shuffled = gt.shuffled(1)
     assert shuffled.optimum[0] != gt.optimum[0]
     assert median_trials(shuffled, ours, seeds, horizon) >= 0.8 * median_trials(shuffled, rnd, seeds, horizon)
+
+
+def test_the_910b_model_errs_by_regime_as_the_table_measured():
+    import search_hours as H
+    structure = {"table": "t", "key": "model_config.decode_batch_size", "tau": 0.5, "configs": 2,
+                 "regimes": {1: {"bias": 2.0, "spread": 0.0, "n": 3}, 64: {"bias": 0.5, "spread": 0.0, "n": 3}}}
+    sim = H.simulator(lambda p: 10.0, structure)
+    assert sim({"model_config.decode_batch_size": 1}) == 20.0       # the whole regime moves together
+    assert sim({"model_config.decode_batch_size": 32}) == 5.0       # nearest measured level (log scale)
+    assert math.isnan(H.simulator(lambda p: math.inf, structure)({"model_config.decode_batch_size": 1}))
+    assert "as measured on bench/data/t" in H.basis(structure) and "independent 5 %" in H.basis(None)
