@@ -31,3 +31,56 @@ def table(head: list[str], rows: list[list]) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
     for r in cells:
         print("  ".join(x.rjust(w) for x, w in zip(r, widths)))
+
+
+class _Tee:
+    """Writes to the terminal and to the result file alike."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self):  # progress bars and colour follow the terminal, not the file
+        return self.streams[0].isatty()
+
+
+def run_recorded(name: str, main) -> int:
+    """Runs a bench's main() with its output also kept in bench/results/<name>-<UTC time>.txt.
+
+    A figure quoted anywhere comes from such a file: it names the command, the commit and the
+    load average before and after the run. TUNER_BENCH_RESULTS=DIR writes elsewhere, '-' nowhere
+    (the smoke tests)."""
+    import datetime
+    import os
+    import subprocess
+
+    where = os.environ.get("TUNER_BENCH_RESULTS", str(ROOT / "bench" / "results"))
+    if where == "-":
+        return main() or 0
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    Path(where).mkdir(parents=True, exist_ok=True)
+    path = Path(where) / f"{name}-{stamp}.txt"
+    with open(path, "w") as out:
+        out.write(f"# {' '.join(['python', *sys.argv])}\n# commit {commit}{' (modified)' if dirty else ''}, "
+                  f"{stamp}, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+        real = sys.stdout
+        sys.stdout = _Tee(real, out)
+        try:
+            rc = main() or 0
+        finally:
+            sys.stdout = real
+            out.write(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(f"(kept in {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
+    return rc

@@ -42,7 +42,7 @@ import numpy as np
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, table, run_recorded
 
 from serving.stacks import LaunchSpec, get_stack
 from tuner.runtime import capacity, slo
@@ -226,4 +226,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("capacity", main))

@@ -19,8 +19,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+from _common import run_recorded
 from serving.config.schema import load_serving_yaml
-from serving.config.settings import engine_settings
+from serving.engine.settings import engine_settings
 from serving.engine.block_manager import BlockManager
 from serving.engine.engine import LLMEngine
 from serving.engine.sequence import SamplingParams, Sequence
@@ -84,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_recorded("engine", main))

@@ -21,14 +21,14 @@ batches part of the difference is scheduling, not per-step cost.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, table, run_recorded
 
 from serving.sim.profile_io import load_profile
 from tuner.space.compose import load_space
@@ -68,7 +68,10 @@ def main() -> int:
     if missing:
         print(f"bench/overhead.py needs the real llm-serving: set {', '.join(missing)} (.ci/llm_serving.sh builds it)")
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="overhead-"))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    tmp = ROOT / "trials" / "_overhead" / stamp       # every run's logs kept, and said where
+    tmp.mkdir(parents=True)
+    print(f"run folders in {tmp}")
     load = [f"load.qps={args.qps}", f"load.duration={args.duration}"]
     real = load_space(STUDY, ROOT, load + [f"llm_serving.emulate_profile={PROFILE}", "llm_serving.run_level=5"])
     bare = load_space(STUDY, ROOT, load + ["backend=sim", f"+sim.profile={device_only_profile(tmp / 'device.yaml')}"])
@@ -85,11 +88,13 @@ def main() -> int:
         per_token = (a["total"] - s["total"]) / a["tokens"] * 1e3
         host_910b = (f["total"] - s["total"]) / f["tokens"] * 1e3
         rows.append([b, a["total"], s["total"], int(a["tokens"]), per_token, a["tpot"] * 1e3, s["tpot"] * 1e3,
-                     (a["tpot"] - s["tpot"]) * 1e3, host_910b])
+                     (a["tpot"] - s["tpot"]) * 1e3, host_910b, round(os.getloadavg()[0], 2)])
     table(["decode batch", "(a) real s", "(b) sim s", "tokens", "overhead ms/token",
-           "TPOT p50 (a) ms", "TPOT p50 (b) ms", "TPOT diff ms", "910B host ms/token (profile)"], rows)
+           "TPOT p50 (a) ms", "TPOT p50 (b) ms", "TPOT diff ms", "910B host ms/token (profile)", "load avg 1 min"], rows)
+    # (b) runs on a virtual clock: host load slows (a) only, so read "overhead" beside the load column
+    print("(b) is simulated on a virtual clock: load on this host lands in (a) alone; compare rows at like load")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("overhead", main))

@@ -18,7 +18,8 @@ Its CPU per request is printed with every figure.
 Two figures, each client side by side in the same run:
   1. harness overhead per request, one request in flight at a time (goal < 1 ms of CPU);
   2. the highest open-loop (Poisson) rate with p99 send lag < 5 ms, on the records and on the
-     wire, and every request completed (goal >= 2,000 req/s on 2 cores).
+     wire, and every request completed (goal >= 2,000 req/s on 2 cores); the client's read lag
+     (its event loop waking late, docs/metrics.md) is printed beside it.
 The machine may be shared: the load average is printed beside each rate. Bounded: a fixed rate
 ladder, a deadline on every run, a client's ladder ends after two rates in a row over 25 ms p99
 (the capacity search's ``max_send_lag``, also reported); ~2-3 min.
@@ -33,7 +34,7 @@ import time
 
 import _common  # noqa: F401  (puts the project on sys.path)
 import _null_server
-from _common import median, pct, table
+from _common import median, pct, table, run_recorded
 
 import aiohttp
 import numpy as np
@@ -66,13 +67,13 @@ def rows_of(recs) -> list[tuple]:
 async def run_replayer(url: str, plan, deadline: float, pool: SenderPool):
     rp = Replayer(url, LLMServingProtocol(), ReplayOptions(request_timeout=deadline))
     recs = await rp.run(plan, deadline=deadline)
-    return rp.t0, rows_of(recs)
+    return rp.t0, rows_of(recs), rp.read_lags
 
 
 async def run_pool(url: str, plan, deadline: float, pool: SenderPool):
     """Blocking inside (it waits on its sender processes), which is all this bench needs."""
     recs = pool.replay(url, LLMServingProtocol(), ReplayOptions(request_timeout=deadline), plan, deadline=deadline)
-    return pool.t0, rows_of(recs)
+    return pool.t0, rows_of(recs), pool.read_lags
 
 
 async def run_bare(url: str, plan, deadline: float, pool: SenderPool):
@@ -102,7 +103,7 @@ async def run_bare(url: str, plan, deadline: float, pool: SenderPool):
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(i, off, req)))
         await asyncio.wait_for(asyncio.gather(*tasks), deadline)
-    return t0, rows
+    return t0, rows, []
 
 
 CLIENTS = {"replayer": run_replayer, "pool": run_pool, "bare": run_bare}
@@ -115,7 +116,7 @@ def cpu_s(procs: list[psutil.Process]) -> float:
 def measure(client: str, url: str, plan, deadline: float, pool: SenderPool, server: psutil.Process) -> dict:
     senders = [psutil.Process()] + ([psutil.Process(p) for p in pool.pids] if client == "pool" else [])
     cpu, srv = cpu_s(senders), cpu_s([server])
-    t0, rows = run_loop(CLIENTS[client](url, plan, deadline, pool))
+    t0, rows, read_lags = run_loop(CLIENTS[client](url, plan, deadline, pool))
     cpu, srv = cpu_s(senders) - cpu, cpu_s([server]) - srv
     wire = asyncio.run(arrivals(url))
     ok = [r for r in rows if r[3] is not None]
@@ -123,6 +124,7 @@ def measure(client: str, url: str, plan, deadline: float, pool: SenderPool, serv
             "e2e_ms": 1e3 * median(d - s for _, _, s, d in ok),
             "lag_p99_ms": 1e3 * pct([s - o for _, o, s, _ in rows if s is not None], 99),
             "wire_p99_ms": 1e3 * pct([wire[i] - t0 - o for i, o, _, _ in rows if i in wire], 99),
+            "read_p99_ms": 1e3 * pct(read_lags, 99),   # the client's loop waking late (docs/metrics.md)
             "ok": len(ok), "n": len(plan)}
 
 
@@ -171,7 +173,8 @@ def sweep(url: str, tokens: int, seconds: float, reps: int, seed: int, pool, ser
             lag, wire = median(r["lag_p99_ms"] for r in rs), median(r["wire_p99_ms"] for r in rs)
             ok = min(r["ok"] for r in rs)
             good = ok == n and max(lag, wire) < LAG_GOAL * 1e3
-            rows.append([rate, c, lag, wire, f"{ok}/{n}", median(r["cpu_ms_per_req"] for r in rs),
+            rows.append([rate, c, lag, wire, median(r["read_p99_ms"] for r in rs), f"{ok}/{n}",
+                         median(r["cpu_ms_per_req"] for r in rs),
                          median(r["server_ms_per_req"] for r in rs), "yes" if good else "no", now])
             if good:
                 best[c], best_load[c] = rate, now
@@ -183,9 +186,9 @@ def sweep(url: str, tokens: int, seconds: float, reps: int, seed: int, pool, ser
                 live.discard(c)
         if not live:
             break
-    table(["req/s", "client", "lag p99 ms", "wire p99 ms", "completed", "CPU ms/req", "server ms/req",
-           "sustained", "load"], rows)
-    cpu = {c: median(r[5] for r in rows if r[1] == c) for c in CLIENTS}
+    table(["req/s", "client", "lag p99 ms", "wire p99 ms", "read lag p99 ms", "completed", "CPU ms/req",
+           "server ms/req", "sustained", "load"], rows)
+    cpu = {c: median(r[6] for r in rows if r[1] == c) for c in CLIENTS}
     print("CPU-bound ceiling per core used (1 / median client CPU per request): "
           + ", ".join(f"{c} {1e3 / cpu[c]:.0f} req/s" for c in CLIENTS))
     print(f"highest rate with p99 send lag < {LAG_GOAL * 1e3:g} ms: "
@@ -235,4 +238,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("replay", main))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, median, table
+from _common import ROOT, median, table, run_recorded
 
 import optuna
 
@@ -261,4 +261,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("search", main))

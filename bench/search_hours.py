@@ -7,7 +7,7 @@ in what they launch and for how long:
   ours      the default study setup, run through the product's own functions: the sim-guided warm
             start (tuner.screening.warm_start: a simulator study of ``sim_trials``, its best
             ``warm_start`` distinct configurations enqueued as the first real trials), the study's
-            sampler (tuner.study.sampler.make_sampler: GP that learns from pruned trials), the
+            sampler (tuner.search.sampler.make_sampler: GP that learns from pruned trials), the
             pre-screen gate seeded with the simulator study (PreScreener.judge), the probe rules
             (needs_probe, promotes) and early stop (EarlyStop.for_trial). A candidate the gate drops
             costs nothing; a probe costs a launch plus its share of the replay; a promoted probe a
@@ -42,8 +42,8 @@ from tuner.runtime.early_stop import EarlyStop
 from tuner.screening import warm_start
 from tuner.screening.prescreen import PreScreener, needs_probe, promotes
 from tuner.space.rigour import EarlyStopSpec, PrescreenSpec
-from tuner.study.sampler import make_sampler
-from tuner.study.selection import best_value
+from tuner.search.sampler import make_sampler
+from tuner.search.selection import best_value
 
 STARTUP = 300.0
 SIM_ERROR, PROBE_ERROR = 0.05, 0.03

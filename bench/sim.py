@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, table, run_recorded
 
 from serving.config.schema import load_serving_yaml
 from serving.engine.block_manager import BlockManager
@@ -71,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_recorded("sim", main))

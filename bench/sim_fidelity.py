@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, table, run_recorded
 
 from serving.config.schema import load_serving_yaml
 from serving.sim import SimSettings, load_profile, simulate
@@ -163,4 +163,4 @@ def main() -> None:
                    None if args.profile == "bundled" else args.profile)
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_recorded("sim_fidelity", main))

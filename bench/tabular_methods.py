@@ -3,7 +3,7 @@
 ours      the study as shipped with the README's pre-screen, through the product's own functions:
           the sim-guided warm start (tuner.screening.warm_start: a study of ``sim_trials`` on the
           simulator, its best ``warm_start`` configurations enqueued first), the study's sampler
-          (tuner.study.sampler.make_sampler: GP, ordered choices) and the pre-screen gate
+          (tuner.search.sampler.make_sampler: GP, ordered choices) and the pre-screen gate
           (PreScreener.judge, seeded with the simulator study). The simulator is the real one
           (backend sim with the stack's shipped profile, bench/tabular_fidelity.py), never the table.
           A candidate the gate drops costs nothing. No probe and no early stop: the tables hold full
@@ -34,7 +34,7 @@ from tuner.screening.prescreen import PreScreener
 from tuner.space.compose import load_space
 from tuner.space.rigour import PrescreenSpec
 from tuner.space.spec import Objective, StudySpace
-from tuner.study.sampler import make_sampler
+from tuner.search.sampler import make_sampler
 
 from tabular import GroundTruth, Replay
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, median, table
+from _common import ROOT, median, table, run_recorded
 
 from serving.config.render import render
 from serving.stacks.base import LaunchSpec
@@ -73,4 +73,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("trial", main))

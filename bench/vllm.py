@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, median, table
+from _common import ROOT, median, table, run_recorded
 
 import optuna
 
@@ -28,7 +28,7 @@ from serving.config.render import render
 from tuner.cli import main as tune
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, trial_config
+from tuner.search.selection import best_trial, trial_config
 from tuner.runtime.trial import run_trial
 
 STUDY = "vllm_batching"
@@ -91,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("vllm", main))

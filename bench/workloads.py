@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, table, run_recorded
 
 import optuna
 
@@ -29,7 +29,7 @@ from tuner.runtime.trial import run_trial
 from tuner.space.compose import load_space
 from tuner.space.spec import Objective, StudySpace
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, trial_config
+from tuner.search.selection import best_trial, trial_config
 
 TRACES = {"alpaca_like": "traces/alpaca_like_1500.jsonl", "long_prompt": "traces/long_prompt_1500.jsonl"}
 
@@ -101,4 +101,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("workloads", main))

@@ -14,7 +14,7 @@ from typing import Callable
 
 from serving.config.errors import ConfigError
 
-__all__ = ["TokenCounter", "word_counter", "sentencepiece_counter", "hf_counter", "counter_name"]
+__all__ = ["TokenCounter", "word_counter", "sentencepiece_counter", "hf_counter", "file_counter", "counter_name"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,13 @@ def hf_counter(model_dir: str | Path) -> TokenCounter:
         raise ConfigError(f"no tokenizer could be loaded: {err}", model_dir) from None
     return TokenCounter(f"transformers {model_dir.name}",
                         lambda text: len(tok.encode(text, add_special_tokens=False)))
+
+
+def file_counter(path: str | Path, key: str | None = None) -> TokenCounter:
+    """A SentencePiece ``.model`` file, else a Hugging Face tokenizer (folder or tokenizer.json); ``key``
+    names the setting that gave the path, for the error when it is not there."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError("a tokenizer (SentencePiece .model file, Hugging Face folder or tokenizer.json) must "
+                          f"exist, found no {path}", None, key)
+    return sentencepiece_counter(path) if path.suffix == ".model" else hf_counter(path)

@@ -24,7 +24,13 @@ class TraceRequest:
 
 @dataclass
 class RequestRecord:
-    """One request's timestamps (s from replay start); statistics come later (tuner.runtime.metrics)."""
+    """One request's timestamps (s from replay start); statistics come later (tuner.runtime.metrics,
+    whose definitions are in docs/metrics.md).
+
+    Each stream event is stamped when the client parses it: ``chunk_times`` holds one time per
+    content event (a chunk carrying one token or several), ``token_times`` one per generated token
+    (a token gets the time of the event that carried it: the per-token view).
+    """
     index: int
     prompt_len: int
     output_len: int                     # tokens asked for (max_new_tokens)
@@ -36,14 +42,36 @@ class RequestRecord:
     n_tokens: int = 0
     finish_reason: str | None = None
     error: str | None = None            # why the request failed; None when it succeeded
+    chunk_times: list[float] = field(default_factory=list)   # last: the fields above keep their positions
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.done is not None
 
+    @property
+    def events(self) -> list[float]:
+        """Times of the content events: the chunks, or for a record that has none (a stack stamping
+        one event per token, such as the simulator) the tokens."""
+        return self.chunk_times or self.token_times
+
+    @property
+    def last_token(self) -> float | None:
+        """When the last content event came (what E2E ends at), or ``done`` for an unstreamed answer."""
+        events = self.events
+        return events[-1] if events else self.done
+
+    def add_chunk(self, t: float, n: int = 1) -> None:
+        """One content event parsed at ``t`` carrying ``n`` tokens."""
+        if self.first_token is None:
+            self.first_token = t
+        self.chunk_times.append(t)
+        self.token_times.extend([t] * n)
+        self.n_tokens += n
+
     def as_row(self) -> dict:
         row = asdict(self)
         row["token_times"] = ";".join(f"{t:.6f}" for t in self.token_times)
+        row["chunk_times"] = ";".join(f"{t:.6f}" for t in self.chunk_times)
         return row
 
 

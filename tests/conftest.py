@@ -36,7 +36,15 @@ def project_root(tmp_path: Path) -> Path:
     # or read the shipped spaces under ROOT): elsewhere the copy samples at random
     for space in (tmp_path / "search_spaces").glob("*.yaml"):
         text = space.read_text()
-        space.write_text(text.replace("\nsampler: gp", "\nsampler: random"))
+        text = text.replace("\nsampler: gp", "\nsampler: random")
+        # every trial judges its client (tuner.runtime.client_check); on a test host running 3 workers
+        # on 2 cores the OS delays every client now and then: tests of that judgement set their bounds
+        relaxed = "max_send_lag: 1.0, max_read_lag: 1.0"
+        if "\ncapacity:" in text:
+            text = text.replace("max_send_lag: 0.025, max_read_lag: 0.025", relaxed)
+        else:
+            text += f"\ncapacity: {{{relaxed}}}\n"
+        space.write_text(text)
     # a smaller model in the copy keeps end-to-end tests quick; the code path is the same
     from serving.config.render import render
     tiny = tmp_path / "configs/llama/tiny_llama_pa.yaml"

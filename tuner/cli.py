@@ -1,6 +1,7 @@
 """``tune``: the one command line over the study, its results and the tools beside it.
 
   tune --study pa_batching [--n-trials N] [--storage URL] [--devices 0,1] [key=value ...]
+     (overrides and flags in any order; `tune run` also writes trials/<study>-<uid8>/results.json)
   tune export --study pa_batching [--to configs/llama/NAME.yaml] [--force]
   tune finalize | dashboard | report --study pa_batching
   tune bare-run | profile | calibrate --study pa_batching
@@ -15,6 +16,7 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,16 +28,21 @@ from serving.stacks import LaunchError, get_stack
 from serving.sim.profile_io import PROFILES
 from tuner.results.dashboard import serve
 from tuner.results.export import export_best
+from tuner.results.results_json import write_results
+from tuner.cli_args import batch_pairs, check_port_free, export_hint, port, version
+from tuner.cli_reference import reference
 from tuner.runtime.output import safe_print, silence_broken
 from tuner.runtime.ownership import TAG_ENV, command_tag
+from tuner.runtime.writes import check_target, write_chunks
 from tuner.space.compose import find_root, load_space
 from tuner.study.finalists import describe, finalize
 from tuner.study.progress import PlainProgress, RichStudyProgress, warm_line
 from tuner.study.resume import end_orphans, recover
+from tuner.study.identity import check as check_conditions
 from tuner.study.identity import study_dir
 from tuner.study.preflight import check_inputs
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial, feasible_trials, trial_config
+from tuner.search.selection import best_trial, feasible_trials, trial_config
 from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import check_url, default_storage, load_study
 from tuner.study.workers import parse_devices, run_workers
@@ -45,7 +52,8 @@ from tuner.tools.profile import make_cells, print_table, profile, write_csv
 from tuner.workload.formats import format_names
 from tuner.workload.stats import describe as describe_trace
 from tuner.workload.stats import trace_stats
-from tuner.workload.trace import Tally, requests, write_trace
+from tuner.workload.reading import ReadProgress
+from tuner.workload.trace import Tally, converted
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,7 +123,7 @@ def cmd_run(args) -> int:
             devices = parse_devices(args.devices)
         except ValueError as err:
             raise ConfigError(str(err), None, "--devices") from None
-        run = StudyRun(space, root, storage)
+        run = StudyRun(space, root, storage, show_progress=not args.no_progress)
         check_inputs(space, root, run.plan)   # before the storage, the study and the workers
         study = run.open_study()   # refuses a study of other conditions
         recover(study)             # once, before the workers race for it
@@ -124,8 +132,9 @@ def cmd_run(args) -> int:
             safe_print(warm_line(len(warm.simulated), [p for p, _ in warm.candidates]))
         rc = run_workers(args.study, root, storage, devices, n, args.overrides)
         safe_print(f"study {space.study!r}: {len(devices)} workers finished (exit {rc}) in {storage}")
+        safe_print(f"wrote {write_results(load_study(storage, space.study), root, storage)}")
         return rc
-    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent)
+    run = StudyRun(space, root, storage, device_id=args.device, parent=args.parent, show_progress=not args.no_progress)
     check_inputs(space, root, run.plan)   # before the storage and the first trial
     safe_print(run.planned().summary(space.load))   # the trace as read, in the stack's tokens
     names = [o.name for o in space.objectives]
@@ -137,17 +146,20 @@ def cmd_run(args) -> int:
     done = feasible_trials(study)  # infeasible (failed, SLO broken) trials are COMPLETE too
     # the study is stored: a reader that went away (`| head -1`) costs nothing from here on
     safe_print(f"study {space.study!r}: {len(study.trials)} trials ({len(done)} complete and feasible) in {storage}")
+    safe_print(f"wrote {write_results(study, root, storage)}")
     if done:
         best = best_trial(study)
         safe_print(f"best: trial {best.number} " + ", ".join(f"{k}={v:.4g}" for k, v in zip(study.metric_names, best.values))
                    + " | " + ", ".join(f"{k}={v}" for k, v in trial_config(best).items()))
-        safe_print(f"export it with: tune export --study {args.study}" + "".join(f" {o}" for o in args.overrides))
+        safe_print(f"export it with: {export_hint(args)}")
     return 0
 
 
 def cmd_export(args) -> int:
     root, space, storage = _context(args, create=False)
-    out = export_best(load_study(storage, space.study), space, root, args.to, args.force)
+    study = load_study(storage, space.study)
+    check_conditions(study, space, root, reading=True)   # the space as given now is the one the trials were measured under
+    out = export_best(study, space, root, args.to, args.force, args.follow_symlinks)
     print(f"wrote {out}")
     return 0
 
@@ -172,7 +184,12 @@ def cmd_finalize(args) -> int:
 def cmd_dashboard(args) -> int:
     root, space, storage = _context(args, create=False)
     study = load_study(storage, space.study)  # an existing study: nothing is created for a wrong name
-    return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+    if args.port:
+        check_port_free(args.port)
+    try:
+        return serve(storage, space.study, study_dir(root, study) / "dashboard.log", args.port)
+    except RuntimeError as err:  # not installed, exited at start, never answered: what it said, one line
+        raise ConfigError(f"optuna-dashboard must start; {err}", key="dashboard") from None
 
 
 def cmd_report(args) -> int:
@@ -210,7 +227,21 @@ def cmd_profile(args) -> int:
 
 def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
-    runs = tuple(tuple(int(x) for x in pair.split("x")) for pair in args.runs.split(","))
+    stack = get_stack(space.backend)
+    surrogate = get_stack(stack.surrogate) if stack.surrogate else None
+    if hasattr(surrogate, "calibrate"):   # a surrogate that calibrates itself from its real stack (vLLM's)
+        opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
+        if args.out:
+            opts = dict(opts or {}, surrogate_profile=str(args.out))
+        try:
+            surrogate.calibrate(root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
+                                space.timeouts.ready, refit=bool(args.refit),
+                                env={TAG_ENV: command_tag(space.study, "calibrate")})
+        except LaunchError as err:
+            print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
+            return 1
+        return 0
+    runs = args.runs
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
         steps, delays = cal.load_runs(args.refit)
@@ -218,7 +249,8 @@ def cmd_calibrate(args) -> int:
         return 0
     cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", runs,
                   ready_timeout=space.timeouts.ready, passes=args.passes,
-                  env={TAG_ENV: command_tag(space.study, "calibrate")})  # a killed calibrate's engine is ended next time
+                  env={TAG_ENV: command_tag(space.study, "calibrate")},  # a killed calibrate's engine is ended next time
+                  stack=stack)
     return 0
 
 
@@ -238,43 +270,37 @@ def _counter(args):
 
 
 def cmd_trace_stats(args) -> int:
-    print(describe_trace(trace_stats(args.file, args.format, _counter(args)), bars=not args.no_histogram))
+    counter = _counter(args)
+    with ReadProgress(args.file, not args.no_progress) as meter:
+        stats = trace_stats(args.file, args.format, counter, meter)
+    print(describe_trace(stats, bars=not args.no_histogram))
     return 0
 
 
 def cmd_trace_convert(args) -> int:
-    out: Path = args.to
-    if out.exists() and not args.force:
-        raise ConfigError("the output must not exist (or pass --force to overwrite it)", out)
-    if not out.parent.is_dir():
-        raise ConfigError("the output's folder must exist", out.parent)
-    tally, t0 = Tally(), []
-
-    def rows():
-        for item in requests(args.file, args.format, _counter(args), args.seed, tally):
-            row = {"prompt": item.request.prompt, "output_len": item.request.output_len}
-            if item.timestamp is not None:
-                t0[:] = t0 or [item.timestamp]
-                row["timestamp"] = round(item.timestamp - t0[0], 6)
-            yield row
-
-    write_trace(rows(), out)      # through a temporary file: an error mid-way leaves nothing
+    out = check_target(args.to, args.force, args.follow_symlinks, key="--to")   # a regular file or a new one
+    tally, counter = Tally(), _counter(args)
+    with ReadProgress(args.file, not args.no_progress) as meter:  # through a temporary file: an error leaves nothing
+        rows = converted(args.file, args.format, counter, args.seed, tally, meter)
+        write_chunks(out, (json.dumps(r) + "\n" for r in rows), args.force, args.follow_symlinks, key="--to")
     print(f"wrote {out}: {tally.kept} requests from {tally.describe()}")
     return 0
 
 
-def _trace_parser(sub) -> None:
+def _trace_parser(sub, epilog: str | None) -> None:
     verbs = sub.add_parser("trace", help="trace statistics and conversion (tune trace stats|convert FILE)") \
         .add_subparsers(dest="verb", required=True)
 
     def verb(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=help)
+        p = verbs.add_parser(name, help=help, description=help, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("file", type=Path, help="the trace (any format tune reads)")
         p.add_argument("--format", default="auto", choices=format_names(), help="trace format (default: detected)")
         p.add_argument("--tokenizer", type=Path, help="count tokens with this SentencePiece .model file or "
                        "Hugging Face tokenizer (folder or tokenizer.json); default: words")
         p.add_argument("--study", help="count tokens with this study's stack's tokenizer")
         p.add_argument("--root", type=Path, help="project directory holding search_spaces/ (with --study)")
+        p.add_argument("--no-progress", action="store_true", help="no progress display while the trace is read")
         p.set_defaults(func=func)
         return p
 
@@ -284,16 +310,29 @@ def _trace_parser(sub) -> None:
     conv = verb("convert", cmd_trace_convert, 'write the trace as this project\'s JSON lines '
                 '({"prompt", "output_len", "timestamp"?})')
     conv.add_argument("--to", type=Path, required=True, help="output .jsonl file")
-    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists")
+    conv.add_argument("--force", action="store_true", help="overwrite --to if it exists (a regular file only)")
+    conv.add_argument("--follow-symlinks", action="store_true", help="--to may be a symlink: write its target")
     conv.add_argument("--seed", type=int, default=0, help="seed of synthesized prompts (length-only formats)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.")
+def _help_root() -> Path | None:
+    try:
+        return find_root(None)
+    except ConfigError:
+        return None
+
+
+def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
+    """``full_help``: the names and keys after the flags (read only when help is asked for)."""
+    epilog = reference(_help_root()) if full_help else None
+    ap = Parser(prog="tune", description="Tune an LLM serving stack by measuring it.", epilog=epilog,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = ap.add_subparsers(dest="command")
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
         p.set_defaults(func=func)
         return p
@@ -307,13 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp = command("export", cmd_export, "write the best configuration as YAML")
     exp.add_argument("--to", type=Path, help="output file (default: <base>_<study>_best.yaml beside the base config)")
     exp.add_argument("--force", action="store_true", help="overwrite an existing output file (never the base config)")
+    exp.add_argument("--follow-symlinks", action="store_true", help="--to may be a symlink: write its target")
     fin = command("finalize", cmd_finalize, "re-run the top finalists and declare a winner only with confidence")
     fin.add_argument("--top-k", type=count(2), help="finalists (default: the space's finalists.top_k)")
     fin.add_argument("--repeats", type=count(2), help="fresh runs of each (default: finalists.repeats)")
     fin.add_argument("--confidence", type=between(0.5, 1.0), help="e.g. 0.95 (default: finalists.confidence)")
     fin.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     dash = command("dashboard", cmd_dashboard, "start optuna-dashboard on 127.0.0.1 for the study")
-    dash.add_argument("--port", type=count(0), default=0, help="port (default: a free one)")
+    dash.add_argument("--port", type=port, default=0, help="port, 0..65535 (default 0: a free one)")
     rep = command("report", cmd_report, "write trials/<study>/report.html and results.csv")
     rep.add_argument("--out", type=Path, help="folder (default trials/<study>/)")
     command("bare-run", cmd_bare_run, "replay the trace with the engine stopped at each stage")
@@ -330,25 +370,33 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--config", type=Path, help="serving YAML to profile (default: the study's base config)")
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
-    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine")
-    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml)")
-    calib.add_argument("--runs", default=",".join(f"{d}x{p}" for d, p in cal.RUNS),
+    calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine "
+                    "(backend=vllm: the vLLM surrogate's step time, from one vLLM launch)")
+    calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml; "
+                       "backend=vllm: trials/<study>/vllm_surrogate.yaml)")
+    calib.add_argument("--runs", type=batch_pairs, default=cal.RUNS,
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,
                        help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
     calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
                        help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
-    _trace_parser(sub)
+    _trace_parser(sub, epilog)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = build_parser()
+    ap = build_parser(full_help=bool({"-h", "--help"} & set(argv)))
     commands = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]  # `tune --study S` means `tune run --study S`
-    args = ap.parse_args(argv)
+    if argv[0] in commands and argv[0] != "trace":
+        # a command's own parser, intermixed: key=value overrides before, between or after the flags
+        # (argparse's plain parse takes the positionals once, and a later one is "unrecognized")
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with stop_signals_interrupt():  # TERM and HUP unwind like Ctrl-C: what we started is stopped

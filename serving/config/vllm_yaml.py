@@ -21,6 +21,7 @@ space's ``vllm:`` section gives them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.format import ConfigFormat
 
-__all__ = ["VLLMConfig", "VLLMYamlFormat", "load_vllm_yaml", "model_dims", "resolve_model", "GIB"]
+__all__ = ["VLLMConfig", "VLLMYamlFormat", "ignored_keys", "launch_text", "load_vllm_yaml", "model_dims", "resolve_model", "GIB"]
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp8": 1}
@@ -79,6 +80,34 @@ def load_vllm_yaml(path: str | Path) -> VLLMConfig:
         return VLLMConfig.model_validate(data)
     except ValidationError as err:
         raise from_validation_error(err, path) from None
+
+
+# Keys a platform's vLLM build takes and then does not use (vLLM 0.32, vllm/platforms/cpu.py and
+# vllm/v1/worker/cpu_worker.py): tuning one would measure the same configuration under many names.
+IGNORED_ON = {"cpu": {
+    "gpu_memory_utilization": "vLLM's CPU build ignores it here: VLLM_CPU_KVCACHE_SPACE, which the stack always "
+                              "sets, sizes the KV pool (tune vllm.cpu_kvcache_space_gb or num_gpu_blocks_override)",
+    "kv_cache_memory_bytes": "vLLM's CPU build replaces it with VLLM_CPU_KVCACHE_SPACE (vllm.cpu_kvcache_space_gb)",
+    "async_scheduling": "vLLM's CPU build turns async scheduling off whatever it is given",
+    "enable_dbo": "vLLM's CPU build turns dual-batch overlap off whatever it is given",
+}}
+
+
+def ignored_keys(device: str | None) -> dict[str, str]:
+    """{key: why} for the keys vLLM on ``device`` takes and does not use."""
+    return dict(IGNORED_ON.get(device or "", {}))
+
+
+_TOP_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?=\s*:)", re.M)
+
+
+def launch_text(text: str) -> str:
+    """The config's text with every top-level key spelled with dashes (``enable-chunked-prefill``),
+    comments and values kept: vLLM's ``--config`` loader turns ``key: false`` into ``--no-<key>``
+    only when ``--no-<key>`` is one of its flags, which are dashed, so an underscore key set to
+    false is dropped without a word (vllm/utils/argparse_utils.py, load_config_file, vLLM 0.32).
+    Nested mappings (``compilation_config: {...}``) keep their inner keys: vLLM reads them as JSON."""
+    return _TOP_KEY.sub(lambda m: m.group(1).replace("_", "-"), text)
 
 
 def resolve_model(model: str, base: Path | None = None) -> Path | None:

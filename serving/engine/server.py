@@ -13,8 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
-from serving.config.settings import engine_settings
+from serving.engine.settings import engine_settings
 from serving.engine import api
 from serving.engine.engine import STUB_TOKEN, LLMEngine
 from serving.engine.runner import EngineRunner
@@ -38,6 +39,7 @@ class EngineServer:
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/metrics/steps", self.step_metrics)
+        app.router.add_get("/config", self.config)
         app.router.add_get("/serving/get_bs", self.get_bs)
         app.router.add_get("/serving/get_request_numbers", self.get_request_numbers)
         app.router.add_get("/serving/get_serverd_model_info", self.model_info)
@@ -162,6 +164,19 @@ class EngineServer:
             raise web.HTTPBadRequest(text=f"since must be an integer, got {request.query['since'][:40]!r}")
         return web.json_response({"steps": self.engine.step_records(since), "next": self.engine.step_count})
 
+    async def config(self, request: web.Request) -> web.Response:
+        """The serving YAML's keys as this engine runs them: read from its block manager and scheduler,
+        not echoed from the file (serving.stacks.readback compares them with the trial's config)."""
+        e, blocks, sched = self.engine, self.engine.blocks, self.engine.scheduler
+        return web.json_response({
+            "pa_config.num_blocks": blocks.num_blocks, "pa_config.block_size": blocks.block_size,
+            "model_config.prefill_batch_size": list(sched.prefill_buckets),
+            "model_config.decode_batch_size": list(sched.decode_buckets),
+            "model_config.max_generate_length": sched.max_generate_length, "model_config.end_token": sched.end_token,
+            "model_config.seq_length": list(self.seq_length), "model_config.seq_type": e.settings.seq_type,
+            "engine_config.backend": e.settings.backend, "engine_config.stub": e.settings.stub,
+            "engine_config.ignore_eos": e.settings.ignore_eos})
+
     async def get_bs(self, request: web.Request) -> web.Response:
         return web.json_response(list(self.engine.settings.decode_batch_size))
 
@@ -191,7 +206,12 @@ async def serve(config: str, host: str, port: int, port_file: str | None) -> int
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as err:  # a taken port, a host not ours: the caller's input, one line (main)
+        await runner.cleanup()
+        raise ConfigError(f"a free port on a local address must be given; binding {host}:{port} failed: "
+                          f"{err.strerror or err}", key="--port") from None
     bound = site._server.sockets[0].getsockname()[1]
     if port_file:  # written atomically so a reader never sees half a number
         tmp = Path(port_file + ".tmp")
@@ -207,13 +227,19 @@ async def serve(config: str, host: str, port: int, port_file: str | None) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="serving-tuner embedded serving engine")
+    ap = argparse.ArgumentParser(prog="python -m serving.engine.server", description="serving-tuner embedded serving engine")
     ap.add_argument("--config", required=True, help="serving YAML (llm-serving layout)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = any free port")
     ap.add_argument("--port-file", help="write the bound port here once listening")
     args = ap.parse_args(argv)
-    return asyncio.run(serve(args.config, args.host, args.port, args.port_file))
+    if not 0 <= args.port <= 65535:
+        ap.error(f"--port: a port in 0..65535 must be given, got {args.port}")
+    try:
+        return asyncio.run(serve(args.config, args.host, args.port, args.port_file))
+    except ConfigError as err:  # a missing or bad config, a taken port: one line and exit 2, like tune
+        print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import time
 import psutil
 
 from serving.probes.base import Probe
-from serving.stacks.groups import group_processes
+from serving.procs.groups import group_processes
 
 __all__ = ["HostCpuProbe"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import psutil
 
 from serving.probes.base import Probe
-from serving.stacks.groups import group_processes
+from serving.procs.groups import group_processes
 
 __all__ = ["GroupMemoryProbe", "group_processes"]
 

@@ -1,11 +1,11 @@
 """vLLM's Prometheus ``/metrics`` during a replay: running and waiting requests, KV-cache usage,
-preemptions. Parsed with prometheus_client's text parser.
+preemptions, prompt and generated tokens. Parsed with prometheus_client's text parser.
 
 One scrape serves every probe of a poll (the sampler asks each probe in turn; they share a
 ``MetricsScrape`` that refetches only when its last read is older than ``max_age``). Gauges are
 summed over their label sets (one per engine); ``vllm:kv_cache_usage_perc`` is a fraction
-(0..1) upstream and is reported in percent like every probe here. Preemptions are a counter:
-the probe reports how many happened since the replay began.
+(0..1) upstream and is reported in percent like every probe here. Preemptions and prompt and
+generated tokens are counters: each probe reports the increase since the replay began.
 """
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.probes.base import Probe
 
-__all__ = ["MetricsScrape", "VLLMGaugeProbe", "VLLMPreemptionProbe", "vllm_probes", "parse_metrics"]
+__all__ = ["MetricsScrape", "VLLMCounterProbe", "VLLMGaugeProbe", "VLLMPreemptionProbe", "vllm_probes", "parse_metrics"]
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
 KV_USAGE = "vllm:kv_cache_usage_perc"
 PREEMPTIONS = "vllm:num_preemptions"   # the family's name; its sample is vllm:num_preemptions_total
+PROMPT_TOKENS = "vllm:prompt_tokens"    # counters: prompt tokens prefilled, tokens generated
+GENERATION_TOKENS = "vllm:generation_tokens"
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -59,15 +61,16 @@ class VLLMGaugeProbe(Probe):
         return None if v is None else v * self.scale
 
 
-class VLLMPreemptionProbe(Probe):
-    name = "vllm_preemptions"
+class VLLMCounterProbe(Probe):
+    """A counter's increase since the first sample (the sampler takes one before the replay and one
+    after it): its ``_peak`` is what the replay added, whenever the samples fell."""
 
-    def __init__(self, scrape: MetricsScrape):
-        self.scrape = scrape
+    def __init__(self, scrape: MetricsScrape, name: str, metric: str):
+        self.scrape, self.name, self.metric = scrape, name, metric
         self._first: float | None = None
 
     def sample(self) -> float | None:
-        v = self.scrape.values().get(PREEMPTIONS)
+        v = self.scrape.values().get(self.metric)
         if v is None:
             return None
         if self._first is None:
@@ -75,7 +78,14 @@ class VLLMPreemptionProbe(Probe):
         return v - self._first
 
 
+def VLLMPreemptionProbe(scrape: MetricsScrape) -> VLLMCounterProbe:
+    return VLLMCounterProbe(scrape, "vllm_preemptions", PREEMPTIONS)
+
+
 def vllm_probes(base_url: str) -> list[Probe]:
     scrape = MetricsScrape(base_url)
     return [VLLMGaugeProbe(scrape, "vllm_running", RUNNING), VLLMGaugeProbe(scrape, "vllm_waiting", WAITING),
-            VLLMGaugeProbe(scrape, "vllm_kv_cache_usage", KV_USAGE, 100.0), VLLMPreemptionProbe(scrape)]
+            VLLMGaugeProbe(scrape, "vllm_kv_cache_usage", KV_USAGE, 100.0), VLLMPreemptionProbe(scrape),
+            # tokens vLLM itself counted during the replay: what a replay guarantees, unlike a gauge sample
+            VLLMCounterProbe(scrape, "vllm_prompt_tokens", PROMPT_TOKENS),
+            VLLMCounterProbe(scrape, "vllm_generation_tokens", GENERATION_TOKENS)]

@@ -76,17 +76,17 @@ class LLMServingProtocol(WireProtocol):
 
     async def read_stream(self, resp: aiohttp.ClientResponse, rec: RequestRecord,
                           now: Callable[[], float]) -> None:
-        async for t, lines in arrived_lines(resp, now):
+        async for lines in arrived_lines(resp):
             for line in lines:
                 seen = scan_line(line)
                 if seen is None:
                     continue
-                if rec.first_token is None:
-                    rec.first_token = t  # performance_serving: first non-empty line
+                t = now()              # this event, as parsed
                 token, finish = seen
                 if token:              # the summary line's list is no new token
-                    rec.token_times.append(t)
-                    rec.n_tokens += 1
+                    rec.add_chunk(t)
+                elif rec.first_token is None:
+                    rec.first_token = t  # performance_serving: the first non-empty line
                 if finish:
                     rec.finish_reason = finish
         # no finish_reason (return_full_text: false): the closed connection ends the stream

@@ -5,7 +5,8 @@ never from its ``text`` (a tiny or dummy model often yields tokens that decode t
 chunk is one token, unless the server says how many it carries. vLLM does when asked
 (``return_token_ids``, ``token_ids=True`` here): under load its API process falls behind the
 engine and sends several tokens in one chunk (seen on 2 CPU cores: 30 chunks for 60 tokens);
-those tokens get the chunk's arrival time, which is when the client saw them. With
+those tokens get the chunk's time. Each chunk with choices is one content event, stamped when
+it is parsed (as vLLM's ``bench serve`` does): its ITL is per chunk (docs/metrics.md). With
 ``stream_options.include_usage`` the server adds a last chunk with ``choices: []`` and ``usage``:
 its ``completion_tokens`` is the token count. When the chunks and the usage disagree, the
 record gets an error saying so (TTFT and ITL would otherwise be skewed without anyone noticing).
@@ -58,7 +59,7 @@ class OpenAIProtocol(WireProtocol):
                           now: Callable[[], float]) -> None:
         usage: int | None = None
         done = False
-        async for t, lines in arrived_lines(resp, now):
+        async for lines in arrived_lines(resp):
             for raw in lines:
                 line = raw.decode("utf-8").strip()
                 if not line or line.startswith(":"):  # blank separators and SSE comments
@@ -70,15 +71,14 @@ class OpenAIProtocol(WireProtocol):
                     done = True
                     break
                 chunk = _parse(payload)
+                t = now()                   # this event, as parsed
                 if chunk.get("error"):
                     raise ValueError(f"server error in stream: {str(chunk['error'])[:160]}")
                 for choice in chunk.get("choices") or []:
                     ids = choice.get("token_ids")
                     n = len(ids) if isinstance(ids, list) else 1
-                    if n and rec.first_token is None:
-                        rec.first_token = t
-                    rec.token_times.extend([t] * n)
-                    rec.n_tokens += n
+                    if n:
+                        rec.add_chunk(t, n)
                     if choice.get("finish_reason"):
                         rec.finish_reason = choice["finish_reason"]
                 if chunk.get("usage"):

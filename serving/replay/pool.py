@@ -12,7 +12,7 @@ instant, which is system-wide.
 While a replay runs, each worker sends what changed (a request sent, a request ended) every
 ``flush`` seconds, so the parent keeps one live view of the records: it calls ``on_done``,
 polls the stop condition and tells every worker to stop when it fires. A worker sends its full
-records (per-token times included) when its part ends.
+records (per-event and per-token times included) when its part ends.
 
 Nothing is left running and nothing hangs: ``close()`` (or leaving the ``with`` block) ends the
 workers; a worker whose parent dies sees its pipe close and ends; a worker that dies during a
@@ -140,7 +140,8 @@ class _Worker:
         finally:
             fl.cancel()
             self.replayer = None
-        return self._send(("end", [(*_update(p, r), r.token_times) for p, r in zip(positions, records)]))
+        return self._send(("end", [(*_update(p, r), r.token_times, r.chunk_times)
+                                   for p, r in zip(positions, records)], rp.read_lags))
 
 
 def _serve(conn: Connection, flush: float) -> None:
@@ -162,6 +163,7 @@ class SenderPool:
         self._procs: list = []
         self._conns: list[Connection] = []
         self.records: list[RequestRecord] = []
+        self.read_lags: list[float] = []       # the last replay's loop-lag samples, every worker's
         self.t0 = 0.0                          # time.monotonic() of the last replay's time 0
         started = time.monotonic()
         try:
@@ -219,6 +221,7 @@ class SenderPool:
         if self.closed:
             raise RuntimeError("the sender pool is closed")
         self.records = [RequestRecord(r.index, r.prompt_len, r.output_len, off) for off, r in plan]
+        self.read_lags = []
         owner = [k % self.size for k in range(len(plan))]
         try:
             self._revive()
@@ -265,9 +268,11 @@ class SenderPool:
                 if conn not in live or (obj is not conn and conn.poll()):
                     continue               # a dead worker's last messages are read first
                 try:
-                    kind, batch = conn.recv() if obj is conn else ("died", ())
+                    kind, batch, *lags = conn.recv() if obj is conn else ("died", ())
                 except (EOFError, OSError):
-                    kind, batch = "died", ()
+                    kind, batch, lags = "died", (), []
+                if lags:
+                    self.read_lags.extend(lags[0])
                 for item in batch:
                     self._merge(item, reported, on_done)
                 if kind in ("end", "died"):
@@ -292,7 +297,7 @@ class SenderPool:
         rec.sent, rec.first_token, rec.done, rec.n_tokens, rec.finish_reason, rec.error = \
             sent, first, done, n_tokens, finish, error
         if len(item) > 7:
-            rec.token_times = item[7]
+            rec.token_times, rec.chunk_times = item[7], item[8]
         if (done is not None or error is not None) and sent is not None and pos not in reported:
             reported.add(pos)
             if on_done:

@@ -1,10 +1,13 @@
 """How a request goes over the wire and how its answer is read: one class per serving API.
 
 A stack names its protocol (``RunningStack.protocol``); the replay client (serving.replay.client)
-owns the timing, the schedule and the errors, and asks the protocol only for the route, the body
-and the parsing. Protocols record into a RequestRecord: ``first_token`` once, one entry in
-``token_times`` per generated token, ``n_tokens``, ``finish_reason``; they raise ValueError for
-a line they cannot parse (recorded as ``bad_response``).
+owns the schedule and the errors, and asks the protocol only for the route, the body and the
+parsing. Protocols stamp each stream event with ``now()`` as they parse it, never once per network
+read (lines that came in one read would share a time, and a client that reads late would see
+every token at one instant: docs/metrics.md). They record into a RequestRecord: a content event
+through ``RequestRecord.add_chunk`` (``first_token``, ``chunk_times``, ``token_times``,
+``n_tokens``), and ``finish_reason``; they raise ValueError for a line they cannot parse
+(recorded as ``bad_response``).
 """
 from __future__ import annotations
 
@@ -44,27 +47,25 @@ class WireProtocol(abc.ABC):
     @abc.abstractmethod
     async def read_stream(self, resp: aiohttp.ClientResponse, rec: RequestRecord,
                           now: Callable[[], float]) -> None:
-        """Read a streamed answer to its end, stamping each token with ``now()``."""
+        """Read a streamed answer to its end, stamping each event with ``now()`` as it is parsed."""
 
     @abc.abstractmethod
     def read_full(self, data: Any, rec: RequestRecord) -> None:
         """Fill ``n_tokens`` and ``finish_reason`` from a non-streamed answer's JSON."""
 
 
-async def arrived_lines(resp: aiohttp.ClientResponse,
-                        now: Callable[[], float]) -> AsyncIterator[tuple[float, list[bytes]]]:
-    """A stream's complete lines as they arrive: ``(arrival time, lines)`` once per network read.
+async def arrived_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """A stream's complete lines as they arrive, in the batches one network read brings.
 
-    Lines that came in one read share its time, which is when the client saw them; one wake-up
-    and one clock call per read, not per line, is what keeps a sender's CPU per request low
-    (aiohttp's line iterator costs a coroutine step per line). The last line needs no newline.
+    One wake-up per read, not per line, keeps a sender's CPU per request low (aiohttp's line
+    iterator costs a coroutine step per line); the caller stamps each line it parses as an event,
+    so lines of one read still get their own times. The last line needs no newline.
     """
     rest = b""
     content = resp.content
     while chunk := await content.readany():
-        t = now()
         *lines, rest = (rest + chunk if rest else chunk).split(b"\n")
         if lines:
-            yield t, lines
+            yield lines
     if rest.strip():
-        yield now(), [rest]
+        yield [rest]

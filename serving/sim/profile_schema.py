@@ -59,8 +59,16 @@ class Request(_Section):
     arrival_cost: Seconds = 0.0            # step time added per request arriving while a step runs
 
 
+class Tokenizer(_Section):
+    """The profiled model's tokenizer: a trace's lengths are counted with it (serving.stacks.sim)."""
+    name: str                              # what the summary calls it ("LLaMA-2 SentencePiece")
+    file: str                              # a SentencePiece .model, or a Hugging Face tokenizer.json or folder
+    search: list[str] = []                 # folders a relative ``file`` is looked for in ($VARS expanded)
+
+
 class ProfileFile(_Section):
     name: str | None = None                # default: the file's stem
+    tokenizer: Tokenizer | None = None
     single_prefill: bool = False           # one prompt per prefill step (llm-serving's PA path)
     prefill: Prefill = Prefill()
     decode: Decode = Decode()

@@ -17,16 +17,31 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from serving.config.format import ConfigFormat, ServingYamlFormat
+from serving.config.format import ConfigFormat
 from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition, run_loop
 from serving.replay.workers import workers_for
 from serving.replay.pool import SenderPool
-from serving.replay.llm_serving import LLMServingProtocol
 from serving.replay.protocol import ReplayOptions, WireProtocol
+from serving.stacks.watch import DeathStop, ProcessWatch
 from serving.workload import Plan, RequestRecord
 
-__all__ = ["LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult", "Plan"]
+__all__ = ["Capabilities", "LaunchSpec", "LaunchError", "RunningStack", "Stack", "StackOptions", "ReplayResult",
+           "Plan", "Stage"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a stack launched with given options can measure beyond the replay's own figures, so a
+    space that asks for more is refused when it is loaded, not after every trial failed.
+
+    ``power``: a power probe runs (energy_j, energy_j_per_token). ``utilisation``: a busy figure of
+    what serves is a trial's ``utilisation``; False where there is none worth maximising (a host
+    CPU share rewards the configuration that burns most CPU); None when the stack does not say."""
+    power: bool = False
+    utilisation: bool | None = None
+    #: why a figure is missing, for the error that refuses the space (e.g. "accelerator none")
+    note: str = ""
 
 @dataclass
 class LaunchSpec:
@@ -50,10 +65,28 @@ class LaunchError(RuntimeError):
         self.fail_class, self.detail, self.log_tail = fail_class, detail, log_tail
 
 
+@dataclass(frozen=True)
+class Reading:
+    key: str          # dotted key of the trial's config (model_config.decode_batch_size, max_num_seqs)
+    value: Any        # what the stack runs with
+    source: str       # where it was read, for the failure detail
+
+
 @dataclass
 class ReplayResult:
     records: list[RequestRecord]
     usage: dict[str, float]      # probe summaries: <probe>_mean, _peak, _samples
+    read_lags: list[float] = field(default_factory=list)   # the client's loop-lag samples (serving.replay.client)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of a bare run: every request stops at this stage of the stack (the seeds' RUN_LEVEL)."""
+    level: int
+    name: str
+    what: str
+    params: dict[str, Any] = field(default_factory=dict)   # config keys set for this row
+    options: dict[str, Any] | None = None                  # the stack's options for this row (None: as given)
 
 
 class StackOptions(BaseModel):
@@ -63,8 +96,9 @@ class StackOptions(BaseModel):
 
 class RunningStack(abc.ABC):
     url: str = ""
-    #: how requests are sent and answers read (llm-serving's API unless the stack says otherwise)
-    protocol: WireProtocol = LLMServingProtocol()
+    #: how requests are sent and answers read: each stack names its own (no default, so a stack
+    #: that forgets it fails loudly instead of silently speaking another stack's API)
+    protocol: WireProtocol
     #: the probe whose mean is the trial's ``utilisation`` (None: the stack has no usage figure)
     utilisation: str | None = None
 
@@ -82,6 +116,11 @@ class RunningStack(abc.ABC):
     @abc.abstractmethod
     def log_tail(self, max_chars: int = 4000) -> str: ...
 
+    def read_back(self) -> list["Reading"]:
+        """What the launched processes run with, one reading per config key the stack can report
+        (serving.stacks.readback compares them with the trial's config); [] when it can tell nothing."""
+        return []
+
     @abc.abstractmethod
     def _stop(self) -> None:
         """End what the stack started (its process groups, its shared memory)."""
@@ -97,6 +136,10 @@ class RunningStack(abc.ABC):
                on_request: Callable[[RequestRecord], None] | None = None,
                deadline: float | None = None, stop: StopCondition | None = None) -> ReplayResult:
         """Replay ``plan`` (send offset, request) and return one record per request and the usage."""
+        if self.pgids:   # a process of the stack dying ends the replay once nothing progresses (serving.stacks.watch)
+            if self._watch is None:
+                self._watch = ProcessWatch(self.pgids)
+            stop = DeathStop(self._watch, stop)
         workers = workers_for(plan, options.workers)
         # a fast plan goes out from the stack's sender processes (serving.replay.pool), started
         # before the probes sample so their start-up is never in the usage figures
@@ -104,10 +147,18 @@ class RunningStack(abc.ABC):
         with ProbeSampler(self.probes()) as sampler:
             if senders is not None:
                 records = senders.replay(self.url, self.protocol, options, plan, on_request, deadline, stop)
+                lags = senders.read_lags
             else:
-                records = run_loop(Replayer(self.url, self.protocol, options, on_request).run(plan, deadline, stop))
-        return ReplayResult(records, sampler.summary())
+                replayer = Replayer(self.url, self.protocol, options, on_request)
+                records = run_loop(replayer.run(plan, deadline, stop))
+                lags = replayer.read_lags
+        if isinstance(stop, DeathStop) and stop.died:
+            self.died = stop.died
+        return ReplayResult(records, sampler.summary(), lags)
 
+    #: why the stack's death ended a replay (serving.stacks.watch); None while it serves
+    died: str | None = None
+    _watch: ProcessWatch | None = None
     _senders: SenderPool | None = None
 
     def senders(self, workers: int) -> SenderPool:
@@ -135,7 +186,18 @@ class Stack(abc.ABC):
     name: str
     options_model: type[StackOptions] = StackOptions
     serves_http: bool = True     # False for a stack that only replays in-process (the simulator)
-    config_format: ConfigFormat = ServingYamlFormat()
+    #: the route a running stack reports its per-step timings on (tune calibrate fits the simulator's
+    #: profile from them); None: it reports none
+    steps_route: str | None = None
+    #: its config format (render, load, pre-launch checks): each stack names its own
+    config_format: ConfigFormat
+    #: the backend that simulates this stack (pre-screen, warm start, probes); None: it has no surrogate
+    surrogate: str | None = None
+
+    def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any] | None:
+        """The options the surrogate launches with, given this stack's (``home``: the study's folder under
+        trials/, where a calibration keeps its profile); None: the surrogate's own section of the space."""
+        return None
 
     def parse_options(self, section: dict[str, Any]) -> StackOptions:
         """The space's section for this stack, typed (pydantic ValidationError when bad)."""
@@ -150,9 +212,33 @@ class Stack(abc.ABC):
         a trace); None when the stack has no tokenizer of its own (the trace's word count is used)."""
         return None
 
+    def stages(self, options: dict[str, Any]) -> list[Stage]:
+        """The stages a bare run stops requests at, first to last (empty: the stack has none)."""
+        return []
+
+    def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
+        """{config key: why} for keys the stack takes and does not use on the platform ``options`` name:
+        a space tuning one is refused at load (it would measure one configuration under many names)."""
+        return {}
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        """What a launch with these (validated) options can measure; the base declares no power probe."""
+        return Capabilities()
+
     def preflight(self, options: dict[str, Any]) -> list[str]:
         """What the host lacks to launch this stack at all (a checkout, an interpreter, a tool):
         checked once when a study starts, before the first trial."""
+        return []
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """What the stack's own code says of a rendered ``config`` without serving it (its imports in its
+        interpreter, its own config parser), run in ``work_dir`` (a scratch folder) once before the first
+        trial: a host that cannot start the stack stops the study there, never as infeasible trials."""
+        return []
+
+    def export_files(self, config: Path, options: dict[str, Any], force: bool = False) -> list[Path]:
+        """Files besides an exported ``config`` that a trial ran with, written next to it (the config made
+        to name them); the paths written. ConfigError when one exists and not ``force``."""
         return []
 
     @abc.abstractmethod

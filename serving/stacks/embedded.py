@@ -1,18 +1,25 @@
 """The default stack: our embedded engine as one server process on a free loopback port."""
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 from pathlib import Path
 
+from serving.config.format import ServingYamlFormat
 from serving.config.schema import load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.engine import EngineBusyProbe
+from serving.replay.llm_serving import LLMServingProtocol
+from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions, Stage
+from serving.procs.process import ManagedProcess
 from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions
-from serving.stacks.process import ManagedProcess
+from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok, wait_until
 
 
 class EmbeddedRunning(RunningStack):
+    protocol = LLMServingProtocol()   # the engine serves llm-serving's API
     utilisation = "engine_busy"
 
     def __init__(self, proc: ManagedProcess, url: str):
@@ -31,6 +38,12 @@ class EmbeddedRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
 
+    def read_back(self) -> list[Reading]:
+        """The engine's /config: the pool and batch buckets its block manager and scheduler hold."""
+        with urllib.request.urlopen(self.url + "/config", timeout=10) as resp:
+            found = json.loads(resp.read())
+        return [Reading(k, v, "the engine's /config") for k, v in found.items()]
+
     def _stop(self) -> None:
         self.proc.stop()
 
@@ -42,7 +55,16 @@ class EmbeddedOptions(StackOptions):
 
 class EmbeddedStack(Stack):
     name = "embedded"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = EmbeddedOptions
+    config_format = ServingYamlFormat()   # llm-serving's YAML, engine_config added
+    steps_route = "/metrics/steps"        # the engine's own step records (serving.engine.server)
+
+    def stages(self, options: dict) -> list[Stage]:
+        """The engine's stub levels: the HTTP handler answers, the scheduler runs without the model, all of it."""
+        return [Stage(1, "http", "answered by the HTTP handler", {"engine_config.stub": "http"}),
+                Stage(2, "scheduler", "scheduled with KV blocks, no model", {"engine_config.stub": "scheduler"}),
+                Stage(3, "model", "real model forward", {"engine_config.stub": None})]
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
         host = spec.options.get("host", "127.0.0.1")

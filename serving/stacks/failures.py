@@ -18,6 +18,9 @@ HANG = "hang"
 BAD_RESPONSE = "bad_response"
 CONFIG_REJECTED = "config_rejected"
 KV_POOL_TOO_SMALL = "kv_pool_too_small"
+# the launched stack runs with another value than the trial's config for a tuned key (serving.stacks.readback)
+CONFIG_NOT_APPLIED = "config_not_applied"
+HOST_SETUP = "host_setup"   # the host cannot start the stack at all (a module missing, an unknown option)
 
 _OOM = "|".join([
     r"out of memory", r"MemoryError", r"\bOOM\b",
@@ -86,3 +89,19 @@ def last_error(log: str) -> str:
         return ""
     found = _ERROR_LINE.findall(log[at[-1]:])
     return found[-1].strip()[:300] if found else ""
+
+
+# the host, not the configuration: an interpreter that lacks a module the stack imports, or an option the
+# installed stack does not know (argparse's "prog: error: unrecognized arguments: --x", vLLM's config file
+# keys become options). Only the last exception counts: stacks log optional imports that failed harmlessly.
+_HOST_EXC = re.compile(r"^(?:[\w.]+\.)?(?:ModuleNotFoundError|ImportError)\b")
+_UNKNOWN_ARG = re.compile(r"^.*\berror: unrecognized arguments: .*$", re.M)
+
+
+def host_cause(log: str) -> str | None:
+    """The line of a failed start's ``log`` that says the host cannot start the stack, else None."""
+    err = last_error(log)
+    if err and _HOST_EXC.match(err):
+        return err
+    m = _UNKNOWN_ARG.search(log)
+    return m.group(0).strip()[:300] if m else None

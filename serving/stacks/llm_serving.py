@@ -33,16 +33,21 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
 from serving.config.checks import common_checks, kv_cache_bytes
+from serving.config.format import ServingYamlFormat
+from serving.replay.llm_serving import LLMServingProtocol
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
 from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
-from serving.stacks.groups import remove_segments, shm_segments
+from serving.stacks.base import Capabilities, LaunchError, LaunchSpec, RunningStack, Stack, StackOptions, Stage
+from serving.procs.groups import remove_segments, shm_segments
+from serving.stacks.llm_serving_dry_start import run_dry_start
 from serving.stacks.ports import free_ports
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
+from serving.stacks.llm_serving_readback import process_readings
+from serving.stacks.readback import Reading
 from serving.tokenizers import sentencepiece_counter
 
 AGENT_READY = "all agents started"
@@ -128,6 +133,23 @@ def vocab_file(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> 
     return resolve_ref(tok.get("vocab_file"), lookup_dirs(opts, root))
 
 
+def model_yaml(cfg: ServingYaml, opts: LLMServingOptions, root: Path | None) -> str | None:
+    """The text of the mindformers model yaml that ``model_config.model_cfg_path`` names, its KV pool
+    (num_blocks, block_size, seq_length) set to the serving config's (doc §1); None when none is named."""
+    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
+    if src is None or not src.is_file():
+        return None
+    model = yaml.safe_load(src.read_text()) or {}
+    mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
+    if not isinstance(mc, dict):
+        raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
+    kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
+          "model.model_config.block_size": cfg.pa_config.block_size}
+    if "seq_length" in mc:
+        kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+    return set_keys(src.read_text(), kv, src)
+
+
 def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServingOptions) -> tuple[Path, ServingYaml]:
     """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device, its file
     references absolute; when model_cfg_path names a mindformers yaml, a copy of it with the
@@ -139,18 +161,10 @@ def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServing
     vocab = vocab_file(cfg, opts, root)
     if vocab is not None:
         values["tokenizer.vocab_file"] = str(vocab)
-    src = resolve_ref(cfg.model.model_cfg_path, lookup_dirs(opts, root))
-    if src is not None and src.is_file():
-        model = yaml.safe_load(src.read_text()) or {}
-        mc = (model.get("model") or {}).get("model_config") if isinstance(model, dict) else None
-        if not isinstance(mc, dict):
-            raise ConfigError("a mindformers model yaml must have a model.model_config section", src)
-        kv = {"model.model_config.num_blocks": cfg.pa_config.num_blocks,
-              "model.model_config.block_size": cfg.pa_config.block_size}
-        if "seq_length" in mc:
-            kv["model.model_config.seq_length"] = cfg.model.seq_length[-1]
+    model = model_yaml(cfg, opts, root)
+    if model is not None:
         dst = run_dir / "model_config.yaml"
-        dst.write_text(set_keys(src.read_text(), kv, src))
+        dst.write_text(model)
         values["model_config.model_cfg_path"] = str(dst.resolve())
     out = run_dir / "llm_serving.yaml"
     out.write_text(set_keys(Path(spec.config_path).read_text(), values, spec.config_path))
@@ -176,6 +190,8 @@ class LogWatch:
 
 
 class LLMServingRunning(RunningStack):
+    protocol = LLMServingProtocol()
+
     def __init__(self, procs: dict[str, ManagedProcess], url: str, opts: LLMServingOptions,
                  device: int, run_dir: Path):
         self.procs, self.url, self.opts, self.device, self.run_dir = procs, url, opts, device, run_dir
@@ -187,8 +203,9 @@ class LLMServingRunning(RunningStack):
 
     @property
     def utilisation(self) -> str | None:
-        # no accelerator probe: the stack's share of the host CPU is the usage figure (named so)
-        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator, HostCpuProbe.name)
+        # no accelerator: no utilisation (NaN). The stack's host CPU share is still recorded (host_cpu_mean),
+        # but maximising it ranked best the trial that burned most CPU
+        return {"npu": "npu_aicore", "gpu": "gpu_util"}.get(self.opts.accelerator)
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.alive() for p in self.procs.values())
@@ -199,6 +216,10 @@ class LLMServingRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         per = max_chars // max(1, len(self.procs))
         return "\n".join(f"== {p.log_path.name} ==\n{p.log_tail(per)}" for p in self.procs.values())
+
+    def read_back(self) -> list[Reading]:
+        """The YAML each process loaded (its own --config) and the agent's model YAML pool."""
+        return [r for n, p in self.procs.items() for r in process_readings(n, p.pid)]
 
     def _stop(self) -> None:
         segments = shm_segments(self.pgids)
@@ -291,7 +312,36 @@ def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str
 
 class LLMServingStack(Stack):
     name = "llm_serving"
+    surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     options_model = LLMServingOptions
+    config_format = ServingYamlFormat()
+
+    def stages(self, options: dict) -> list[Stage]:
+        """RUN_LEVEL 1-5 of the real code (levels 1-4 need the project's patch), then the real forward
+        where there is an accelerator."""
+        rows = [(1, "http", "server_app_post answers (FAKE_SERVER_APP_POST)"),
+                (2, "worker", "master + scheduler, Worker.predict returns (FAKE_WORKER)"),
+                (3, "dispatcher", "+ PA block tables, DisModel.call returns (FAKE_DISPATCHER)"),
+                (4, "agent", "+ TCP and shared memory, WorkAgent.predict returns (FAKE_AGENT)"),
+                (5, "model_call", "+ agent pre/post-processing and sampling, forward stubbed (FAKE_AGENT_CALL_MODEL)")]
+        if options.get("emulate_profile"):
+            rows[-1] = (5, "model_call", f"+ agent work, forward stubbed, {options['emulate_profile']} device time")
+        if options.get("accelerator", "npu") != "none":
+            rows.append((100, "model", "real model forward"))
+        out = []
+        for level, name, what in rows:
+            opts = dict(options, run_level=None if level == 100 else level)
+            if level != 5:
+                opts.pop("emulate_profile", None)   # device time is emulated only at the stubbed forward
+            out.append(Stage(level, name, what, {}, opts))
+        return out
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        accel = parse_options(options).accelerator
+        return Capabilities(power=accel != "none", utilisation=accel != "none",
+                            note=f"llm_serving.accelerator is {accel}" + (
+                                ": no device probe; the host CPU share is recorded as host_cpu_mean, "
+                                "not a figure to maximise" if accel == "none" else ""))
 
     def check(self, cfg: ServingYaml, max_request_len: int, options: dict[str, Any]) -> list[str]:
         o = parse_options(options)
@@ -337,6 +387,36 @@ class LLMServingStack(Stack):
             out.append(f"llm_serving.npu_smi must name the npu-smi tool when accelerator=npu, {opts.npu_smi!r} is "
                        "not found (set llm_serving.npu_smi=/path/to/npu-smi, or accelerator=none to measure the host CPU share)")
         return out
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """The launch scripts' imports in the stack's interpreter and environment, and the trial's YAML (as
+        launch writes it) through llm-serving's ServingConfig and check_valid_config: an interpreter
+        without MindSpore or a checkout that fails at import stops the study before its first trial."""
+        opts = parse_options(options)
+        root, python = self._root(opts), opts.python or sys.executable
+        spec = LaunchSpec(config, work_dir, options=dict(options))
+        trial_yaml, _ = write_trial_yaml(spec, root, opts.device_id, opts)
+        scripts = [root / "examples" / s for s in ("start_agent.py", "server_app_post.py")]
+        cause = run_dry_start(python, _env(opts, root, spec), trial_yaml, scripts, work_dir)
+        return [] if cause is None else [f"llm_serving.python must start the checkout {root} (with PYTHONPATH as "
+                                         f"trials have it); {python} failed on {cause}"]
+
+    def export_files(self, config: Path, options: dict[str, Any], force: bool = False) -> list[Path]:
+        """Beside an exported ``config``, the model yaml its trial ran with (``<name>.model.yaml``, its KV
+        pool the config's), and the config pointing at it: llm-serving started on the export runs what
+        was measured, not the original model yaml's pool."""
+        opts, cfg = parse_options(options), load_serving_yaml(config)
+        root = Path(opts.root).expanduser().resolve() if opts.root else None
+        text = model_yaml(cfg, opts, root)
+        if text is None:
+            return []
+        dst = config.with_name(f"{config.stem}.model.yaml")
+        if dst.exists() and not force:
+            raise ConfigError("the exported model yaml must be a new file (or add --force to replace it); this "
+                              "one exists", dst, "--to")
+        dst.write_text(text)
+        config.write_text(set_keys(config.read_text(), {"model_config.model_cfg_path": str(dst.resolve())}, config))
+        return [dst]
 
     def launch(self, spec: LaunchSpec) -> LLMServingRunning:
         opts = parse_options(spec.options)

@@ -16,6 +16,8 @@ cores are, and maximising it would reward the smallest pool; so the CPU's utilis
 """
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import shutil
 import subprocess
@@ -28,20 +30,41 @@ from pydantic import Field, ValidationError
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
-from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, load_vllm_yaml, resolve_model
+from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, ignored_keys, launch_text, load_vllm_yaml, resolve_model
 from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
-from serving.stacks.groups import remove_segments, shm_segments
+from serving.stacks.base import Capabilities, LaunchError, LaunchSpec, RunningStack, Stack, StackOptions
+from serving.procs.groups import remove_segments, shm_segments
 from serving.stacks.ports import free_ports
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
+from serving.tokenizers import hf_counter
+from serving.stacks import vllm_readback
+from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok
 
 __all__ = ["VLLMOptions", "VLLMStack", "VLLMRunning"]
 
 MODULE = "vllm.entrypoints.openai.api_server"
+
+
+# vLLM's own parser on a trial's arguments, without starting the engine (dry_start); the parser moved from
+# vllm.entrypoints.openai to vllm.entrypoints.launchers in later releases
+PARSE_ARGS = r"""
+import sys
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+except ModuleNotFoundError as err:
+    if not (err.name or "").startswith("vllm.entrypoints"):
+        raise
+    from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ModuleNotFoundError:
+    from vllm.utils import FlexibleArgumentParser
+validate_parsed_serve_args(make_arg_parser(FlexibleArgumentParser(prog="vllm")).parse_args(sys.argv[1:]))
+"""
 
 
 class VLLMOptions(StackOptions):
@@ -50,7 +73,7 @@ class VLLMOptions(StackOptions):
     device: Literal["cpu", "gpu", "npu"] = "gpu"
     device_id: int | None = Field(None, ge=0)   # CUDA/ASCEND_RT_VISIBLE_DEVICES; `tune --device N` overrides
     env: dict[str, str | int | float | bool] = {}
-    cpu_kvcache_space_gb: float = Field(1.0, gt=0)   # VLLM_CPU_KVCACHE_SPACE: the KV pool's RAM on the CPU
+    cpu_kvcache_space_gb: int = Field(1, ge=1)   # VLLM_CPU_KVCACHE_SPACE: the KV pool's RAM on the CPU, whole GiB (vLLM's int)
     block_size_multiple: int | None = Field(None, ge=1)  # default: 32 on the CPU, none elsewhere
     npu_smi: str = "npu-smi"
     # model dims for the pre-launch checks; default: the model folder's config.json
@@ -60,6 +83,7 @@ class VLLMOptions(StackOptions):
     dtype_bytes: int | None = Field(None, ge=1)
     max_position_embeddings: int | None = Field(None, ge=1)
     stop_grace: float = Field(10.0, ge=0)
+    surrogate_profile: str | None = None   # the surrogate's step-time profile; default trials/<study>/vllm_surrogate.yaml
 
 
 def parse_options(options: dict[str, Any]) -> VLLMOptions:
@@ -91,10 +115,20 @@ class VLLMRunning(RunningStack):
     def log_tail(self, max_chars: int = 4000) -> str:
         return self.proc.log_tail(max_chars)
 
+    def read_back(self) -> list[Reading]:
+        """vLLM's logged args and engine config, and its /metrics cache config (serving.stacks.vllm_readback)."""
+        try:
+            metrics = vllm_readback.fetch_metrics(self.url)
+        except OSError:
+            metrics = ""   # the log's readings still count
+        return vllm_readback.readings(self.proc.log_path.read_text(errors="replace"), metrics)
+
     def _stop(self) -> None:
         segments = shm_segments(self.pgids)
         self.proc.stop(grace=self.opts.stop_grace)
-        remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
+        left = remove_segments(segments)   # vLLM's shared-memory message queues outlive a stopped group
+        # what this stack mapped, for whoever checks the cleanup (other vLLMs on the host map their own)
+        (self.proc.log_path.parent / "shm.json").write_text(json.dumps({"mapped": segments, "removed_after_stop": left}))
 
 
 def accelerator_probes(opts: VLLMOptions, device: int | None) -> list[Probe]:
@@ -120,43 +154,69 @@ def environment(opts: VLLMOptions, spec: LaunchSpec, device: int | None) -> dict
 
 def write_launch_yaml(spec: LaunchSpec) -> tuple[Path, VLLMConfig]:
     """run_dir/vllm.yaml: the trial's config with a local model folder made absolute (vLLM runs in
-    the run directory, the model path is relative to where the tuner runs)."""
+    the run directory, the model path is relative to where the tuner runs), keys spelled with dashes."""
     text = Path(spec.config_path).read_text()
     cfg = load_vllm_yaml(spec.config_path)
     folder = resolve_model(cfg.model)
     if folder is not None and str(folder) != cfg.model:
         text = render_text(text, {"model": str(folder)}, spec.config_path)
     out = Path(spec.run_dir) / "vllm.yaml"
-    out.write_text(text)
-    return out, load_vllm_yaml(out)
+    out.write_text(launch_text(text))   # dashed keys: the spelling vLLM's loader honours for `false`
+    return out, cfg.model_copy(update={"model": str(folder or cfg.model)})
 
 
 class VLLMStack(Stack):
     name = "vllm"
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
+    surrogate = "vllm_sim"     # vLLM's own scheduler on a virtual clock (serving/stacks/vllm_sim.py)
+
+    def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any]:
+        opts = parse_options(options)
+        return opts.model_dump() | {"surrogate_profile": opts.surrogate_profile or str(home / "vllm_surrogate.yaml")}
+
+    def ignored_keys(self, options: dict[str, Any]) -> dict[str, str]:
+        return ignored_keys(parse_options(options).device)
+
+    def capabilities(self, options: dict[str, Any]) -> Capabilities:
+        device = parse_options(options).device   # NVML's / npu-smi's busy %, no power probe
+        return Capabilities(power=False, utilisation=device != "cpu", note=f"vllm.device is {device}")
 
     def preflight(self, options: dict[str, Any]) -> list[str]:
         python = parse_options(options).python or sys.executable
         if shutil.which(python) is None:
             return [f"vllm.python must be an executable interpreter of a venv with vLLM, got {python!r}"]
-        probe = subprocess.run([python, "-c", "import vllm"], capture_output=True, text=True, timeout=300)
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return [f"vllm.python must import vllm; {python} -c 'import vllm' failed: {last}"]
-        return []
+        return []   # that it imports vLLM and knows the config's options: dry_start
+
+    def dry_start(self, config: Path, options: dict[str, Any], work_dir: Path) -> list[str]:
+        """vLLM's own argument parser on the arguments a trial starts it with (the rendered config as
+        ``--config``), in its interpreter: an option it does not know fails here in seconds, not as a
+        crash of every trial after its import."""
+        opts = parse_options(options)
+        python = opts.python or sys.executable
+        spec = LaunchSpec(config, work_dir, options=dict(options))
+        launch_yaml, _ = write_launch_yaml(spec)
+        args = ["--config", str(launch_yaml), "--host", "127.0.0.1", "--port", "0"]
+        try:
+            done = subprocess.run([python, "-c", PARSE_ARGS, *args], capture_output=True, text=True, timeout=600,
+                                  cwd=work_dir, env=environment(opts, spec, opts.device_id))
+        except subprocess.TimeoutExpired:
+            return [f"vllm.python must parse vLLM's arguments within 600 s; {python} did not"]
+        if done.returncode == 0:
+            return []
+        out = done.stderr + done.stdout
+        cause = failures.host_cause(out) or failures.last_error(out) or (out.strip().splitlines() or ["(no output)"])[-1]
+        return [f"vllm.python must import vLLM and its argument parser must accept the config's options; "
+                f"{python} -m {MODULE} --config <config> failed: {cause.strip()[:300]}"]
 
     def token_counter(self, base_config: Path, options: dict[str, Any]) -> Callable[[str], int] | None:
         """The model folder's tokenizer.json through ``tokenizers`` when our venv has it (else None)."""
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
+        if importlib.util.find_spec("tokenizers") is None:   # hf_counter would fall back to transformers
             return None
         folder = resolve_model(load_vllm_yaml(base_config).model)
         if folder is None or not (folder / "tokenizer.json").is_file():
             return None
-        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+        return hf_counter(folder / "tokenizer.json")     # named: the study summary says which tokenizer counted
 
     def launch(self, spec: LaunchSpec) -> VLLMRunning:
         opts = parse_options(spec.options)

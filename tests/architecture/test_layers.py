@@ -79,3 +79,76 @@ def test_graph_is_not_empty(pkg):
     """Guards the two tests above against passing on a graph that found nothing."""
     g = graph()
     assert sum(len(d) for m, d in g.items() if m.startswith(pkg)) > 20
+
+
+#: sub-packages from the top down; a module may import only from its own sub-package or a later
+#: layer (never a sibling of its own layer); tuner/ may import any of serving/. docs/architecture.md
+#: states this order.
+LAYERS = [
+    ["tuner.cli"],
+    ["tuner.cli_args", "tuner.cli_reference"],
+    ["tuner.results", "tuner.tools"],
+    ["tuner.study"],
+    ["tuner.screening"],
+    ["tuner.search"],
+    ["tuner.runtime"],
+    ["tuner.space"],
+    ["tuner.workload"],
+    ["tuner"],     # the package itself
+    ["serving.stacks"],
+    ["serving.sim", "serving.replay", "serving.probes"],
+    ["serving.engine"],
+    ["serving"],   # serving/*.py: the types and token counters both sides share
+    ["serving.config", "serving.procs"],
+]
+
+
+def subpackage(module: str) -> str:
+    """The LAYERS entry a module belongs to: the longest one that is it or a package above it."""
+    names = {p for layer in LAYERS for p in layer}
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in names:
+            return ".".join(parts[:n])
+    return module
+
+
+def test_subpackages_import_only_downwards_in_the_stated_order():
+    rank = {p: i for i, layer in enumerate(LAYERS) for p in layer}
+    wrong = []
+    for mod, deps in graph().items():
+        a = subpackage(mod)
+        assert a in rank, f"{mod} is in no layer of LAYERS"
+        for d in deps:
+            b = subpackage(d)
+            crossing = a.split(".")[0] == "tuner" and b.split(".")[0] == "serving"   # tuner/ uses serving/
+            if a != b and not crossing and rank[b] <= rank[a]:
+                wrong.append(f"{mod} -> {d}")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_the_documented_layers_are_the_tested_ones():
+    """docs/architecture.md's list of layers is this file's LAYERS, row for row."""
+    import re
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"## Layers.*?```\n(.*?)```", text, re.S).group(1)
+    rows = [[n.strip() for n in line.split("(")[0].split(",")] for line in block.splitlines()
+            if line.strip() and not line.startswith(" ")]
+    assert rows == LAYERS
+
+
+def test_no_backend_is_named_in_tuner():
+    """The tuner asks a stack what it can do (surrogate, stages, steps, capabilities); it never asks
+    which stack it holds. A backend's name as a string in tuner/ would be such a question. Trace
+    format names (tuner/workload/formats: vLLM's custom dataset is format "vllm") are not backends."""
+    import re
+    from serving.stacks import stack_names
+    names = "|".join(re.escape(n) for n in stack_names())
+    quoted = re.compile(rf"""["']({names})["']""")
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+             for p in (ROOT / "tuner").rglob("*.py") if "formats" not in p.parts
+             for i, line in enumerate(p.read_text().splitlines(), 1) if quoted.search(line)]
+    assert found == []
+    imported = {d for m, deps in graph().items() if m.startswith("tuner") for d in deps
+                if d.startswith("serving.stacks.") and d.split(".")[2] in stack_names()}
+    assert imported == set(), imported

@@ -57,10 +57,19 @@ def test_compare_reports_every_method_against_the_grid_optimum(space, capsys):
     assert f"total_time {grid_best:.2f} s" in out and "coarse grid" in out
 
 
-def test_replay_bench_quick_run_prints_every_client_and_the_goal():
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path, monkeypatch):
+    """Benches run here keep their result files in the test's folder, never in bench/results."""
+    monkeypatch.setenv("TUNER_BENCH_RESULTS", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+def test_replay_bench_quick_run_prints_every_client_and_the_goal(results_in_tmp):
     out = subprocess.run([sys.executable, str(BENCH / "replay.py"), "--quick"], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
+    kept = list(results_in_tmp.glob("replay-*.txt"))        # the run's own record of what it printed
+    assert len(kept) == 1 and "load average at start" in kept[0].read_text() and "GOAL >= 2000" in kept[0].read_text()
     assert "goal < 1 ms" in out.stdout and "started once in" in out.stdout
     assert "highest rate with p99 send lag < 5 ms" in out.stdout and "GOAL >= 2000 req/s" in out.stdout
     assert all(f" {client} " in out.stdout for client in ("replayer", "pool", "bare"))

@@ -1,6 +1,7 @@
 """Bad flags, overrides, names and loads: one line and exit 2, checked before any trial starts."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -113,3 +114,88 @@ def test_llm_serving_host_checks_come_before_the_first_trial(sandbox, tmp_path):
         r = run(sandbox, "--n-trials", "1", *case)
         assert_rejected(r, "llm_serving")
     assert "llm_serving.root" in r.err
+
+
+# SLO, constraint and objective keys: a bound that is not a finite, positive number, a figure the
+# stack cannot report (energy without a power probe, a utilisation where there is none): refused at
+# load, naming the key, before the storage or any trial
+CAPACITY = "objectives=[{name: capacity_rps, direction: maximize}]"
+SLO_LATENCY = [f"{lat}_p{p}" for lat in ("ttft", "tpot", "e2e", "itl") for p in (50, 90, 99)]
+not_positive = st.one_of(st.floats(max_value=0, allow_nan=False, allow_infinity=False),
+                         st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+
+
+def hydra_number(v: float) -> str:
+    return {float("inf"): "inf", float("-inf"): "-inf"}.get(v, "nan" if v != v else repr(v))
+
+
+@FUZZ
+@given(key=st.sampled_from(SLO_LATENCY), bound=not_positive, other=st.sampled_from(SLO_LATENCY))
+def test_an_slo_latency_bound_is_finite_and_positive(sandbox, key, bound, other):
+    slo = {other: 1.0, key: bound}   # the bad one may sit beside a good one
+    text = "{" + ", ".join(f"{k}: {hydra_number(v)}" for k, v in slo.items()) + "}"
+    seen("slo", text)
+    assert_rejected(run(sandbox, "--n-trials", "1", CAPACITY, f"slo={text}"), f"slo.{key}", "finite")
+
+
+@FUZZ
+@given(bound=st.one_of(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False),
+                       st.floats(min_value=1.0000001, allow_nan=False), st.just(float("nan"))))
+def test_the_failed_slo_is_a_fraction(sandbox, bound):
+    seen("slo", ("failed", bound))
+    assert_rejected(run(sandbox, "--n-trials", "1", CAPACITY, f"slo={{ttft_p99: 1, failed: {hydra_number(bound)}}}"),
+                    "slo.failed", "[0, 1]")
+
+
+@FUZZ
+@given(bounds=st.one_of(
+    st.tuples(st.sampled_from(["min", "max"]), st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+    .map(lambda t: f"{t[0]}: {hydra_number(t[1])}"),
+    st.tuples(st.floats(-1e6, 1e6), st.floats(min_value=1e-6, max_value=1e6))
+    .map(lambda t: f"min: {t[0] + t[1]!r}, max: {t[0]!r}")),        # min > max
+    metric=st.sampled_from(["ttft_p99", "total_time", "throughput_rps", "requests_failed"]))
+def test_a_constraint_bound_is_finite_and_ordered(sandbox, bounds, metric):
+    seen("constraint", (metric, bounds))
+    r = run(sandbox, "--n-trials", "1", f"constraints=[{{metric: {metric}, {bounds}}}]")
+    assert_rejected(r, "constraints.0")
+    assert "finite" in r.err or "min <= max" in r.err
+
+
+@FUZZ
+@given(metric=st.sampled_from(["energy_j", "energy_j_per_token"]),
+       where=st.sampled_from(["objectives", "constraints", "early_stop"]),
+       stack=st.sampled_from([["backend=embedded"], ["backend=sim"], ["backend=vllm", "vllm.device=gpu"],
+                              ["backend=llm_serving", "llm_serving.accelerator=none"]]))
+def test_energy_is_refused_where_no_power_is_measured(sandbox, metric, where, stack):
+    override = {"objectives": f"objectives=[{{name: {metric}, direction: minimize}}]",
+                "constraints": f"constraints=[{{metric: {metric}, max: 100}}]",
+                "early_stop": f"early_stop.metric={metric}"}[where]
+    seen("objective", (metric, where, tuple(stack)))
+    only_time = [] if where == "objectives" else ["objectives=[{name: total_time, direction: minimize}]"]
+    assert_rejected(run(sandbox, "--n-trials", "1", *stack, *only_time, override), metric, "power")
+
+
+@FUZZ
+@given(where=st.sampled_from(["objectives", "constraints"]),
+       stack=st.sampled_from([["backend=vllm", "vllm.device=cpu"], ["backend=llm_serving", "llm_serving.accelerator=none"]]))
+def test_no_utilisation_where_the_stack_has_none(sandbox, where, stack):
+    override = {"objectives": "objectives=[{name: total_time, direction: minimize}, {name: utilisation, "
+                              "direction: maximize}]",
+                "constraints": "constraints=[{metric: utilisation, min: 10}]"}[where]
+    seen("objective", ("utilisation", where, tuple(stack)))
+    only_time = [] if where == "objectives" else ["objectives=[{name: total_time, direction: minimize}]"]
+    r = run(sandbox, "--n-trials", "1", *stack, *only_time, override)
+    assert_rejected(r, "utilisation", "constraints[0]" if where == "constraints" else "objectives[1]")
+
+
+@FUZZ
+@given(slo=st.dictionaries(st.sampled_from(SLO_LATENCY), st.floats(min_value=1e-6, max_value=1e6), min_size=1,
+                           max_size=4),
+       failed=st.one_of(st.none(), st.floats(min_value=0, max_value=1)))
+def test_a_valid_slo_loads_and_is_in_the_fingerprint(sandbox, slo, failed):
+    from tuner.study.identity import fingerprint
+    if failed is not None:
+        slo = {**slo, "failed": failed}
+    text = "{" + ", ".join(f"{k}: {v!r}" for k, v in slo.items()) + "}"
+    space = sandbox.load_space("pa_batching", sandbox.root, [CAPACITY, f"slo={text}"])
+    assert fingerprint(space, sandbox.root)["slo"] == pytest.approx(slo)

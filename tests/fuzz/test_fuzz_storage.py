@@ -67,3 +67,22 @@ def test_a_storage_without_that_study_names_the_ones_it_holds(sandbox, tmp_path)
         seen("storage (missing study)", (command, "other.db"))
         r = sandbox.tune(command, "--root", str(sandbox.root), "--storage", url)
         assert_rejected(r, "no study 'pa_batching'", "someone_else")
+
+
+@FUZZ
+@given(query=st.one_of(
+    st.just("mode=ro"),                                                          # read-only: no trial can be stored
+    st.tuples(name, st.from_regex(r"[a-z0-9]{1,4}", fullmatch=True)).filter(lambda t: t[0] != "mode")
+    .map(lambda t: f"{t[0]}={t[1]}"),                                            # a key sqlite3.connect does not take
+    st.from_regex(r"mode=[a-z]{1,4}", fullmatch=True).filter(lambda q: q not in ("mode=ro", "mode=rw", "mode=rwc"))))
+def test_a_sqlite_query_that_would_lose_or_misplace_trials_stops_run(sandbox, tmp_path_factory, query):
+    import optuna
+    folder = tmp_path_factory.mktemp("ro")
+    db = folder / "s.db"
+    optuna.create_study(study_name="pa_batching", storage=f"sqlite:///{db}", directions=["minimize", "maximize"])
+    before = db.read_bytes()
+    url = f"sqlite:///{db}?{query}"
+    seen("storage url (query)", query)
+    r = sandbox.tune("run", "--root", str(sandbox.root), "--storage", url, "--n-trials", "1", "--no-progress")
+    assert_rejected(r, "--storage", query.split("=")[0])
+    assert db.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["s.db"]

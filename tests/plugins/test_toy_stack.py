@@ -51,3 +51,28 @@ def test_unknown_option_of_a_plugged_stack_is_rejected_at_load(project_root):
     (project_root / "configs/toy.yaml").write_text("step_ms: 1\nmax_tokens: 4096\n")
     (project_root / "search_spaces/toy.yaml").write_text(SPACE)
     assert main(["--study", "toy", "--root", str(project_root), "toy.colour=1"]) == 2
+
+
+def test_a_stack_installed_with_an_entry_point_runs_a_study_in_a_fresh_process(project_root, tmp_path):
+    """An out-of-tree stack: a distribution's metadata names it in group serving_tuner.stacks;
+    `tune` in a new process finds it with no register_stack call and no change to the tree."""
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    site = tmp_path / "site"
+    dist = site / "toy_stack_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-stack-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[serving_tuner.stacks]\ntoy_ep = tests.plugins.toy_stack:ToyStack\n")
+    (project_root / "configs/toy.yaml").write_text("step_ms: 1\nmax_tokens: 4096\n")
+    (project_root / "search_spaces/toy_ep.yaml").write_text(
+        SPACE.replace("study: toy\nbackend: toy\n", "study: toy_ep\nbackend: toy_ep\n").replace("\ntoy: {", "\ntoy_ep: {"))
+    storage = f"sqlite:///{project_root / 'trials' / 'toy_ep.db'}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "tuner.cli", "--study", "toy_ep", "--root", str(project_root),
+                           "--storage", storage, "--no-progress", "--n-trials", "2", "params.step_ms.choices=[0.5,1]"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = optuna.load_study(study_name="toy_ep", storage=storage).trials
+    assert len(trials) == 2 and all(t.user_attrs["utilisation"] == 37.0 for t in trials)

@@ -18,8 +18,10 @@ def test_study_runs_resumes_and_exports_only_tuned_keys(project_root, capsys):
     assert {"total_time", "utilisation", "ttft_p99", "tpot_p50", "requests_failed"} <= set(done[0].user_attrs)
 
     out = project_root / "configs/llama/best.yaml"
-    assert main(["export", "--study", "pa_batching", "--root", str(project_root), "--storage", storage,
-                 "--to", str(out)]) == 0
+    export = ["export", "--study", "pa_batching", "--root", str(project_root), "--storage", storage, "--to", str(out)]
+    assert main(export) == 2   # the space as shipped is not the one measured (load.qps=20 ...): refused
+    assert "measured under" in capsys.readouterr().err and not out.exists()
+    assert main([*export, "load.qps=20", "load.duration=1", "seed=1"]) == 0
     base = yaml.safe_load((project_root / "configs/llama/tiny_llama_pa.yaml").read_text())
     best = yaml.safe_load(out.read_text())
     diff = {f"{s}.{k}" for s in base for k in (base[s] or {}) if base[s][k] != best[s][k]}

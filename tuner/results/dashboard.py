@@ -1,6 +1,6 @@
 """`tune dashboard`: optuna-dashboard on 127.0.0.1 for the study's storage.
 
-Started from an argument list in its own process group (serving.stacks.process), stopped by
+Started from an argument list in its own process group (serving.procs.process), stopped by
 that group only; tagged with its owner so a SIGKILLed ``tune dashboard`` leaves nothing for good. Its URL points straight at the study.
 """
 from __future__ import annotations
@@ -13,9 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import optuna
 
-from serving.stacks.process import ManagedProcess
+from serving.procs.process import ManagedProcess
 from tuner.runtime.ownership import TAG_ENV, command_tag
 from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import dashboard_args, open_storage
@@ -37,7 +36,7 @@ def command(storage_url: str, port: int) -> list[str]:
 
 
 def study_url(base: str, storage_url: str, study_name: str) -> str:
-    study_id = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))._study_id
+    study_id = open_storage(storage_url).get_study_id_from_name(study_name)
     return f"{base}/dashboard/studies/{study_id}"
 
 

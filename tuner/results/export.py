@@ -8,36 +8,33 @@ base config is never written over, even with ``force``.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import optuna
 
 from serving.config.errors import ConfigError
 from serving.stacks import get_stack
+from tuner.runtime.writes import check_target, write_text
 from tuner.space.spec import StudySpace
 from tuner.study.finalists import describe
-from tuner.study.selection import best_trial, current_verdict, trial_config
+from tuner.search.selection import best_trial, current_verdict, trial_config
 
 
-def target(space: StudySpace, root: Path, to: Path | None, force: bool) -> Path:
-    """Where the export goes, once it is known not to write over what it must not."""
+def target(space: StudySpace, root: Path, to: Path | None, force: bool, follow_symlinks: bool = False) -> Path:
+    """Where the export goes, once it is known not to write over what it must not (the base config,
+    a device, a folder, a symlink, an existing file without ``force``)."""
     base = root / space.base_config
     out = Path(to) if to else base.with_name(f"{base.stem}_{space.study}_best.yaml")
     if out.exists() and base.exists() and os.path.samefile(out, base):
         raise ConfigError(f"--to must not name the study's base config ({space.base_config}): export writes a new "
                           "file beside it, and the base is what every trial was rendered from", out, "--to")
-    if out.is_dir():
-        raise ConfigError("--to must name a file, this is a folder", out, "--to")
-    if out.exists() and not force:
-        raise ConfigError("--to must name a new file (or add --force to replace it); this one exists", out, "--to")
-    if not out.parent.is_dir():
-        raise ConfigError("--to must be in an existing folder", out.parent, "--to")
-    return out
+    return check_target(out, force, follow_symlinks, key="--to")
 
 
 def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | None = None,
-                force: bool = False) -> Path:
-    out = target(space, root, to, force)
+                force: bool = False, follow_symlinks: bool = False) -> Path:
+    out = target(space, root, to, force, follow_symlinks)
     try:
         trial = best_trial(study)
     except ValueError as err:
@@ -51,6 +48,18 @@ def export_best(study: optuna.Study, space: StudySpace, root: Path, to: Path | N
         header += "".join(f"# {line}\n" for line in describe(verdict).splitlines())
     else:
         header += "# Not finalized: `tune finalize` re-runs the top trials to tell a winner from noise.\n"
-    get_stack(space.backend).config_format.render(root / space.base_config, config, out)
-    out.write_text(header + out.read_text())
+    stack = get_stack(space.backend)
+    with tempfile.TemporaryDirectory(prefix="tune-export-") as tmp:  # rendered aside, written whole below
+        rendered = Path(tmp) / out.name
+        stack.config_format.render(root / space.base_config, config, rendered)
+        text = rendered.read_text()
+    write_text(out, header + text, force, follow_symlinks, key="--to")
+    try:   # the other files the trial ran with (llm-serving's model yaml), the export naming them
+        extra = stack.export_files(out, space.backend_options(), force)
+    except ConfigError:
+        out.unlink()   # nothing half exported
+        raise
+    if extra:
+        notes = "".join(f"# With {p.name}: a file the trial ran with, as it ran with it.\n" for p in extra)
+        write_text(out, notes + out.read_text(), True, follow_symlinks, key="--to")
     return out

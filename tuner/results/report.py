@@ -1,9 +1,10 @@
 """`tune report`: one self-contained HTML page (inline SVG, no scripts) and results.csv.
 
-Sections: the trials' outcomes, optimisation history per objective, the Pareto front (two
-objectives or more), parameter importances (Optuna's default PED-ANOVA evaluator, no extra
-dependency), the capacity search's curves (capacity studies), time or capacity against energy per token
-(where a power probe measured it), and per-trial latency distributions from trials/<study>/<n>/requests.csv.
+Sections: the trials' outcomes, where the trials' time went (start-up, replay, stop: docs/metrics.md),
+optimisation history per objective, the Pareto front (two objectives or more), parameter importances
+(Optuna's default PED-ANOVA evaluator, no extra dependency), the capacity search's curves (capacity
+studies), time or capacity against energy per token (where a power probe measured it), and per-trial
+latency distributions from trials/<study>/<n>/requests.csv.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from tuner.study.finalists import describe
 from tuner.results.capacity_chart import capacity_svg
 from tuner.results.energy_chart import energy_svg
 from tuner.results.svg import COLORS, Chart
+from tuner.runtime.writes import make_folder, write_text
 
 MAX_ROWS = 60  # latency boxes drawn (the best first); results.csv has every trial
+PHASES = ("startup_s", "replay_s", "stop_s")   # tuner.runtime.phases: where a trial's time went
 
 
 def outcome(t: optuna.trial.FrozenTrial) -> str:
@@ -134,8 +137,21 @@ def latency_svg(study: optuna.Study, trials_dir: Path) -> str:
     return ch.render({float(i): f"trial {t.number}" for i, (t, _, _) in enumerate(boxes)})
 
 
+def time_spent(df: pd.DataFrame) -> str:
+    """The study's time by phase, summed over the trials that recorded one (every trial's is in the table)."""
+    cols = [c for c in PHASES if c in df.columns]
+    timed = df[cols].dropna(how="all") if cols else df.iloc[0:0]
+    if timed.empty:
+        return "<p>No trial recorded its phase times.</p>"
+    sums = {c: float(timed[c].fillna(0.0).sum()) for c in cols}
+    total = sum(sums.values()) or float("nan")
+    parts = ", ".join(f"{c[:-2]} {v:.1f} s ({100 * v / total:.0f} %)" for c, v in sums.items())
+    return (f"<p>{len(timed)} trials spent {total:.1f} s with a stack: {escape(parts)}. Start-up is launch to "
+            "ready, replay all done on the running stack, stop its ending; per trial in the table below.</p>")
+
+
 def trials_table(df: pd.DataFrame, names: list[str]) -> str:
-    cols = ["number", "outcome", *names, *[c for c in df.columns if c.startswith("param.")], "fail_class",
+    cols = ["number", "outcome", *names, *PHASES, *[c for c in df.columns if c.startswith("param.")], "fail_class",
             "infeasible_because"]
     cols = [c for c in cols if c in df.columns]
     table = df[cols].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="trials")
@@ -147,12 +163,12 @@ CSS = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table.trials{bor
 
 
 def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
-    """Write trials_dir/report.html and trials_dir/results.csv; their paths."""
-    trials_dir.mkdir(parents=True, exist_ok=True)
+    """Write trials_dir/report.html and trials_dir/results.csv (through tuner.runtime.writes: a device,
+    a symlink or a failed write is one line); their paths."""
+    make_folder(trials_dir)
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
     df = results_frame(study)
-    csv = trials_dir / "results.csv"
-    df.to_csv(csv, index=False)
+    csv = write_text(trials_dir / "results.csv", df.to_csv(index=False), force=True, key="--out")
     counts = df["outcome"].value_counts().to_dict() if len(df) else {}
     parts = [f"<h1>Study {escape(study.study_name)}</h1>",
              f"<p>{len(df)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ". Objectives: "
@@ -160,7 +176,7 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
     verdict = study.user_attrs.get("finalists")
     if verdict:
         parts.append(f"<h2>Finalists</h2><pre>{escape(describe(verdict))}</pre>")
-    parts.append("<h2>Optimisation history</h2>")
+    parts += ["<h2>Where the time went</h2>", time_spent(df), "<h2>Optimisation history</h2>"]
     parts += [history_svg(study, i, n) for i, n in enumerate(names)]
     if len(names) >= 2:
         parts += ["<h2>Pareto front</h2>", pareto_svg(study, names)]
@@ -175,6 +191,5 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
               "<h2>Trials</h2>", trials_table(df, names)]
     html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(study.study_name)} report</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
-    out = trials_dir / "report.html"
-    out.write_text(html)
+    out = write_text(trials_dir / "report.html", html, force=True, key="--out")
     return out, csv

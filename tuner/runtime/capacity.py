@@ -42,9 +42,9 @@ The simulator computes a whole replay on its virtual clock and ignores stop cond
 replays are cut where the live stop would have fired (requests not yet sent are never sent,
 unfinished ones end as stopped), so it is charged and shown what a live stack would be.
 
-A capacity measured by a client that fell behind its schedule is the client's, not the stack's:
-every rate's send-lag p99 is checked against ``max_send_lag`` and the search fails with
-``client_overloaded`` when it is over.
+A capacity measured by a client that fell behind is the client's, not the stack's: every rate's
+send-lag and read-lag p99 are judged (tuner.runtime.client_check) and the search fails with
+``client_overloaded`` when one is over its bound.
 """
 from __future__ import annotations
 
@@ -56,18 +56,17 @@ from typing import Callable
 import numpy as np
 
 from serving.replay import ReplayOptions
-from serving.sim.stack import SimRunning, cut_at_deadline
 from serving.stacks import RunningStack
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime import slo as slo_mod
+from tuner.runtime.client_check import behind
+from tuner.runtime.metrics import read_lag_figures
 from tuner.space.capacity import CapacitySpec
 
-CLIENT_OVERLOADED = "client_overloaded"
-STOPPED = "cancelled: replay stopped early"   # what the replay client marks a request a stop cut off
 DESCENT = 0.8                                 # step down from a fail while nothing has passed
 #: what each rate tried keeps (the trial's ``capacity_probes`` user attr, the report's curve)
 PROBE_KEYS = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "e2e_p99", "itl_p99", "throughput_rps",
-              "send_lag_p50", "send_lag_p99")
+              "send_lag_p50", "send_lag_p99", "read_lag_p99")
 
 
 class ClientOverloaded(RuntimeError):
@@ -139,17 +138,6 @@ def slo_load(metrics: dict[str, float], slo: dict[str, float]) -> float:
     ratios = [metrics.get(k, math.nan) / b for k, b in slo.items() if k != slo_mod.FAILED and b > 0]
     ratios = [r for r in ratios if not math.isnan(r)]
     return max(ratios) if ratios else math.nan
-
-
-def stop_at(records: list[RequestRecord], at: float) -> None:
-    """What the live stop leaves when it ends a replay at ``at``: later requests never sent,
-    unfinished ones cut off as stopped (the simulator's replays run to their end)."""
-    cut_at_deadline(records, at)
-    for r in records:
-        if r.error == "timeout: replay deadline":
-            r.error = STOPPED
-        elif r.sent is None and r.error is None:
-            r.error = STOPPED
 
 
 @dataclass
@@ -228,11 +216,6 @@ class CapacitySearch:
     def replay(self, rate: float, stop: slo_mod.SloStop | None):
         plan = rate_plan(self.requests, rate, self.burst if math.isinf(rate) else self.unit)
         res = self.running.replay(plan, self.options, self.on_request, deadline=self.deadline, stop=stop)
-        if stop is not None and not stop.fired and isinstance(self.running, SimRunning):
-            at = slo_mod.fail_time(res.records, self.slo)
-            if at is not None:
-                stop.fired, stop.reason = True, slo_mod.certain_fail(res.records, self.slo, at) or ""
-                stop_at(res.records, at)
         return plan, res
 
     def probe(self, rate: float) -> Probe:
@@ -242,6 +225,7 @@ class CapacitySearch:
         wall = time.monotonic() - t
         records = res.records
         v, why, metrics = slo_mod.verdict(records, self.slo)
+        metrics |= read_lag_figures(res.read_lags)
         stopped = bool(stop and stop.fired)
         if stopped:
             v, why = slo_mod.FAIL, stop.reason
@@ -250,11 +234,10 @@ class CapacitySearch:
         self.probes.append(p)
         if self.on_probe:
             self.on_probe(p)
-        lag = metrics.get("send_lag_p99", math.nan)
-        if not math.isinf(rate) and lag > self.spec.max_send_lag:  # a burst has no schedule to keep
-            raise ClientOverloaded(f"the replay client fell behind at {rate:g} req/s: send lag p99 "
-                                   f"{lag * 1e3:.1f} ms over {self.spec.max_send_lag * 1e3:g} ms "
-                                   "(capacity.max_send_lag); the capacity measured would be the client's")
+        lagging = behind(metrics, self.spec, burst=math.isinf(rate))   # a burst has no schedule to keep
+        if lagging:
+            raise ClientOverloaded(f"the replay client fell behind at {rate:g} req/s: {lagging}; "
+                                   "the capacity measured would be the client's")
         return p
 
     def run(self) -> CapacityResult:

@@ -20,6 +20,7 @@ import optuna
 
 from serving.stacks import failures
 from tuner.space.spec import StudySpace
+from tuner.runtime.optuna_private import trial_id
 
 CONSTRAINTS_KEY = "constraints"          # the list optuna-dashboard reads
 FAILED = "failed"                        # 1.0 when the trial failed for its configuration
@@ -68,7 +69,7 @@ def apply(trial: optuna.Trial, values: dict[str, float]) -> None:
     """Store through set_constraint (what the samplers read) and the old list (what the dashboard reads)."""
     for key, v in values.items():
         trial.set_constraint(key, v)
-    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, list(values.values()))
+    trial.storage.set_trial_system_attr(trial_id(trial), CONSTRAINTS_KEY, list(values.values()))
     trial.set_user_attr("feasible", all(v <= 0 for v in values.values()))
     broken = [k for k, v in values.items() if v > 0]
     if broken:

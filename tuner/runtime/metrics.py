@@ -1,4 +1,8 @@
-"""Scores from per-request records, computed afterwards with pandas, never in the HTTP loop."""
+"""Scores from per-request records, computed afterwards, never in the HTTP loop.
+
+What each figure means (TTFT, TPOT, ITL, E2E, send and read lag, the phase times) is defined in
+one place, docs/metrics.md; the code here follows it.
+"""
 from __future__ import annotations
 
 import math
@@ -7,27 +11,7 @@ import numpy as np
 
 from serving.workload import RequestRecord
 
-PCTS = (50, 90, 99)
-_SPREADS = ("ttft", "e2e", "tpot", "itl", "send_lag")
-#: every figure a trial's metrics hold (score, then run_trial's utilisation), for checking the
-#: names a space's objectives and constraints use before anything runs
-METRICS = ("requests", "requests_ok", "requests_failed", "total_time", "throughput_rps", "tokens_per_s",
-           "tokens_out", *(f"{p}_{s}" for p in _SPREADS for s in (*(f"p{q}" for q in PCTS), "mean")),
-           "arrival_bound", "efficiency", "utilisation", "client_kept_up",
-           # capacity search (tuner.runtime.capacity) and energy (serving.probes energy counters)
-           "capacity_rps", "capacity_low", "capacity_high", "capacity_uncertainty", "capacity_saturation_rps",
-           "capacity_requests_replayed", "energy_j", "energy_j_per_token")
-#: a usage probe's summary (serving.probes.base.ProbeSampler.summary): <probe>_mean, _peak, _samples
-USAGE_SUFFIXES = ("_mean", "_peak", "_samples")
-
-
-def is_known_metric(name: str) -> bool:
-    """Whether a trial can report ``name``; probe names depend on the stack, so any probe summary passes."""
-    return name in METRICS or (name.endswith(USAGE_SUFFIXES) and len(name) > len("_mean"))
-
-
-def known_metrics_text() -> str:
-    return ", ".join(METRICS) + ", or a usage probe's <probe>_mean/_peak/_samples (e.g. engine_busy_mean)"
+from tuner.space.metric_names import METRICS, PCTS, USAGE_SUFFIXES, is_known_metric, known_metrics_text  # noqa: F401
 
 
 def records_frame(records: list[RequestRecord]) -> "pd.DataFrame":
@@ -44,11 +28,19 @@ def _pcts(prefix: str, values) -> dict[str, float]:
     return out
 
 
-def score(records: list[RequestRecord], service_times: dict[int, float] | None = None) -> dict[str, float]:
+def read_lag_figures(read_lags: list[float] | None) -> dict[str, float]:
+    """The replay client's read lag (its loop-lag samples): percentiles and max; NaN without samples
+    (a replay with no client of its own, the simulator's: not measured, so not judged)."""
+    return _pcts("read_lag", read_lags or []) | {"read_lag_max": float(max(read_lags)) if read_lags else float("nan")}
+
+
+def score(records: list[RequestRecord], service_times: dict[int, float] | None = None,
+          read_lags: list[float] | None = None) -> dict[str, float]:
     """Exec Time (first send to last completion), rates, latency percentiles, failures.
 
     ``service_times`` (request index -> its unloaded service time) adds the
     arrival-bound lower limit: the last send plus that request's own service time.
+    ``read_lags`` (the replay client's loop-lag samples) adds the read-lag figures.
     """
     df = records_frame(records)
     ok = df[df["error"].isna() & df["done"].notna()]
@@ -57,6 +49,7 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
                            "requests_failed": float(len(df) - len(ok))}
     # the client's figure: known once anything was sent, answered or not
     m |= _pcts("send_lag", (df["sent"] - df["scheduled"]).dropna())
+    m |= read_lag_figures(read_lags)
     if len(ok) == 0 or sent.empty:
         m["total_time"] = float("nan")
         return m
@@ -66,12 +59,12 @@ def score(records: list[RequestRecord], service_times: dict[int, float] | None =
     m["throughput_rps"] = len(ok) / total if total > 0 else float("nan")
     m["tokens_per_s"] = float(ok["n_tokens"].sum()) / total if total > 0 else float("nan")
     m["tokens_out"] = float(ok["n_tokens"].sum())
-    m |= _pcts("ttft", ok["first_token"] - ok["sent"])
-    m |= _pcts("e2e", ok["done"] - ok["sent"])
-    multi = ok[ok["n_tokens"] > 1]
-    m |= _pcts("tpot", (multi["done"] - multi["first_token"]) / (multi["n_tokens"] - 1))
-    itl = [b - a for r in records if r.ok for a, b in zip(r.token_times, r.token_times[1:])]
-    m |= _pcts("itl", itl)
+    good = [r for r in records if r.ok]
+    m |= _pcts("ttft", [r.first_token - r.sent for r in good if r.first_token is not None])
+    m |= _pcts("e2e", [r.last_token - r.sent for r in good])
+    m |= _pcts("tpot", [(r.last_token - r.first_token) / (r.n_tokens - 1) for r in good
+                        if r.n_tokens > 1 and r.first_token is not None])
+    m |= _pcts("itl", [b - a for r in good for a, b in zip(r.events, r.events[1:])])
     if service_times:
         last = df.loc[df["sent"].idxmax()]
         bound = float(last["sent"]) - start + service_times.get(int(last["index"]), 0.0)

@@ -13,7 +13,7 @@ import os
 import socket
 from pathlib import Path
 
-from serving.stacks.groups import end_group, env_tagged, pid_alive, process_start
+from serving.procs.groups import end_group, env_tagged, pid_alive, process_start
 
 __all__ = ["TAG_ENV", "owner_id", "owner_alive", "trial_tag", "tag_owner", "command_tag", "write_pgids",
            "tagged_groups", "end_group"]

@@ -62,14 +62,14 @@ def _over(records: list[RequestRecord], key: str, bound: float, now: float) -> t
         elif kind == "tpot":
             total += r.output_len > 1
             if done is not None and first is not None and r.n_tokens > 1:
-                final += (done - first) / (r.n_tokens - 1) > bound
+                final += (r.last_token - first) / (r.n_tokens - 1) > bound
             elif first is not None and r.output_len > 1 and sum(t <= now for t in r.token_times) > 1:
                 # still streaming with two tokens in (so in the sample unless it fails): it ends after
                 # now with at most output_len tokens, so its TPOT is at least this
                 pending += (now - first) / (r.output_len - 1) > bound
-        else:  # itl: a gap between two tokens is known once its second token came
-            total += max(r.output_len - 1, 0)
-            times = [t for t in r.token_times if t <= now]
+        else:  # itl: a gap between two content events is known once the second came (at most
+            total += max(r.output_len - 1, 0)     # output_len - 1 gaps: a bound that errs safe)
+            times = [t for t in r.events if t <= now]
             over = sum(b - a > bound for a, b in zip(times, times[1:]))
             final += over if done is not None else 0
             pending += over if done is None else 0

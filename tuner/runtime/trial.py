@@ -14,11 +14,13 @@ from typing import Any, Callable
 
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions, StopCondition
-from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
+from serving.stacks import LaunchError, LaunchSpec, failures, get_stack, readback
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime import capacity
 from tuner.runtime.bound import unloaded_service_times
+from tuner.runtime.client_check import CLIENT_OVERLOADED, behind, is_burst, kept_up
 from tuner.runtime.metrics import energy, records_frame, score
+from tuner.runtime.phases import Phases
 from tuner.space.spec import StudySpace
 
 
@@ -40,13 +42,42 @@ def _fail(cls: str, detail: str, tail: str = "", **kw) -> TrialOutcome:
     return TrialOutcome(fail_class=cls, fail_detail=detail, log_tail=tail[-4000:], **kw)
 
 
-def _classify_replay(records: list[RequestRecord], alive: bool, tail: str) -> tuple[str, str]:
+def _classify_replay(records: list[RequestRecord], alive: bool, tail: str, died: str | None = None) -> tuple[str, str]:
     errors = [r.error for r in records if r.error]
     if not alive:
-        return failures.classify_log(tail, failures.CRASH_DURING_REPLAY), "stack exited during the replay"
+        return (failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
+                "stack exited during the replay" + (f": {died}" if died else ""))
     if errors and all(e.startswith(("timeout", "cancelled")) for e in errors):
         return failures.HANG, f"{len(errors)} requests got no complete response in time"
     return failures.BAD_RESPONSE, f"{len(errors)} requests failed; first: {errors[0]}"
+
+
+class HostFailure(ConfigError):
+    """The host cannot start the stack (a module its interpreter lacks, an option the installed stack
+    does not know): no configuration would start, so the study stops here instead of teaching the
+    sampler a false infeasible region."""
+
+
+LAUNCH_TRIES = 3   # a port another process took between free_ports and the stack's bind: fresh ports
+
+
+def launch(stack, spec: LaunchSpec):
+    """``stack.launch(spec)``, again on fresh ports when a port was taken meanwhile; HostFailure when the
+    start failed for the host's sake (serving.stacks.failures.host_cause)."""
+    for attempt in range(1, LAUNCH_TRIES + 1):
+        try:
+            return stack.launch(spec)
+        except LaunchError as err:
+            cause = failures.host_cause(err.log_tail) if err.fail_class == failures.CRASH_AT_START else None
+            if cause:
+                raise HostFailure(f"the host cannot start the {stack.name} stack, whatever its configuration: "
+                                  f"{cause} ({err.detail.split(':', 1)[0]}; log in {spec.run_dir})",
+                                  key=stack.name) from None
+            if err.fail_class != failures.PORT_IN_USE or attempt == LAUNCH_TRIES:
+                raise
+            for log in Path(spec.run_dir).glob("*.log"):   # the next try's log starts clean (its watch reads it)
+                log.rename(log.with_name(f"{log.name}.try{attempt}"))
+    raise AssertionError("unreachable")
 
 
 def replay_options(space: StudySpace) -> ReplayOptions:
@@ -79,34 +110,47 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     broken = stack.check(cfg, max_len, options)
     if broken:
         return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
+    phases = Phases()      # where the trial's time went (tuner.runtime.phases)
+    spec = LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options, dict(env or {}))
     try:
-        running = stack.launch(LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options,
-                                          dict(env or {})))
+        with phases("startup"):
+            running = launch(stack, spec)   # relaunched on fresh ports when one was taken
+        readback.verify(running, config_path, space.param_specs(), run_dir)  # never measured unless applied
     except LaunchError as err:
-        return _fail(err.fail_class, err.detail, err.log_tail)
+        out = _fail(err.fail_class, err.detail, err.log_tail)
+        out.metrics = dict(phases.times)
+        return out
     opts = replay_options(space)
     if space.capacity_search:
-        return _capacity_trial(space, running, plan, opts, run_dir, on_request, on_launch)
+        return _capacity_trial(space, running, plan, opts, run_dir, on_request, on_launch, phases)
     try:
-        if on_launch:
-            on_launch(running.pgids)
-        result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
-        records = result.records
-        alive = running.alive()
-        tail = running.log_tail()
-        service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
-        more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
+        with phases("replay"):
+            if on_launch:
+                on_launch(running.pgids)
+            result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
+            records = result.records
+            alive = running.alive() and running.died is None
+            tail = running.log_tail()
+            service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
+            more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
     finally:
-        running.stop()
+        with phases("stop"):
+            running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
-    metrics = score(records, service) | result.usage
+    metrics = score(records, service, result.read_lags) | result.usage | phases.times
     metrics |= energy(result.usage, metrics.get("tokens_out", 0.0))
-    metrics |= client_figures([metrics.get("send_lag_p99", float("nan"))], space)
+    lagging = behind(metrics, space.capacity, is_burst(plan))
+    metrics |= kept_up([(metrics, is_burst(plan))], space.capacity)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
-    if failed > space.max_failed_fraction or not alive or math.isnan(metrics["total_time"]):
-        cls, detail = _classify_replay(records, alive, tail)
+    if lagging and alive:  # what was measured is the client: never a result of the configuration
+        out = _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records)
+        out.metrics = metrics
+        return out
+    # a stack that lost a process but answered every request kept serving: measured, not crashed
+    if failed > space.max_failed_fraction or (not alive and failed > 0) or math.isnan(metrics["total_time"]):
+        cls, detail = _classify_replay(records, alive, tail, running.died)
         out = _fail(cls, detail, tail, records=records)
         out.metrics = metrics
         return out
@@ -120,15 +164,8 @@ def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace) -> dict
     return score(result.records, {}) | {"replay_s": time.monotonic() - t, "alive": float(running.alive())}
 
 
-def client_figures(lags_p99: list[float], space: StudySpace) -> dict[str, Any]:
-    """Whether the replay client sent on schedule: the worst send-lag p99 of the replays that have one
-    (NaN: nothing sent) within capacity.max_send_lag; None when none has."""
-    known = [x for x in lags_p99 if not math.isnan(x)]
-    return {"client_kept_up": bool(max(known) <= space.capacity.max_send_lag) if known else None}
-
-
 def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_dir: Path,
-                    on_request, on_launch) -> TrialOutcome:
+                    on_request, on_launch, phases: Phases) -> TrialOutcome:
     """The rate search on the running stack (tuner.runtime.capacity); the stack is always stopped."""
     requests = [r for _, r in plan]
     found: capacity.CapacityResult | None = None
@@ -136,16 +173,18 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
                                      space.timeouts.replay, on_request)
     error: capacity.ClientOverloaded | None = None
     try:
-        if on_launch:
-            on_launch(running.pgids)
-        try:
-            found = search.run()
-        except capacity.ClientOverloaded as err:
-            error = err
-        alive = running.alive()
-        tail = running.log_tail()
+        with phases("replay"):
+            if on_launch:
+                on_launch(running.pgids)
+            try:
+                found = search.run()
+            except capacity.ClientOverloaded as err:
+                error = err
+            alive = running.alive() and running.died is None
+            tail = running.log_tail()
     finally:
-        running.stop()
+        with phases("stop"):
+            running.stop()
     probes = search.probes
     frames = [records_frame(p.records).assign(probe=i, rate=p.rate) for i, p in enumerate(probes)]
     if frames:
@@ -154,10 +193,9 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
     if not probes:
         return _fail(failures.BAD_RESPONSE, "the capacity search replayed nothing", tail)
     rep = found.best if found else probes[-1]
-    metrics = dict(rep.metrics) | rep.usage
+    metrics = dict(rep.metrics) | rep.usage | phases.times
     metrics |= energy(rep.usage, metrics.get("tokens_out", 0.0))
-    lags = [p.metrics.get("send_lag_p99", float("nan")) for p in probes if not math.isinf(p.rate)]
-    metrics |= client_figures(lags, space)  # a burst has no schedule to keep
+    metrics |= kept_up([(p.metrics, math.isinf(p.rate)) for p in probes], space.capacity)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = rep.usage.get(key, float("nan")) if key else float("nan")
     if found:
@@ -165,7 +203,7 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
     else:
         metrics["capacity_probes"] = [p.row() for p in probes]
     if error is not None:
-        out = _fail(capacity.CLIENT_OVERLOADED, str(error), tail, records=rep.records)
+        out = _fail(CLIENT_OVERLOADED, str(error), tail, records=rep.records)
     elif not alive:
         out = _fail(failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
                     "stack exited during the capacity search", tail, records=rep.records)

@@ -16,7 +16,7 @@ import optuna
 from tuner.runtime.measure import Measurement
 from tuner.screening.prescreen import PreScreener, Screened, needs_probe, probe_then_full
 from tuner.space.spec import StudySpace
-from tuner.study.selection import best_value
+from tuner.search.selection import best_value
 
 
 class StudyScreen:

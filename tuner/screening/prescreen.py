@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.stacks import get_stack
 from tuner.runtime.measure import run_tagged
 from serving.workload import RequestRecord
 from tuner.space.rigour import PrescreenSpec  # noqa: F401  (the section's model, typed at load)
@@ -39,23 +40,34 @@ class Screened:
     def attrs(self, objectives: list[str] | None = None) -> dict[str, Any]:
         out = {"prescreen_value": None if math.isnan(self.value) else self.value,
                "prescreen_promising": self.promising, "prescreen_reason": self.reason}
-        if objectives:   # every objective as simulated: what a pruned trial stands in with (tuner.study.sampler)
+        if objectives:   # every objective as simulated: what a pruned trial stands in with (tuner.search.sampler)
             vals = [self.metrics.get(o) for o in objectives]
             out["prescreen_objectives"] = [None if v is None or math.isnan(v) else v for v in vals]
         return out
 
 
-def _sim_space(space: StudySpace) -> StudySpace:
-    return space if space.backend == "sim" else space.model_copy(update={"backend": "sim"})
+def _sim_space(space: StudySpace, root: Path) -> StudySpace:
+    """The space on the stack's surrogate (the space refuses ``prescreen:`` for a stack without one)."""
+    stack = get_stack(space.backend)
+    backend = stack.surrogate
+    if backend is None:
+        raise ValueError(f"the {space.backend} stack has no surrogate to simulate it")
+    opts = stack.surrogate_options(space.backend_options(), Path(root) / "trials" / space.study)
+    if backend == space.backend and opts is None:
+        return space
+    update: dict[str, Any] = {"backend": backend}
+    if opts is not None:
+        update["stack_options"] = {**space.stack_options, backend: opts}
+    return space.model_copy(update=update)
 
 
 def simulate_params(space: StudySpace, root: Path, params: dict[str, Any], plan: Plan,
                     run_dir: Path | None = None) -> TrialOutcome:
     """One simulated trial of ``params`` (same render, checks and scoring as a real one)."""
     if run_dir is not None:
-        return run_trial(_sim_space(space), root, params, run_dir, plan)
+        return run_trial(_sim_space(space, root), root, params, run_dir, plan)
     with tempfile.TemporaryDirectory(prefix="prescreen-") as tmp:
-        return run_trial(_sim_space(space), root, params, Path(tmp), plan)
+        return run_trial(_sim_space(space, root), root, params, Path(tmp), plan)
 
 
 def first_objective(space: StudySpace, outcome: TrialOutcome) -> float:

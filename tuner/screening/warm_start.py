@@ -20,7 +20,7 @@ import optuna
 from tuner.runtime import constraints
 from tuner.screening.prescreen import first_sign
 from tuner.space.spec import StudySpace
-from tuner.study.sampler import make_sampler
+from tuner.search.sampler import make_sampler
 
 ATTR = "warm_start"          # user attr of an enqueued trial: its rank in the simulator study (0 = best)
 SIMULATED = "warm_start_simulated"   # study user attr: every first objective the simulator study saw

@@ -5,10 +5,12 @@
   capacity: {requests: 100, tolerance: 0.05}         # the rate search (tuner.runtime.capacity)
 
 An SLO key is a latency percentile the scorer computes (``<ttft|tpot|e2e|itl>_p<50|90|99>``,
-an upper bound in seconds) or ``failed`` (the largest fraction of failed requests allowed).
+an upper bound in seconds, finite and > 0: NaN passed every probe and 0 made a capacity of 0 the
+"feasible" best) or ``failed`` (the largest fraction of failed requests allowed, in [0, 1]).
 """
 from __future__ import annotations
 
+import math
 import re
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +35,10 @@ class CapacitySpec(_Strict):
     max_probes: int = Field(10, ge=1, description="rates tried after the saturation probe, at most")
     min_rate: float = Field(0.05, gt=0, description="req/s; below it the capacity is 0")
     max_send_lag: float = Field(0.025, gt=0, description="s; a client whose send lag p99 is over this "
-                                "did not keep up, and the search fails (client_overloaded)")
+                                "did not keep up: the trial (any trial, not only a capacity search) "
+                                "fails as client_overloaded (docs/metrics.md)")
+    max_read_lag: float = Field(0.025, gt=0, description="s; a client whose read lag p99 (its event loop "
+                                "waking late) is over this did not keep up: client_overloaded too")
 
 
 def check_slo(slo: dict[str, float]) -> dict[str, float]:
@@ -42,8 +47,10 @@ def check_slo(slo: dict[str, float]) -> dict[str, float]:
         if key != FAILED and not PCT_KEY.match(key):
             raise ValueError(f"slo.{key}: an SLO key must be {FAILED!r} or <{'|'.join(LATENCIES)}>_p<50|90|99>, "
                              f"found {key!r}")
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound < 0:
-            raise ValueError(f"slo.{key}: a number >= 0 must hold, found {bound!r}")
-        if key == FAILED and bound > 1:
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise ValueError(f"slo.{key}: a number must hold, found {bound!r}")
+        if key == FAILED and not 0 <= bound <= 1:   # NaN fails this too
             raise ValueError(f"slo.{FAILED}: a fraction of requests in [0, 1] must hold, found {bound!r}")
+        if key != FAILED and not (math.isfinite(bound) and bound > 0):
+            raise ValueError(f"slo.{key}: a finite number of seconds > 0 must hold, found {bound!r}")
     return {k: float(v) for k, v in slo.items()}

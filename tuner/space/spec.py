@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
-from tuner.runtime.metrics import is_known_metric, known_metrics_text
+from serving.stacks.registry import DEFAULT_BACKEND
+from tuner.space.metric_names import is_known_metric, known_metrics_text
 from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
 from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
 
@@ -138,6 +139,16 @@ class Constraint(_Strict):
     max: float | None = None
     min: float | None = None
 
+    @model_validator(mode="after")
+    def _bounds(self):
+        for key in ("min", "max"):   # NaN compares false both ways: every trial would pass, or none
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{key}: a finite number must hold, got {v}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min <= max must hold, got min={self.min:g}, max={self.max:g}")
+        return self
+
 
 class LoadSpec(_Strict):
     """How the trace is sent (tuner.workload.plan): which requests, when, how many at once."""
@@ -150,6 +161,10 @@ class LoadSpec(_Strict):
                              "(1 = Poisson, > 1 bursty)")
     speedup: float | None = Field(None, gt=0, description="trace only: replay the trace's timestamps this much faster")
     concurrency: int | None = Field(None, ge=1, description="closed loop: at most N requests in flight")
+    round_gaps: bool = Field(False, description="poisson only: gaps of mean round(1/X, 2) s, as performance_serving "
+                             "draws them (default: mean 1/X exactly; rounded, X >= 200 sends all at once)")
+    max_tokens: int | None = Field(None, ge=2, description="leave out the trace's requests whose prompt + output "
+                                   "tokens exceed this (e.g. below the stack's seq_length / max_model_len)")
     seed: int = 0
     stream: bool = True
     parameters: dict[str, Any] = Field(default_factory=lambda: {"do_sample": False, "return_full_text": True})
@@ -171,6 +186,8 @@ class LoadSpec(_Strict):
             raise ValueError(f"cv applies to arrivals=gamma only, arrivals is {self.arrivals}")
         if self.speedup is not None and self.arrivals != "trace":
             raise ValueError(f"speedup applies to arrivals=trace only, arrivals is {self.arrivals}")
+        if self.round_gaps and self.arrivals != "poisson":
+            raise ValueError(f"round_gaps applies to arrivals=poisson only, arrivals is {self.arrivals}")
         if self.arrivals == "trace":
             if self.qps is not None:
                 raise ValueError("arrivals=trace sends at the trace's own times, so qps must be null (load.qps=null)")
@@ -200,7 +217,7 @@ class Timeouts(_Strict):
 class StudySpace(_Strict):
     study: str
     description: str = ""
-    backend: str = "embedded"
+    backend: str = DEFAULT_BACKEND
     base_config: str
     trace: str
     trace_format: str = Field("auto", description="auto (detected from the content) or a format name "
@@ -276,11 +293,20 @@ class StudySpace(_Strict):
         for i, c in enumerate(self.constraints):
             if c.min is None and c.max is None:
                 raise ValueError(f"constraints[{i}] ({c.metric}): a min or a max must be given")
+        check_measurable(named, self.backend, get_stack(self.backend).capabilities(self.backend_options()))
+        if self.prescreen and get_stack(self.backend).surrogate is None:
+            raise ValueError(f"prescreen: needs a surrogate of the {self.backend} stack to simulate it, and that "
+                             "stack declares none; remove prescreen:")
         if self.prescreen and self.prescreen.probe_fraction and self.repeats > 1:
             raise ValueError("prescreen.probe_fraction and repeats > 1 cannot be combined (a probe is one run)")
         flat = flatten_params(self.params)
         if not flat:
             raise ValueError("params names no parameter to tune")
+        ignored = get_stack(self.backend).ignored_keys(self.backend_options())
+        for key in flat:
+            if key in ignored:
+                raise ValueError(f"params.{key}: a key the {self.backend} stack applies on this platform must be "
+                                 f"tuned, found one {ignored[key]}")
         return self
 
     @property
@@ -316,6 +342,24 @@ class StudySpace(_Strict):
     def backend_options(self) -> dict[str, Any]:
         """The chosen stack's options, validated by its options model (defaults filled in)."""
         return dict(self.stack_options.get(self.backend, {}))
+
+
+#: figures only a power probe gives (serving.probes: NVML's energy counter, npu-smi's power)
+ENERGY = ("energy_j", "energy_j_per_token")
+
+
+def check_measurable(named: list[tuple[str, str]], backend: str, caps) -> None:
+    """Refuse (ValueError) an objective, constraint or early-stop metric the stack cannot report with
+    these options: every trial would fail or be infeasible, and the study would learn nothing."""
+    for where, metric in named:
+        if metric in ENERGY and not caps.power:
+            raise ValueError(f"{where}: {metric} needs a stack that reports power (a power probe: NVML on a GPU, "
+                             f"npu-smi on Ascend); backend {backend} has none"
+                             + (f" ({caps.note})" if caps.note else ""))
+        if metric == "utilisation" and caps.utilisation is False:
+            raise ValueError(f"{where}: utilisation needs a stack that reports a device's busy figure; backend "
+                             f"{backend} has none" + (f" ({caps.note})" if caps.note else "")
+                             + "; tune total_time or latency objectives instead")
 
 
 def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, ParamSpec]:

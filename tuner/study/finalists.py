@@ -19,7 +19,7 @@ import optuna
 from tuner.runtime.ownership import owner_id, trial_tag
 from tuner.runtime.measure import measure
 from tuner.runtime.stats import compare, spread
-from tuner.study.selection import ATTR, feasible_trials, n_complete, trial_config
+from tuner.search.selection import ATTR, feasible_trials, n_complete, trial_config
 
 def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The top_k feasible trials on the first objective, one per distinct configuration."""

@@ -6,7 +6,8 @@ created (user attr ``uid``): ``trials/<study>-<uid[:8]>/<n>/``. Each trial also 
 ``run_dir``; readers use that, never a path rebuilt from the name.
 
 A study compares trials, so all of them must be measured alike. Its fingerprint (backend, the
-base config's and the trace's content, the trace's format, the load, the objectives) is stored at creation and
+base config's and the trace's content, the trace's format, the load, the objectives, and what
+scores a trial feasible: the constraints, the SLOs and the capacity search) is stored at creation and
 compared at every start: a study re-run under another load, trace or stack stops with what
 differs, instead of mixing 10-request trials with 50-request ones and calling the short one best.
 """
@@ -45,10 +46,18 @@ def fingerprint(space: StudySpace, root: Path) -> dict[str, Any]:
             "trace_format": formats.detect(root / space.trace)[0].name if space.trace_format == "auto"
             else space.trace_format,
             "load": space.load.model_dump(mode="json"),
-            "objectives": [f"{o.name} ({o.direction})" for o in space.objectives]}
+            "objectives": [f"{o.name} ({o.direction})" for o in space.objectives],
+            # a trial feasible under one SLO or constraint may not be under another: one study mixed
+            # both and reported a best that broke the SLO in force (a study stored before these keys
+            # existed is compared on the others only, see differences)
+            "constraints": [c.model_dump(mode="json", exclude_none=True) for c in space.constraints],
+            "slo": dict(space.slo or {}),
+            "capacity": space.capacity.model_dump(mode="json") if space.capacity_search else None}
 
 
 def differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs, key by key; a key the stored fingerprint lacks (a study made before it was
+    fingerprinted) is not compared."""
     out = []
     for key in now:
         if key in stored and stored[key] != now[key]:
@@ -60,12 +69,26 @@ def differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-def check(study: optuna.Study, space: StudySpace, root: Path) -> None:
-    """Refuse (ConfigError) a study whose trials were measured under other conditions."""
+def _legacy(stored: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint stored before ``load.round_gaps`` existed: Poisson gaps were rounded then."""
+    load = stored.get("load")
+    if isinstance(load, dict) and "round_gaps" not in load:
+        stored = {**stored, "load": {**load, "round_gaps": load.get("arrivals", "poisson") == "poisson"}}
+    return stored
+
+
+def check(study: optuna.Study, space: StudySpace, root: Path, reading: bool = False) -> None:
+    """Refuse (ConfigError) a study whose trials were measured under other conditions; ``reading``
+    (tune export): the space given now must be the one its trials were measured under."""
     stored = study.user_attrs.get(FINGERPRINT)
     if not isinstance(stored, dict):
         return
+    stored = _legacy(stored)
     diff = differences(stored, fingerprint(space, root))
+    if diff and reading:
+        raise ConfigError(f"the space given must be the one study {study.study_name!r} was measured under: "
+                          f"{'; '.join(diff)}. Give the overrides it was run with (tune run prints the export "
+                          f"line), or name the study that was run with these", key="study")
     if diff:
         raise ConfigError(f"study {study.study_name!r} holds trials measured under other conditions, and one study "
                           f"must not mix them: {'; '.join(diff)}. Start a new study for these (e.g. add "

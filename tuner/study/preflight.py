@@ -7,7 +7,10 @@ an hour in. The space itself was already checked when it was loaded (tuner.space
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from serving.config.errors import ConfigError
 from serving.stacks import get_stack
@@ -26,3 +29,27 @@ def check_inputs(space: StudySpace, root: Path, plan=None) -> None:
     missing = stack.preflight(space.backend_options())
     if missing:
         raise ConfigError("; ".join(missing), key=space.backend)
+    if space.prescreen and stack.surrogate is not None:   # e.g. a surrogate that has no profile yet
+        opts = stack.surrogate_options(space.backend_options(), Path(root) / "trials" / space.study)
+        missing = get_stack(stack.surrogate).preflight(space.stack_options.get(stack.surrogate, {}) if opts is None
+                                                       else opts)
+        if missing:
+            raise ConfigError("; ".join(missing), key="prescreen")
+    # the stack's own code on a config as trials render it (the space's first values): its imports,
+    # the options it knows; in a scratch folder, so a failing command leaves nothing behind
+    with tempfile.TemporaryDirectory(prefix="tune-preflight-") as tmp:
+        config = Path(tmp) / f"config{base.suffix}"
+        try:
+            stack.config_format.render(base, first_values(space), config)
+        except ConfigError:   # that one configuration is refused (a trial's own failure): the base as it is
+            shutil.copyfile(base, config)
+        broken = stack.dry_start(config, space.backend_options(), Path(tmp))
+    if broken:
+        raise ConfigError("; ".join(broken) + f" (checked on {space.base_config} with the space's first values)",
+                          key=space.backend)
+
+
+def first_values(space: StudySpace) -> dict[str, Any]:
+    """One configuration of the space: each param's first choice or lower bound."""
+    return {key: spec.choices[0] if spec.type == "categorical" else int(spec.low) if spec.type == "int" else spec.low
+            for key, spec in space.param_specs().items()}

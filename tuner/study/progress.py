@@ -15,11 +15,19 @@ def outcome_line(outcome, objectives: list[str], state: str | None = None) -> st
     """One line for a finished trial: objective values, or the failure and its cause."""
     state = state or ("complete" if outcome.ok else "failed")
     vals = ", ".join(f"{k}={_fmt(outcome.metrics.get(k))}" for k in objectives)
+    took = phases_text(outcome.metrics)
     if state == "complete":
-        return vals
+        return vals + took
     if state == "pruned":
         return f"pruned (slower than the best + margin); partial: {vals}"
-    return f"{state} {outcome.fail_class}: {outcome.fail_detail[:200]}"
+    return f"{state} {outcome.fail_class}: {outcome.fail_detail}{took}"   # whole: a rejection lists every rule
+
+
+def phases_text(metrics: dict) -> str:
+    """Where the trial's time went (tuner.runtime.phases), when it was recorded."""
+    shown = [(name, metrics.get(f"{name}_s")) for name in ("startup", "replay", "stop")]
+    shown = [f"{name} {v:.1f} s" for name, v in shown if isinstance(v, (int, float))]
+    return f" [{', '.join(shown)}]" if shown else ""
 
 
 def _fmt(v) -> str:

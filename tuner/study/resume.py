@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from tuner.runtime.ownership import end_group, owner_alive, tag_owner, tagged_groups
 from tuner.study.storage import GRACE_S, requeue
+from tuner.runtime.optuna_private import storage_of, trial_id
 
 WORKER_DIED = "worker_died"
 
@@ -35,17 +36,17 @@ def _is_dead(trial: optuna.trial.FrozenTrial) -> bool:
 
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Mark RUNNING trials of dead workers FAIL and queue their parameters again; their numbers."""
-    storage = study._storage
-    running = {t._trial_id: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    storage = storage_of(study)
+    running = {trial_id(t): t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     failed = []
     for t in running.values():
         if not _is_dead(t):
             continue
         try:
-            storage.set_trial_user_attr(t._trial_id, "fail_class", WORKER_DIED)
-            storage.set_trial_user_attr(t._trial_id, "fail_detail", f"the tune process running it "
+            storage.set_trial_user_attr(trial_id(t), "fail_class", WORKER_DIED)
+            storage.set_trial_user_attr(trial_id(t), "fail_detail", f"the tune process running it "
                                         f"({t.user_attrs.get('owner', 'unknown')}) died mid-trial")
-            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            if not storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
                 continue
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # another worker got there first
@@ -54,7 +55,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     with warnings.catch_warnings():  # "experimental" in optuna 5; optimize() calls it on every trial too
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # heartbeats: workers on any host; re-queued by the callback
-    stale = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} & running.keys()
+    stale = {trial_id(t) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} & running.keys()
     failed += [running[i].number for i in stale if running[i].number not in failed]
     return failed
 

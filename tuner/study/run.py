@@ -10,6 +10,7 @@ A trial ends in one of four ways:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -30,14 +31,32 @@ from tuner.space.spec import StudySpace
 from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import open_storage
 from tuner.workload.plan import PlannedTrace, build_plan
-from tuner.runtime.trial import TrialOutcome
+from tuner.runtime.trial import HostFailure, TrialOutcome
 from tuner.screening import warm_start
 from tuner.screening.gate import StudyScreen
-from tuner.study.sampler import make_sampler
+from tuner.search.sampler import make_sampler
 
 
 class TrialFailed(Exception):
     """Raised from the objective so Optuna stores the trial as FAIL (and the study goes on)."""
+
+
+class _OptunaLines(logging.Filter):
+    """Optuna logs a failed objective with its traceback: ours say in one line what failed, and a host
+    failure is said once, by the command that stops on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.silenced: set[int] = set()   # trial numbers whose failure the command reports itself
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (TrialFailed, HostFailure)):
+            record.exc_info = None
+        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in self.silenced)
+
+
+_LINES = _OptunaLines()
+logging.getLogger("optuna.study._optimize").addFilter(_LINES)
 
 
 @dataclass
@@ -48,6 +67,7 @@ class StudyRun:
     device_id: int | None = None
     progress: Progress | None = None
     parent: str | None = None         # owner id of the `tune --devices` that started this worker
+    show_progress: bool = False       # a progress display while the trace is read (tuner.workload.reading)
     _trace: PlannedTrace | None = field(default=None, init=False, repr=False)
     _screen_cache: Any = field(default=None, init=False, repr=False)
     _dir: Path | None = field(default=None, init=False, repr=False)
@@ -69,8 +89,11 @@ class StudyRun:
         """The trace as read (in the stack's tokens) and the plan drawn from it; read and drawn once."""
         if self._trace is None:
             s = self.space
-            counter = get_stack(s.backend).token_counter(self.root / s.base_config, s.backend_options())
-            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format)
+            stack, options = get_stack(s.backend), s.backend_options()
+            counter = stack.token_counter(self.root / s.base_config, options)
+            base = stack.config_format.load(self.root / s.base_config)
+            self._trace = build_plan(self.root / s.trace, s.load, counter, s.trace_format,
+                                     breaks=lambda n: stack.check(base, n, options), show_progress=self.show_progress)
         return self._trace
 
     def plan(self):
@@ -78,7 +101,7 @@ class StudyRun:
         return self.planned().plan
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.space)   # tuner.study.sampler: the GP learns from pruned trials too
+        return make_sampler(self.space)   # tuner.search.sampler: the GP learns from pruned trials too
 
     def open_study(self) -> optuna.Study:
         """Create or load the study (the storage and the study are made here, after every check); refuse
@@ -95,7 +118,20 @@ class StudyRun:
         return study
 
     def objective(self, trial: optuna.Trial) -> list[float]:
-        params = self.space.suggest(trial)
+        """One trial. A stop signal anywhere in it (the sampler's suggest, the gate, the replay, the
+        scoring) leaves the trial ``interrupted`` and, once its configuration is known, queued again;
+        the stack is already stopped by then (it is stopped in a ``finally``)."""
+        params = None
+        try:
+            params = self.space.suggest(trial)
+            return self._trial(trial, params)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_class", "interrupted")
+            if params is not None:
+                trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+            raise
+
+    def _trial(self, trial: optuna.Trial, params: dict) -> list[float]:
         run_dir = self.trials_dir / str(trial.number)
         owner = owner_id()
         trial.set_user_attr("owner", owner)  # tuner.study.resume: who to ask whether the trial still runs
@@ -114,7 +150,11 @@ class StudyRun:
                 raise
         on_request = self.progress.request_done if self.progress else None
         tag = trial_tag(self.space.study, trial.number, owner)
-        probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        try:
+            probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+        except HostFailure as err:
+            self._host_failed(trial, params, err)
+            raise
         if probed is not None:
             m, promoted = probed
             if not promoted and m.outcome.ok:
@@ -129,9 +169,8 @@ class StudyRun:
                         on_request=on_request,
                         early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
                         on_repeat=self.progress.repeat_started if self.progress else None)
-        except KeyboardInterrupt:  # Ctrl-C/SIGTERM: the stack is already stopped; measure it again next time
-            trial.set_user_attr("fail_class", "interrupted")
-            trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+        except HostFailure as err:   # the host cannot start the stack: not the configuration's fault
+            self._host_failed(trial, params, err)
             raise
         return self._conclude(trial, m, run_dir)
 
@@ -175,6 +214,7 @@ class StudyRun:
         if m.pruned:
             raise optuna.TrialPruned(f"replay passed {m.stopped.limit:.2f} s (best known + margin)")
         if state == "failed":
+            self._requeue(trial)
             raise TrialFailed(f"{out.fail_class}: {out.fail_detail}")
         if state == "infeasible":
             return constraints.placeholder_values(self.space)
@@ -183,6 +223,22 @@ class StudyRun:
             raise TrialFailed(f"objective missing from metrics: {[o.name for o in self.space.objectives]}")
         constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=False))
         return values
+
+    def _host_failed(self, trial: optuna.Trial, params: dict[str, Any], err: HostFailure) -> None:
+        """Not the configuration's failure: the study stops (the command says why, once) and the
+        configuration is measured once the host is fixed."""
+        trial.set_user_attr("fail_class", "host_setup")
+        trial.set_user_attr("fail_detail", err.message[:2000])
+        trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+        _LINES.silenced.add(trial.number)
+
+    def _requeue(self, trial: optuna.Trial) -> None:
+        """The machine failed, not the configuration: it is measured again by a later trial (once: a
+        retry that fails the same way stays FAIL, so a broken machine cannot loop on it)."""
+        config = trial.user_attrs.get("config")
+        if config and "retry_of" not in trial.user_attrs:
+            trial.study.enqueue_trial(self.space.stored_params(config), user_attrs={"retry_of": trial.number})
+            trial.set_user_attr("requeued", True)
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, run_dir: Path) -> None:
         for k, v in outcome.metrics.items():
@@ -204,8 +260,11 @@ class StudyRun:
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
         self.warm_start(study)
-        with stop_signals_interrupt():
-            study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
+        try:
+            with stop_signals_interrupt():
+                study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
+        finally:
+            _LINES.silenced.clear()   # trial numbers of this study only
         return study
 
     def _orphaned(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from serving.config.errors import ConfigError
@@ -44,6 +44,49 @@ def _error(url: str, message: str) -> ConfigError:
     return ConfigError(f"{message} (storage {shown(url)})", key=KEY)
 
 
+#: ``?mode=`` values of a SQLite URL (sqlite's own URI parameter); anything else in the query is refused,
+#: since SQLAlchemy hands an unknown key to sqlite3.connect (a TypeError) or, for ``mode``, drops it
+#: and writes to a storage the user asked to open read-only
+SQLITE_MODES = ("ro", "rw", "rwc")
+#: the PostgreSQL drivers SQLAlchemy knows, in the order a bare ``postgresql://`` takes them
+PG_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
+
+
+def read_only(url: str) -> bool:
+    """True for ``sqlite:///PATH?mode=ro``: opened read-only, refused where trials would be written."""
+    if url.startswith(JOURNAL):
+        return False
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.query.get("mode") == "ro"
+
+
+def engine_url(url: str) -> str:
+    """The URL SQLAlchemy opens: a bare ``postgresql://`` names the driver that is installed (SQLAlchemy
+    2.1 maps it to psycopg 3, and the project installs psycopg2); ``sqlite:///PATH?mode=ro`` becomes
+    sqlite's URI form, which is what makes sqlite open it read-only."""
+    if url.startswith(JOURNAL):
+        return url
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        import importlib.util
+        driver = next((d for d, module in PG_DRIVERS if importlib.util.find_spec(module)), None)
+        if driver is None:
+            raise _error(url, "a PostgreSQL driver must be installed for a postgresql:// storage: "
+                              "pip install psycopg2-binary (or psycopg[binary])")
+        return parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+    if parsed.get_backend_name() == "sqlite" and parsed.query.get("mode"):
+        from urllib.parse import quote
+        # sqlite decodes its URI ('?', '#', '%' in a file name are escaped), and SQLAlchemy decodes the URL
+        # once before: built as a URL object, rendering escapes it once more
+        path = quote(str(Path(parsed.database).expanduser().absolute()), safe="/")
+        return URL.create("sqlite", database=f"file:{path}", query={"mode": parsed.query["mode"], "uri": "true"}) \
+            .render_as_string(hide_password=False)
+    return url
+
+
 def file_path(url: str) -> Path | None:
     """The file a journal or SQLite URL names (None for a database server); checks the URL's form."""
     if url.startswith(JOURNAL):
@@ -63,6 +106,10 @@ def file_path(url: str) -> Path | None:
         return None
     if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
         raise _error(url, "sqlite:///PATH must name a database file (an in-memory study would lose every trial)")
+    odd = sorted(set(parsed.query) - {"mode"})
+    if odd or parsed.query.get("mode", "rwc") not in SQLITE_MODES:
+        raise _error(url, f"a SQLite URL's query may hold only mode={'|'.join(SQLITE_MODES)}, "
+                          f"found {'&'.join(f'{k}={v}' for k, v in parsed.query.items())}")
     return Path(parsed.database).expanduser()
 
 
@@ -85,9 +132,16 @@ def check_url(url: str, create: bool = True) -> None:
         if not path.is_file():
             raise _error(url, f"an existing study storage must be named; {path} does not exist")
         return
+    if read_only(url):
+        raise _error(url, "a storage this command can write trials to must be named; ?mode=ro opens it "
+                          "read-only (export, report and dashboard read such a storage)")
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK):
             raise _error(url, f"a writable file must be named; {path} is not writable")
+        if url.startswith("sqlite") and not os.access(path.parent, os.W_OK | os.X_OK):
+            # sqlite writes its journal beside the database: the first trial would fail to be stored
+            raise _error(url, f"a writable folder must hold the storage (sqlite writes its journal there); "
+                              f"{path.parent} is not writable")
         return
     parent = _nearest_dir(path)
     if not parent.is_dir():
@@ -101,6 +155,7 @@ def open_storage(url: str | optuna.storages.BaseStorage, create: bool = True) ->
         return url
     check_url(url, create)
     path = file_path(url)
+    target = engine_url(url)
     made: list[Path] = []
     try:
         if path is not None and create:
@@ -112,7 +167,7 @@ def open_storage(url: str | optuna.storages.BaseStorage, create: bool = True) ->
             engine_kwargs = {"connect_args": {"timeout": 60}}
         with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 5, and what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+            return RDBStorage(target, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
                               grace_period=GRACE_S, heartbeat_stale_trial_callback=requeue)
     except (SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
         for d in reversed(made):  # a command that fails leaves nothing behind
@@ -160,7 +215,7 @@ def dashboard_args(url: str) -> list[str]:
     """optuna-dashboard's arguments for the same storage."""
     if url.startswith(JOURNAL):
         return [str(Path(url[len(JOURNAL):]).expanduser()), "--storage-class", "JournalFileStorage"]
-    return [url]
+    return [engine_url(url)]
 
 
 def default_storage(root: Path, study: str) -> str:

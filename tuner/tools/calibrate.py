@@ -27,7 +27,8 @@ from serving.sim.fit import fit
 from serving.sim.latency import LatencyModel
 from serving.sim.profile_io import write_profile
 from serving.stacks.base import LaunchSpec
-from serving.stacks.embedded import EmbeddedStack
+from serving.stacks import Stack, get_stack
+from serving.stacks.registry import DEFAULT_BACKEND
 from serving.replay import ReplayOptions
 from serving.workload import TraceRequest
 
@@ -49,8 +50,15 @@ def burst(prompt_len: int, n: int, rng: np.random.Generator, out_range=(8, 128))
 
 
 def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS, seed: int = 0,
-            ready_timeout: float = 60.0, log=print, env: dict[str, str] | None = None) -> tuple[list[dict], list[float]]:
-    """Step records of every run, and the lone requests' TTFT minus their prefill step (s)."""
+            ready_timeout: float = 60.0, log=print, env: dict[str, str] | None = None,
+            stack: Stack | None = None) -> tuple[list[dict], list[float]]:
+    """Step records of every run, and the lone requests' TTFT minus their prefill step (s), from a
+    stack that reports its steps (``Stack.steps_route``; the default stack when none is given)."""
+    stack = stack or get_stack(DEFAULT_BACKEND)
+    route = stack.steps_route
+    if route is None:
+        raise ConfigError(f"calibrate needs a stack that reports its per-step timings; backend {stack.name!r} "
+                          f"reports none", key="backend")
     rng = np.random.default_rng(seed)
     base = load_serving_yaml(base_config)
     steps: list[dict] = []
@@ -64,7 +72,7 @@ def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS
         cfg = d / "config.yaml"
         render(base_config, {"model_config.decode_batch_size": decode, "model_config.prefill_batch_size": prefill,
                              "pa_config.num_blocks": blocks}, cfg)
-        running = EmbeddedStack().launch(LaunchSpec(cfg, d, ready_timeout, env=dict(env or {})))
+        running = stack.launch(LaunchSpec(cfg, d, ready_timeout, env=dict(env or {})))
         n_lone = len(delays)
         try:
             for plen in prompt_lens:
@@ -73,11 +81,11 @@ def collect(base_config: Path, run_dir: Path, runs=RUNS, prompt_lens=PROMPT_LENS
             running.replay([(i / rate, r) for i, (_, r) in enumerate(burst(8, n, rng, (8, 64)))], ReplayOptions())
             for _ in range(LONE):
                 [rec] = running.replay(burst(8, 1, rng, (4, 4)), ReplayOptions()).records
-                got = fetch_json(running.url + "/metrics/steps")["steps"]
+                got = fetch_json(running.url + route)["steps"]
                 pre = [s for s in got if s["kind"] == "prefill"]
                 if rec.ok and pre:
                     delays.append(rec.first_token - rec.sent - pre[-1]["duration"])
-            run_steps = fetch_json(running.url + "/metrics/steps")["steps"]
+            run_steps = fetch_json(running.url + route)["steps"]
         finally:
             running.stop()
         # kept beside the run's config and log, so `tune calibrate --from` can refit without measuring
@@ -140,11 +148,12 @@ def clear_passes(run_dir: Path) -> None:
 
 
 def collect_pass(base_config: Path, run_dir: Path, i: int, runs=RUNS, seed: int = 0,
-                 ready_timeout: float = 60.0, log=print, env: dict[str, str] | None = None) -> tuple[list[dict], list[float]]:
+                 ready_timeout: float = 60.0, log=print, env: dict[str, str] | None = None,
+                 stack: Stack | None = None) -> tuple[list[dict], list[float]]:
     """Pass ``i`` of the runs, in reverse order when ``i`` is odd, kept under ``run_dir/pass<i>``."""
     order = runs if i % 2 == 0 else tuple(reversed(runs))
     steps, delays = collect(base_config, run_dir / f"pass{i}", order, seed=seed + i,
-                            ready_timeout=ready_timeout, log=log, env=env)
+                            ready_timeout=ready_timeout, log=log, env=env, stack=stack)
     for st in steps:
         st["run"] = f"pass{i}/{st['run']}"       # host gaps pair steps of one run only
     return steps, delays
@@ -152,7 +161,7 @@ def collect_pass(base_config: Path, run_dir: Path, i: int, runs=RUNS, seed: int 
 
 def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int = 0,
               ready_timeout: float = 60.0, log=print, passes: int = 1,
-              env: dict[str, str] | None = None) -> LatencyModel:
+              env: dict[str, str] | None = None, stack: Stack | None = None) -> LatencyModel:
     """Measure, fit and write the profile. ``passes`` > 1 repeats the runs, every other pass in
     reverse order, and fits all steps at once: a shared CPU's speed drifts over minutes, and one
     pass lets each run's minute set its buckets' costs."""
@@ -161,7 +170,7 @@ def calibrate(base_config: Path, out: Path, run_dir: Path, runs=RUNS, seed: int 
     clear_passes(run_dir)
     steps, delays = [], []
     for i in range(passes):
-        got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log, env)
+        got, lone = collect_pass(base_config, run_dir, i, runs, seed, ready_timeout, log, env, stack)
         steps += got
         delays += lone
     return fit_and_write(steps, delays, out, str(base_config), runs, log)

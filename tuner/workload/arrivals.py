@@ -1,7 +1,9 @@
 """When requests are sent: arrival models of an open-loop replay.
 
-  poisson   performance_serving's model (the default): first at 0, then exponential gaps
-            of mean round(1/X, 2) s, as test_serving_performance.py draws them;
+  poisson   the default: first at 0, then exponential gaps of mean 1/X s; with ``round_gaps``
+            (load.round_gaps) performance_serving's own draw, mean round(1/X, 2) s as
+            test_serving_performance.py has it (at X >= 200 that is 0: every request at once;
+            at X = 30 or 40 the rate is 33.3);
   gamma     gamma gaps of mean 1/X and coefficient of variation ``cv`` (cv 1 is Poisson,
             above 1 burstier, below 1 smoother; vLLM's ``--burstiness`` is 1/cv^2);
   constant  exactly 1/X apart;
@@ -14,11 +16,12 @@ import numpy as np
 MODELS = ("poisson", "gamma", "constant", "trace")
 
 
-def arrival_offsets(n: int, qps: float, seed: int = 0) -> np.ndarray:
-    """Send offsets (s) of ``n`` requests: first at 0, then exponential gaps of mean round(1/X, 2)."""
+def arrival_offsets(n: int, qps: float, seed: int = 0, round_gaps: bool = False) -> np.ndarray:
+    """Send offsets (s) of ``n`` requests: first at 0, then exponential gaps of mean 1/X (``round_gaps``:
+    round(1/X, 2), performance_serving's)."""
     if qps <= 0:
         raise ValueError(f"qps > 0 must hold, got {qps}")
-    mean = round(1.0 / qps, 2)
+    mean = round(1.0 / qps, 2) if round_gaps else 1.0 / qps
     gaps = np.random.default_rng(seed).exponential(mean, size=max(n - 1, 0)) if mean > 0 else np.zeros(max(n - 1, 0))
     return np.concatenate([[0.0], np.cumsum(gaps)])
 
@@ -38,10 +41,11 @@ def constant_offsets(n: int, qps: float) -> np.ndarray:
     return np.arange(n, dtype=float) / qps
 
 
-def offsets(model: str, n: int, qps: float, seed: int = 0, cv: float | None = None) -> np.ndarray:
+def offsets(model: str, n: int, qps: float, seed: int = 0, cv: float | None = None,
+            round_gaps: bool = False) -> np.ndarray:
     """Send offsets of ``n`` requests under a rate model (not ``trace``, which reads its own times)."""
     if model == "poisson":
-        return arrival_offsets(n, qps, seed)
+        return arrival_offsets(n, qps, seed, round_gaps)
     if model == "gamma":
         return gamma_offsets(n, qps, 1.0 if cv is None else cv, seed)
     if model == "constant":

@@ -16,7 +16,7 @@ import numpy as np
 
 from tuner.workload.arrivals import gap_cv
 from tuner.workload.formats import BLOCK_TOKENS
-from tuner.workload.trace import Tally, records
+from tuner.workload.trace import Tally, order_note, records
 
 WORD_BLOCK = 16
 #: prefix blocks remembered for the reuse share; past this, later requests are not scored
@@ -74,11 +74,12 @@ class _Prefixes:
         return reused
 
 
-def trace_stats(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] | None = None) -> TraceStats:
+def trace_stats(path: str | Path, fmt: str = "auto", counter: Callable[[str], int] | None = None,
+                meter: Callable[[], None] | None = None) -> TraceStats:
     tally = Tally()
     prompt, output, times = [], [], []
     prefixes, reused, scored, scored_requests, unit = _Prefixes(), 0.0, 0.0, 0, ""
-    for rec, p, o in records(path, fmt, counter, tally):
+    for rec, p, o in records(path, fmt, counter, tally, meter=meter):
         prompt.append(p)
         output.append(o)
         times.append(rec.timestamp)
@@ -103,6 +104,9 @@ def trace_stats(path: str | Path, fmt: str = "auto", counter: Callable[[str], in
     t = None
     if all(x is not None for x in times):
         t = np.asarray(times, dtype=float)
+        note = order_note(t)
+        if note:
+            tally.notes.append(note)     # the figures below are of the sorted times, as a study replays them
         t -= t.min()
     return TraceStats(tally, np.asarray(prompt), np.asarray(output), t, reused, scored, unit or "none",
                       scored_requests)

@@ -2,7 +2,7 @@ import pytest
 
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml, parse_serving_yaml
-from serving.config.settings import engine_settings
+from serving.engine.settings import engine_settings
 from tests.conftest import ROOT, TINY
 
 

@@ -93,3 +93,21 @@ def test_block_size_rule_is_the_platforms(tmp_path, model):
     cfg = trial(tmp_path, model, block_size=16, num_gpu_blocks_override=4096)
     assert VLLMYamlFormat().check(cfg, 600, {"device": "gpu"}) == []
     assert "multiple of 64" in VLLMYamlFormat().check(cfg, 600, {"device": "npu", "block_size_multiple": 64})[0]
+
+
+def test_launch_text_dashes_every_top_level_key_and_keeps_the_rest():
+    """vLLM's --config loader honours `key: false` only as a dashed key (it looks for the flag
+    `--no-<key>`, and vLLM's flags are dashed): an underscore `enable_chunked_prefill: false` is
+    dropped without a word (issue 23). The launch file spells every top-level key with dashes."""
+    import yaml
+    from serving.config.vllm_yaml import launch_text
+    text = ("# head comment\nenable_chunked_prefill: false   # split prompts\nmax_num_seqs: 8\n"
+            "compilation_config:\n  pass_config: {fuse_norm_quant: true}\nserved_model_name: my_model_1\n")
+    out = launch_text(text)
+    assert yaml.safe_load(out) == {"enable-chunked-prefill": False, "max-num-seqs": 8,
+                                   "compilation-config": {"pass_config": {"fuse_norm_quant": True}},
+                                   "served-model-name": "my_model_1"}
+    assert "# split prompts" in out and out.startswith("# head comment\n")
+    assert launch_text(BASE.read_text()).count("\n") == BASE.read_text().count("\n")
+    for key in yaml.safe_load(launch_text(BASE.read_text())):
+        assert "_" not in key, key

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 
 # The real server, with the engine's step made to fail on the first request (a fault the request
 # checks cannot catch: a bug, an out-of-memory in the model).

@@ -81,7 +81,9 @@ def test_every_replay_reuses_the_same_senders_and_keeps_every_record_in_plan_ord
                    (b.scheduled, b.n_tokens, b.finish_reason, b.ok, (b.error or "")[:8])
             assert a.sent is not None and a.sent >= a.scheduled          # the send lag stays measurable
             assert len(a.token_times) == a.n_tokens
+            assert len(a.chunk_times) == len(b.chunk_times)               # per-event times come back too
         assert sorted(r.index for r in done) == list(range(len(modes)))   # on_done once per request
+        assert pool.read_lags and min(pool.read_lags) >= 0               # every sender's loop was timed
 
 
 class AfterN:
@@ -153,6 +155,7 @@ def test_senders_end_when_their_parent_is_killed():
 class Loopback(RunningStack):
     """A running stack that is only a URL: the real RunningStack.replay and its sender pool."""
     pgids = []
+    protocol = LLMServingProtocol()
 
     def __init__(self, url):
         self.url, self.stopped = url, False

@@ -11,7 +11,7 @@ import yaml
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
 from serving.stacks import get_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from tests.serving.stacks.standin import build_standin, write_base_config
 from tuner.cli import main
 
@@ -73,6 +73,12 @@ def test_tune_runs_trials_and_records_aicore_usage(project_root, standin):
         assert (mc["num_blocks"], mc["block_size"], mc["seq_length"]) == (
             t.user_attrs["config"]["pa_config.num_blocks"], t.user_attrs["config"]["pa_config.block_size"], 1024)
         assert "# KV pages on the device" in (run / "model_config.yaml").read_text()  # comments kept
+        # read back from the files each process was started with, and the agent's pool from its model YAML
+        applied = json.loads((run / "applied.json").read_text())
+        assert applied["differences"] == [] and applied["unverified"] == []
+        sources = {r["source"] for r in applied["readings"] if r["key"] == "pa_config.num_blocks"}
+        assert sources == {"the agent's --config llm_serving.yaml", "the server's --config llm_serving.yaml",
+                           "the agent's model YAML model_config.yaml"}
         assert_cleaned_up(t)
     assert "num_blocks: 1024" in standin.model_yaml.read_text()  # the checkout itself is untouched
 
@@ -90,8 +96,15 @@ FAULTS = [
 
 @pytest.mark.parametrize("fault,fail_class,detail", FAULTS, ids=[f[0] for f in FAULTS])
 def test_fault_is_a_classified_failed_trial(project_root, standin, fault, fail_class, detail):
-    [t] = tune(project_root, standin, f"+llm_serving.env.STANDIN_FAULT={fault}", ready=2 if fault == "hang" else 30)
+    t, *queued = tune(project_root, standin, f"+llm_serving.env.STANDIN_FAULT={fault}", ready=2 if fault == "hang" else 30)
     assert_failed(t)
+    if fail_class == "port_in_use":   # the machine's failure: launched again on fresh ports, then re-queued
+        assert sorted(p.name for p in Path(t.user_attrs["run_dir"]).glob("agent.log*")) == [
+            "agent.log", "agent.log.try1", "agent.log.try2"]
+        [retry] = queued
+        assert retry.state == optuna.trial.TrialState.WAITING and retry.user_attrs["retry_of"] == t.number
+    else:
+        assert queued == []
     assert t.user_attrs["fail_class"] == fail_class, t.user_attrs.get("fail_detail")
     assert detail in t.user_attrs["fail_detail"]
     assert t.user_attrs["log_tail"]
@@ -201,3 +214,22 @@ def test_preflight_names_what_the_host_lacks(tmp_path):
     assert any("llm-serving-run-levels.patch" in m for m in bad)
     assert any(m.startswith("llm_serving.python must be an executable") for m in bad)
     assert any(m.startswith("llm_serving.mindformers_root must be a folder") for m in bad)
+
+
+def test_read_back_names_a_pool_the_agent_was_not_given(tmp_path, standin, project_root):
+    """The agent builds its device pool from the model YAML its --config names: a pool there that is not
+    pa_config's fails the start as config_not_applied, key, expected and found named."""
+    from serving.config.render import render
+    from serving.stacks import LaunchError, LaunchSpec, failures, readback
+    stack = get_stack("llm_serving")
+    config = tmp_path / "config.yaml"
+    base = project_root / write_base_config(project_root)
+    render(base, {"pa_config.num_blocks": 100}, config)
+    opts = stack.parse_options({"root": str(standin.root), "accelerator": "none"}).model_dump()
+    running = stack.launch(LaunchSpec(config, tmp_path / "run", 30, None, opts))
+    model_yaml = tmp_path / "run" / "model_config.yaml"
+    model_yaml.write_text(model_yaml.read_text().replace("num_blocks: 100", "num_blocks: 99"))
+    with pytest.raises(LaunchError) as err:
+        readback.verify(running, config, ["pa_config.num_blocks", "pa_config.block_size"], tmp_path / "run")
+    assert not running.alive() and err.value.fail_class == failures.CONFIG_NOT_APPLIED
+    assert "pa_config.num_blocks: expected 100, found 99 (the agent's model YAML model_config.yaml)" in err.value.detail

@@ -10,7 +10,8 @@ import pytest
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
+from serving.tokenizers import counter_name
 from serving.workload import TraceRequest
 from tests.conftest import ROOT
 
@@ -37,7 +38,8 @@ def test_launch_replay_probes_and_stop(tmp_path):
     running = get_stack("vllm").launch(spec(tmp_path, "ok", cpu_kvcache_space_gb=2))
     try:
         log = running.log_tail()
-        assert "env KV=2 tag=t7" in log and "load_format: dummy" in log
+        # vLLM got the config with dashed keys, the spelling its --config loader honours for `false`
+        assert "env KV=2 tag=t7" in log and "load-format: dummy" in log and "enable-chunked-prefill: true" in log
         assert running.utilisation is None   # CPU: no busy figure; KV usage is recorded, not the objective
         plan = [(0.0, TraceRequest(i, "a b", 5, 2)) for i in range(3)]
         result = running.replay(plan, ReplayOptions(request_timeout=10), deadline=20)
@@ -86,8 +88,22 @@ def test_missing_interpreter_is_a_config_error_and_preflight_says_so(tmp_path):
     with pytest.raises(ConfigError, match="python must be an executable"):
         get_stack("vllm").launch(s)
     assert "vllm.python must be an executable" in get_stack("vllm").preflight(s.options)[0]
-    broken = get_stack("vllm").preflight({"python": sys.executable})   # our venv has no vllm
-    assert broken and "must import vllm" in broken[0] and "No module named 'vllm'" in broken[0]
+    work = tmp_path / "dry"
+    work.mkdir()
+    broken = get_stack("vllm").dry_start(BASE, {"python": sys.executable}, work)   # our venv has no vllm
+    assert broken and "must import vLLM" in broken[0] and "No module named 'vllm'" in broken[0]
+
+
+def test_cpu_kv_space_is_whole_gib_as_vllm_reads_it():
+    # vLLM's CPU build reads VLLM_CPU_KVCACHE_SPACE as an int: 1.5 would crash every trial at start
+    stack = get_stack("vllm")
+    with pytest.raises(ConfigError, match=r"cpu_kvcache_space_gb: .*integer.*\(found 1.5\)"):
+        from serving.stacks.vllm import parse_options
+        parse_options({"cpu_kvcache_space_gb": 1.5})
+    with pytest.raises(ConfigError, match="cpu_kvcache_space_gb"):
+        from serving.stacks.vllm import parse_options
+        parse_options({"cpu_kvcache_space_gb": 0})
+    assert stack.parse_options({"cpu_kvcache_space_gb": 2}).cpu_kvcache_space_gb == 2
 
 
 @pytest.mark.parametrize("log, cls", [
@@ -133,3 +149,4 @@ def test_token_counter_reads_the_model_folders_tokenizer(tmp_path):
     get_stack("vllm").config_format.render(BASE, {"model": str(folder)}, cfg)
     count = get_stack("vllm").token_counter(cfg, {})
     assert count("a dog, a cat") == 5   # a, dog, ",", a, cat
+    assert counter_name(count) == "tokenizers model/tokenizer.json"   # the trace summary names it (issue 27.10)

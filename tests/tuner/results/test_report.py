@@ -30,7 +30,8 @@ def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_reques
     records_frame(recs).to_csv(run_dir / "requests.csv", index=False)
     total = max(r.done for r in recs)
     return TrialOutcome(metrics={"total_time": total, "utilisation": 30.0 + dbs, "requests": 20.0,
-                                 "ttft_p99": 0.1, "energy_j_per_token": 0.5 + 0.02 * dbs}, records=recs)
+                                 "ttft_p99": 0.1, "energy_j_per_token": 0.5 + 0.02 * dbs,
+                                 "startup_s": 3.0, "replay_s": total + 0.5, "stop_s": 0.5}, records=recs)
 
 
 def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
@@ -41,8 +42,8 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     study = optuna.load_study(study_name="pa_batching", storage=common[-1])
     folder = study_dir(project_root, study)   # the study's own folder: trials/pa_batching-<uid8>/
     html = (folder / "report.html").read_text()
-    for section in ("Optimisation history", "Pareto front", "Parameter importances", "Latency distributions",
-                    "Energy per token", "Trials"):
+    for section in ("Where the time went", "Optimisation history", "Pareto front", "Parameter importances",
+                    "Latency distributions", "Energy per token", "Trials"):
         assert f"<h2>{section}</h2>" in html
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
@@ -52,8 +53,11 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     assert "importance (PED-ANOVA)" in html and "trial 1" in html
     energy = re.search(r'<div id="energy-front">.*?</div>', html, flags=re.S).group(0)
     assert "J/token" in energy and energy.count("(Pareto)") >= 2   # faster costs more energy here: a real front
+    spent = re.search(r"<h2>Where the time went</h2><p>(.*?)</p>", html).group(1)
+    assert re.search(r"startup [\d.]+ s \(\d+ %\), replay [\d.]+ s \(\d+ %\), stop [\d.]+ s", spent)
     df = pd.read_csv(folder / "results.csv")
-    assert len(df) == 8 and {"number", "state", "outcome", "total_time", "utilisation", f"param.{DBS}"} <= set(df)
+    assert len(df) == 8 and {"number", "state", "outcome", "total_time", "utilisation", f"param.{DBS}",
+                             "startup_s", "replay_s", "stop_s"} <= set(df)
     assert set(df["outcome"]) <= {"feasible", "infeasible"}
     oom = df[df[f"param.{DBS}"] == 64]
     assert (oom["outcome"] == "infeasible").all() and (oom["fail_class"] == "oom").all()

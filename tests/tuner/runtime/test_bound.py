@@ -9,6 +9,7 @@ from tuner.space.compose import load_space
 from tuner.runtime.metrics import score
 from serving.workload import RequestRecord
 from serving.replay import ReplayOptions
+from serving.replay import LLMServingProtocol
 from serving.stacks import ReplayResult, RunningStack
 from tuner.study.run import StudyRun
 from serving.workload import TraceRequest
@@ -55,6 +56,7 @@ class FakeSim(RunningStack):
 class UrlStack(FakeSim):
     """The default HTTP replay of RunningStack against ``url``."""
     replay = RunningStack.replay
+    protocol = LLMServingProtocol()
 
     def __init__(self, url):
         super().__init__()

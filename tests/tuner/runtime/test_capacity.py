@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from serving.config.errors import ConfigError
-from serving.sim.stack import SimRunning, SimStack
+from serving.stacks.sim import SimRunning, SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
 from tuner.runtime.trial import replay_options, run_trial
@@ -70,7 +70,7 @@ class LaggingSim(SimRunning):
 
 
 def test_a_client_that_fell_behind_fails_the_search_loudly(project_root):
-    space = load_space("pa_batching", project_root, [*CAP, "backend=sim"])
+    space = load_space("pa_batching", project_root, [*CAP, "backend=sim", "capacity.max_send_lag=0.025"])
     base = sim_running(space, project_root, project_root / "trials/c/2")
     lagging = LaggingSim(base.settings, base.latency)
     reqs = [r for _, r in StudyRun(space, project_root, "").plan()]

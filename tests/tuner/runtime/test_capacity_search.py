@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from serving.sim.stack import SimStack
+from serving.replay.client import STOPPED
+from serving.stacks.sim import SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
 from tuner.runtime.capacity import Bracket
@@ -73,7 +74,7 @@ def test_requests_are_counted_as_sent_and_every_probe_is_kept(project_root):
         assert p.stopped_early and at is not None
         assert p.replayed == sum(r.sent is not None and r.sent <= at for r in whole)
         assert all(r.done is None or r.done <= at for r in p.records)
-        assert all(r.error == capacity.STOPPED for r in p.records if r.sent is None or r.done is None)
+        assert all(r.error == STOPPED for r in p.records if r.sent is None or r.done is None)
         assert p.why.startswith(tuple(space.slo))
         stopped += 1
         saved += N - p.replayed

@@ -55,3 +55,15 @@ def test_send_lag_is_known_when_no_request_finished():
     m = score([RequestRecord(0, 5, 10, 0.0, sent=0.004), RequestRecord(1, 5, 10, 0.1, sent=0.102)])
     assert math.isnan(m["total_time"])
     assert m["send_lag_p50"] == pytest.approx(0.003) and m["send_lag_p99"] == pytest.approx(0.00398)
+
+
+def test_itl_is_per_chunk_and_e2e_ends_at_the_last_chunk():
+    """docs/metrics.md: ITL one sample per content chunk; E2E to the last content chunk (the stream's
+    close, ``done``, comes later); TPOT = (E2E - TTFT) / (tokens - 1)."""
+    r = RequestRecord(0, 5, 6, scheduled=0.0, sent=0.0, done=0.6, n_tokens=6, finish_reason="length")
+    r.chunk_times, r.token_times, r.first_token = [0.1, 0.2, 0.3, 0.5], [0.1, 0.1, 0.2, 0.3, 0.5, 0.5], 0.1
+    m = score([r])
+    assert m["itl_p50"] == pytest.approx(0.1) and m["itl_mean"] == pytest.approx(0.4 / 3)
+    assert m["e2e_p50"] == pytest.approx(0.5)
+    assert m["tpot_p50"] == pytest.approx((0.5 - 0.1) / 5)
+    assert m["total_time"] == pytest.approx(0.6)

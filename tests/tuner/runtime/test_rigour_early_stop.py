@@ -11,7 +11,7 @@ from tuner.runtime.ownership import tagged_groups
 from tuner.space.rigour import EarlyStopSpec
 from tuner.study.storage import open_storage
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial
+from tuner.search.selection import best_trial
 
 STUDY = "pa_early"
 

@@ -99,3 +99,18 @@ def test_default_sampler_is_gp_bo_with_one_random_start(project_root):
 def test_a_relative_root_loads(project_root, monkeypatch):
     monkeypatch.chdir(project_root.parent)
     assert load_space("pa_batching", type(project_root)(project_root.name)).study == "pa_batching"
+
+
+def test_a_knob_the_platforms_stack_ignores_is_refused_at_load_with_why(project_root, capsys):
+    """vLLM's CPU build sizes its KV pool from VLLM_CPU_KVCACHE_SPACE, so tuning gpu_memory_utilization there
+    would measure one configuration under many names; on a GPU it is a real knob."""
+    from tuner.cli import main
+    knob = "+params.gpu_memory_utilization={type: float, low: 0.2, high: 0.5}"
+    with pytest.raises(ConfigError, match=r"params.gpu_memory_utilization: a key the vllm stack applies on this "
+                                          r"platform must be tuned, found one vLLM's CPU build ignores it"):
+        load_space("vllm_batching", project_root, [knob])
+    assert "gpu_memory_utilization" in load_space("vllm_batching", project_root, [knob, "vllm.device=gpu"]).param_specs()
+    assert main(["--study", "vllm_batching", "--root", str(project_root), knob]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tune: error: ") and "VLLM_CPU_KVCACHE_SPACE" in err[0]
+    assert not (project_root / "trials" / "study.db").exists()

@@ -82,3 +82,30 @@ def test_readers_use_the_run_dir_each_trial_stored(project_root):
     folder = Path(study.trials[0].user_attrs["run_dir"]).parent
     assert folder.name == f"pa_batching-{study.user_attrs['uid'][:8]}"
     assert "No per-request records found" not in (folder / "report.html").read_text()
+
+
+def _as_before_round_gaps(storage: str) -> None:
+    """Make the stored fingerprint one written before load.round_gaps existed."""
+    study = optuna.load_study(study_name="pa_batching", storage=storage)
+    fp = study.user_attrs["fingerprint"]
+    del fp["load"]["round_gaps"]
+    study.set_user_attr("fingerprint", fp)
+
+
+def test_a_poisson_study_from_before_round_gaps_was_measured_with_rounded_gaps(project_root, capsys):
+    storage = f"sqlite:///{project_root / 'trials' / 's.db'}"
+    assert tune(project_root, storage) == 0
+    _as_before_round_gaps(storage)
+    capsys.readouterr()
+    assert tune(project_root, storage) == 2             # its trials had performance_serving's gaps
+    err = capsys.readouterr().err
+    assert "'round_gaps': True" in err and "'round_gaps': False" in err
+    assert tune(project_root, storage, "load.round_gaps=true") == 0
+    assert len(trials(storage)) == 2
+
+
+def test_a_gamma_study_from_before_round_gaps_goes_on(project_root):
+    storage = f"sqlite:///{project_root / 'trials' / 's.db'}"
+    assert tune(project_root, storage, "load.arrivals=gamma", "load.cv=2") == 0
+    _as_before_round_gaps(storage)
+    assert tune(project_root, storage, "load.arrivals=gamma", "load.cv=2") == 0

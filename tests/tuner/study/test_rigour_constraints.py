@@ -12,7 +12,7 @@ from tuner.space.compose import load_space
 from tuner.results.export import export_best
 from tuner.space.spec import Constraint, Objective
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial
+from tuner.search.selection import best_trial
 from tuner.runtime.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from serving.stacks import register_stack
-from serving.stacks.groups import group_alive
+from serving.procs.groups import group_alive
 from tests.tuner.faulty_stack import EXPECTED
 from tuner.space.compose import load_space
 from tuner.runtime.constraints import is_feasible

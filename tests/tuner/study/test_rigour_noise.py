@@ -10,11 +10,11 @@ import pytest
 from tuner.space.compose import load_space
 from tuner.results.export import export_best
 from tuner.study.finalists import describe, finalize
-from tuner.study.selection import current_verdict
+from tuner.search.selection import current_verdict
 from tuner.runtime.stats import compare, mann_whitney_less, spread
 from tuner.study.storage import open_storage
 from tuner.study.run import StudyRun
-from tuner.study.selection import best_trial
+from tuner.search.selection import best_trial
 from tuner.runtime.trial import TrialOutcome
 
 DBS = "model_config.decode_batch_size"

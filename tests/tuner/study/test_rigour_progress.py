@@ -56,3 +56,9 @@ def test_cli_bars_by_default_and_lines_with_no_progress(project_root, monkeypatc
     assert main(["run", *common, "--no-progress"]) == 0
     cap = capsys.readouterr()
     assert "trial 1: total_time=1.000" in cap.out and "replay #" not in cap.err
+
+
+def test_the_trial_line_says_where_its_time_went(capsys):
+    timed = TrialOutcome(metrics={"total_time": 1.5, "startup_s": 61.04, "replay_s": 9.6, "stop_s": 0.31})
+    PlainProgress(["total_time"]).trial_finished(5, timed)
+    assert capsys.readouterr().out.strip() == "trial 5: total_time=1.500 [startup 61.0 s, replay 9.6 s, stop 0.3 s]"

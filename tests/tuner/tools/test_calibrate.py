@@ -42,7 +42,7 @@ def test_refit_reads_the_steps_a_calibration_kept(tmp_path):
 def test_passes_repeat_the_runs_in_alternating_order(tmp_path, monkeypatch):
     orders = []
 
-    def fake_collect(base, run_dir, runs, seed=0, ready_timeout=60.0, log=print, env=None):
+    def fake_collect(base, run_dir, runs, seed=0, ready_timeout=60.0, log=print, env=None, stack=None):
         orders.append((run_dir.name, list(runs)))
         return [dict(s, run=f"d{s['run']}") for s in synthetic_steps(seed=seed)], [0.003]
 

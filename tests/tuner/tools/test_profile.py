@@ -53,12 +53,12 @@ def test_group_memory_probe_sums_rss_of_a_process_group():
 def test_llm_serving_running_reports_a_list_of_process_groups(tmp_path):
     """The real class (not a fake): tune profile and resume read ``pgids`` as a list property."""
     from serving.stacks.llm_serving import LLMServingOptions, LLMServingRunning
-    from serving.stacks.process import ManagedProcess
+    from serving.procs.process import ManagedProcess
     procs = {n: ManagedProcess(["sleep", "30"], tmp_path / f"{n}.log") for n in ("agent", "server")}
     running = LLMServingRunning(procs, "http://127.0.0.1:9", LLMServingOptions(accelerator="none"), 0, tmp_path)
     try:
         assert running.pgids == [procs["agent"].pgid, procs["server"].pgid]
-        assert running.utilisation == "host_cpu"   # no accelerator: its share of the host CPU, named so
+        assert running.utilisation is None   # no accelerator: no busy figure (its host CPU share is host_cpu_mean)
     finally:
         running.stop()
 

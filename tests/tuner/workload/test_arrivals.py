@@ -11,10 +11,28 @@ from tuner.workload.plan import build_plan
 SHIPPED = ROOT / "traces/alpaca_like_1500.jsonl"
 
 
-def test_poisson_is_performance_serving_s_model():
-    gaps = np.diff(arrival_offsets(20001, qps=4, seed=2))
+def test_poisson_is_performance_serving_s_model_when_asked_to_round():
+    gaps = np.diff(arrival_offsets(20001, qps=4, seed=2, round_gaps=True))
     assert abs(gaps.mean() - 0.25) < 0.01 and abs(gap_cv(np.cumsum(gaps)) - 1) < 0.03
-    assert arrival_offsets(5, 300).tolist() == [0.0] * 5      # round(1/300, 2) = 0: all at once
+    assert arrival_offsets(5, 300, round_gaps=True).tolist() == [0.0] * 5      # round(1/300, 2) = 0: all at once
+    realised = 20000 / arrival_offsets(20001, qps=30, seed=3, round_gaps=True)[-1]
+    assert abs(realised - 33.3) < 0.7            # mean gap 0.03 s, not 1/30
+
+
+@pytest.mark.parametrize("qps", [30, 40, 200, 1000])
+def test_poisson_gaps_are_exact_by_default(qps):
+    t = arrival_offsets(40001, qps=qps, seed=4)
+    assert abs(40000 / t[-1] - qps) < 0.02 * qps and np.count_nonzero(np.diff(t) == 0) == 0
+
+
+def test_load_round_gaps_reaches_the_plan_and_the_summary():
+    exact = build_plan(SHIPPED, LoadSpec(qps=300, requests=50)).plan
+    rounded_load = LoadSpec(qps=300, requests=50, round_gaps=True)
+    rounded = build_plan(SHIPPED, rounded_load)
+    assert exact[-1][0] > 0 and {o for o, _ in rounded.plan} == {0.0}
+    assert "gaps rounded to 0.01 s, load.round_gaps" in rounded.summary(rounded_load)
+    with pytest.raises(ValidationError, match="round_gaps applies to arrivals=poisson only"):
+        LoadSpec(qps=3, requests=5, arrivals="constant", round_gaps=True)
 
 
 @pytest.mark.parametrize("cv", [0.5, 1.0, 3.0])

@@ -2,7 +2,7 @@
 import pytest
 
 from serving.config.errors import ConfigError
-from serving.sim.stack import SimStack
+from serving.stacks.sim import SimStack
 from tests.conftest import ROOT
 from tests.tuner.workload import fixtures
 from tuner.cli import main

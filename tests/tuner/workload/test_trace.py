@@ -23,8 +23,9 @@ def test_n_is_x_times_t_and_gaps_have_mean_round_1_over_x():
     assert schedule(trace, 10, 150, seed=1) == schedule(trace, 10, 150, seed=1)
 
 
-def test_x_above_200_sends_all_at_once():
-    assert arrival_offsets(5, 300).tolist() == [0.0] * 5
+def test_x_above_200_sends_all_at_once_in_performance_serving_s_plan():
+    assert arrival_offsets(5, 300, round_gaps=True).tolist() == [0.0] * 5
+    assert [o for o, _ in schedule(load_trace(ROOT / "traces/alpaca_like_1500.jsonl"), 300, 1)] == [0.0] * 300
 
 
 def test_alpaca_records_and_errors(tmp_path):

@@ -1,5 +1,6 @@
 """Trace formats, told apart by their content (or named with ``trace_format``).
 
+A trace may be gzip, bz2 or xz compressed (told by its magic bytes, tuner.workload.formats.base).
 ``detect(path)`` reads the file's head: a JSON array, JSON lines or CSV, then the first
 record's keys (or the CSV header) pick the format. ``read(path, name)`` yields the
 records lazily; see each module for its fields.
@@ -12,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from serving.config.errors import ConfigError
-from tuner.workload.formats.base import BLOCK_TOKENS, RawRecord, Skipped, TraceFormat
+from tuner.workload.formats.base import BLOCK_TOKENS, RawRecord, Skipped, TraceFormat, compression, open_bytes
 from tuner.workload.formats.lengths import AzureCsv, BurstGptCsv, Mooncake
 from tuner.workload.formats.sharegpt import ShareGPT
 from tuner.workload.formats.text import Alpaca, ProjectLines, VllmCustom
 
-__all__ = ["BLOCK_TOKENS", "FORMATS", "RawRecord", "Skipped", "TraceFormat", "detect", "read", "format_names"]
+__all__ = ["BLOCK_TOKENS", "FORMATS", "RawRecord", "Skipped", "TraceFormat", "compression", "detect", "read",
+           "format_names"]
 
 #: in sniffing order: the first whose ``sniff`` accepts the first record wins
 FORMATS: dict[str, TraceFormat] = {f.name: f for f in (ShareGPT(), Alpaca(), Mooncake(), ProjectLines(),
@@ -30,10 +32,10 @@ def format_names() -> list[str]:
 
 
 def _head(path: Path) -> str:
-    """The first bytes as text; binary data and non-UTF-8 bytes are refused here, in one line."""
+    """The first bytes (decompressed) as text; binary data and non-UTF-8 bytes are refused here, in one line."""
     if not path.is_file():
         raise ConfigError("trace file not found", path)
-    with open(path, "rb") as f:
+    with open_bytes(path) as f:
         raw = f.read(HEAD_BYTES)
     if b"\x00" in raw:
         raise ConfigError("a text trace (JSON, JSON lines or CSV) must be given, found binary data", path)

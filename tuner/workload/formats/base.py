@@ -8,8 +8,13 @@ A bad record raises a ConfigError naming the file, the record and the field.
 """
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import io
 import json
+import lzma
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,18 @@ from serving.config.errors import ConfigError
 
 #: tokens per ``hash_ids`` block (Mooncake's and Dynamo's traces)
 BLOCK_TOKENS = 512
+#: the most tokens one request's prompt or output may have: above any model's context today (10M),
+#: and a 1e12 in a trace is refused here instead of becoming a terabyte allocation later
+MAX_TOKENS = 10_000_000
+#: the latest arrival time a trace may give, in seconds (year 5138 as a POSIX time)
+MAX_TIMESTAMP = 1e11
+
+#: stdlib compressions, told by their magic bytes (never by the file's name)
+CODECS = {"gzip": (b"\x1f\x8b", gzip.GzipFile), "bz2": (b"BZh", bz2.BZ2File), "xz": (b"\xfd7zXZ\x00", lzma.LZMAFile),
+          "lzma": (b"\x5d\x00\x00", lzma.LZMAFile)}
+#: compressions and archives Python's stdlib cannot stream: named in the refusal
+UNREAD = {b"\x28\xb5\x2f\xfd": "zstd-compressed (decompress it first: zstd -d)",
+          b"PK\x03\x04": "a zip archive (unzip it first)", b"\x04\x22\x4d\x18": "lz4-compressed (lz4 -d it first)"}
 
 
 @dataclass(slots=True)
@@ -57,14 +74,52 @@ def bad(path: Path, where: str, field: str | None, message: str) -> ConfigError:
     return ConfigError(message, path, f"{where}, field {field!r}" if field else where)
 
 
+def compression(path: Path) -> str | None:
+    """The stdlib compression the file is in (``gzip``, ``bz2``, ``xz``, ``lzma``), None for plain bytes."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    for magic_prefix, what in UNREAD.items():
+        if magic.startswith(magic_prefix):
+            raise ConfigError(f"a plain, gzip, bz2 or xz trace must be given, found {what}", path)
+    return next((name for name, (m, _) in CODECS.items() if magic.startswith(m)), None)
+
+
+class _Guarded(io.RawIOBase):
+    """A decompressing stream whose errors (a cut or corrupt file) become one ConfigError line."""
+
+    def __init__(self, inner, codec: str, path: Path):
+        self.inner, self.codec, self.path = inner, codec, path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            return self.inner.readinto(b)
+        except (EOFError, OSError, lzma.LZMAError, zlib.error) as err:
+            raise ConfigError(f"{self.codec} data must be whole and intact, found: {err}", self.path) from None
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def open_bytes(path: Path):
+    """The file's bytes, decompressed when it is gzip, bz2 or xz (told by its magic bytes)."""
+    codec = compression(path)
+    if codec is None:
+        return open(path, "rb")
+    return io.BufferedReader(_Guarded(CODECS[codec][1](path, "rb"), codec, path), 1 << 16)
+
+
 def open_text(path: Path):
-    """The file as UTF-8 text; a leading byte-order mark is dropped."""
-    return open(path, encoding="utf-8-sig", newline="")
+    """The file (decompressed) as UTF-8 text; a leading byte-order mark is dropped."""
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", newline="")
 
 
 def json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``line N``, object) for each non-blank line, read lazily."""
-    with open(path, "rb") as f:     # bytes, decoded line by line: a bad byte is reported on its own line
+    with open_bytes(path) as f:     # bytes, decoded line by line: a bad byte is reported on its own line
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
@@ -171,8 +226,10 @@ def need_str(obj: dict, key: str, path: Path, where: str, optional: bool = False
     return v
 
 
-def need_int(obj: dict, key: str, path: Path, where: str, low: int = 0, optional: bool = False) -> int | None:
-    """An integer field >= ``low`` (a JSON integer; CSV text like "12" or "12.0")."""
+def need_int(obj: dict, key: str, path: Path, where: str, low: int = 0, optional: bool = False,
+             high: int = MAX_TOKENS) -> int | None:
+    """An integer field in [``low``, ``high``] (a JSON integer; CSV text like "12" or "12.0"); the
+    default ``high`` is MAX_TOKENS, as every integer field of a trace is a token count."""
     if key not in obj or obj[key] is None or obj[key] == "":
         if optional:
             return None
@@ -186,6 +243,9 @@ def need_int(obj: dict, key: str, path: Path, where: str, low: int = 0, optional
             pass
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise bad(path, where, key, f"an integer >= {low} must hold, found {obj[key]!r}"[:200])
+    if v > high:
+        raise bad(path, where, key, f"an integer >= {low} and <= {high:,} (tokens one request may have) must "
+                                    f"hold, found {obj[key]!r}"[:200])
     return v
 
 
@@ -202,3 +262,18 @@ def need_number(obj: dict, key: str, path: Path, where: str, optional: bool = Fa
     if f is None or f != f or f in (float("inf"), float("-inf")):
         raise bad(path, where, key, f"a finite number must hold, found {v!r}"[:200])
     return f
+
+
+def need_time(obj: dict, key: str, path: Path, where: str, unit: float = 1.0, optional: bool = False) -> float | None:
+    """An arrival time in seconds (the field holds ``unit`` seconds: 0.001 for milliseconds), in
+    [0, MAX_TIMESTAMP]: a negative time would be sent before the replay starts."""
+    v = need_number(obj, key, path, where, optional)
+    if v is None:
+        return None
+    return check_time(v * unit, obj[key], path, where, key)
+
+
+def check_time(seconds: float, given, path: Path, where: str, key: str) -> float:
+    if not 0 <= seconds <= MAX_TIMESTAMP:
+        raise bad(path, where, key, f"a time >= 0 and <= {MAX_TIMESTAMP:g} s must hold, found {given!r}"[:200])
+    return seconds

@@ -5,12 +5,16 @@ Their prompts are synthesized to the exact length (tuner.workload.synth); Moonca
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tuner.workload.formats.base import (RawRecord, Skipped, TraceFormat, bad, csv_rows, json_lines, need_int,
-                                         need_number)
+from tuner.workload.formats.base import (RawRecord, Skipped, TraceFormat, bad, check_time, csv_rows, json_lines,
+                                         need_int, need_time)
+
+#: Azure's dates: 2023 '2023-11-16 18:15:46.6805900' (7 decimals, UTC), 2024 '2024-05-10 00:00:00.331306+00:00'
+_AZURE_DATE = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?")
 
 
 class Mooncake(TraceFormat):
@@ -27,10 +31,10 @@ class Mooncake(TraceFormat):
             ids = obj.get("hash_ids", [])
             if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in ids):
                 raise bad(path, where, "hash_ids", f"a list of integers must hold, found {ids!r}"[:200])
-            ts = need_number(obj, "timestamp", path, where, optional=True)
             yield RawRecord(where, prompt_tokens=need_int(obj, "input_length", path, where, low=1),
                             output_tokens=need_int(obj, "output_length", path, where, low=1),
-                            timestamp=None if ts is None else ts / 1000.0, hash_ids=tuple(ids))
+                            timestamp=need_time(obj, "timestamp", path, where, unit=0.001, optional=True),
+                            hash_ids=tuple(ids))
 
 
 def _csv_lengths(path: Path, where: str, row: dict, ts: float, prompt_key: str, out_key: str):
@@ -58,17 +62,20 @@ class AzureCsv(_CsvWithColumns):
 
     @staticmethod
     def seconds(text: str, path: Path, where: str) -> float:
-        """'2023-11-16 18:15:46.6805900' (seconds with up to 7 decimals) -> POSIX seconds."""
-        head, _, frac = text.strip().partition(".")
-        malformed = bad(path, where, "TIMESTAMP", f"a date 'YYYY-MM-DD hh:mm:ss[.fff]' must hold, found {text!r}"[:200])
+        """Azure's 2023 ('2023-11-16 18:15:46.6805900', UTC) and 2024 ('2024-05-10 00:00:00.331306+00:00')
+        dates -> POSIX seconds; the fraction is read apart, as datetime keeps only 6 of 2023's 7 digits."""
+        m = _AZURE_DATE.fullmatch(text.strip())
+        malformed = bad(path, where, "TIMESTAMP", "a date 'YYYY-MM-DD hh:mm:ss[.fffffff][+hh:mm]' must hold, found "
+                                                  f"{text!r}"[:200])
+        if m is None:
+            raise malformed
+        head, frac, zone = m.groups()
         try:
-            when = datetime.fromisoformat(head)
-            whole = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+            when = datetime.fromisoformat(head + ("+00:00" if zone in (None, "Z") else zone))
         except ValueError:
             raise malformed from None
-        if frac and not frac.isdigit():
-            raise malformed
-        return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
+        seconds = when.astimezone(timezone.utc).timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
+        return check_time(seconds, text, path, where, "TIMESTAMP")
 
     def read(self, path: Path, container: str) -> Iterator[RawRecord | Skipped]:
         for where, row in csv_rows(path, self.columns):
@@ -84,5 +91,5 @@ class BurstGptCsv(_CsvWithColumns):
 
     def read(self, path: Path, container: str) -> Iterator[RawRecord | Skipped]:
         for where, row in csv_rows(path, self.columns):
-            yield _csv_lengths(path, where, row, need_number(row, "Timestamp", path, where),
+            yield _csv_lengths(path, where, row, need_time(row, "Timestamp", path, where),
                                "Request tokens", "Response tokens")

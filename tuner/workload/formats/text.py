@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tuner.workload.formats.base import (RawRecord, Skipped, TraceFormat, json_array, json_lines, need_int,
-                                         need_number, need_str)
+                                         need_str, need_time)
 
 #: vLLM's ``--custom-output-len`` default, used when a custom record has no ``output_tokens``
 VLLM_DEFAULT_OUTPUT = 256
@@ -27,7 +27,7 @@ class ProjectLines(TraceFormat):
         for where, obj in json_lines(path):
             yield RawRecord(where, prompt=need_str(obj, "prompt", path, where),
                             output_tokens=need_int(obj, "output_len", path, where, low=1),
-                            timestamp=need_number(obj, "timestamp", path, where, optional=True))
+                            timestamp=need_time(obj, "timestamp", path, where, optional=True))
 
 
 class VllmCustom(TraceFormat):

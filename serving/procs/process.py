@@ -8,7 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from serving.stacks.groups import end_group, group_alive
+from serving.procs import reaper
+from serving.procs.groups import end_group, group_alive
 
 
 class ManagedProcess:
@@ -22,6 +23,7 @@ class ManagedProcess:
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=cwd, env=env, start_new_session=True)
         self.pgid = self.proc.pid  # session leader: its pid is the group id
+        self._watcher = reaper.watch(self.pgid)   # ends the group if we die without stopping it
 
     @property
     def pid(self) -> int:
@@ -48,6 +50,10 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             pass
         self._log.close()
+        try:
+            self._watcher.wait(timeout=2)   # it exits once the group is gone; reaped here, not left a zombie
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def tail(path: Path, max_chars: int = 4000) -> str:

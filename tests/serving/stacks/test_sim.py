@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from serving.config.schema import load_serving_yaml
-from serving.sim.stack import SimStack, default_profile
+from serving.stacks.sim import SimStack, default_profile
 from serving.stacks.base import LaunchError, LaunchSpec
 from tests.conftest import ROOT, TINY
 from tuner.cli import main
@@ -84,3 +84,31 @@ def test_sim_replay_stops_at_the_replay_deadline_like_the_real_one(project_root)
     assert cut and all(r.error == "timeout: replay deadline" for r in cut)
     assert all(t <= 60 for r in out.records for t in r.token_times)
     assert all(r.done <= 60 for r in out.records if r.ok)
+
+
+class StopAfter:
+    """A stop condition that fires once ``n`` requests are done: it looks at what finished, so a
+    simulator that showed it the whole replay at once would stop at the very first poll."""
+    poll = 0.05
+
+    def __init__(self, n):
+        self.n, self.fired = n, False
+
+    def check(self, elapsed, records):
+        return sum(1 for r in records if r.done is not None) >= self.n
+
+
+def test_the_simulator_stops_a_replay_where_a_live_stop_condition_would(tmp_path):
+    from serving.replay.client import STOPPED
+    from serving.workload import Plan, TraceRequest
+    running = SimStack().launch(LaunchSpec(TINY, tmp_path, options={"profile": "embedded"}))
+    plan = Plan([(0.5 * i, TraceRequest(i, "a b c", 8, 3)) for i in range(10)])
+    whole = running.replay(plan).records
+    stop = StopAfter(4)
+    cut = running.replay(plan, stop=stop).records
+    assert stop.fired
+    at = sorted(r.done for r in whole)[3]            # the fourth completion: the stop is due there
+    assert sum(r.ok for r in cut) == 4 and all(r.done <= at for r in cut if r.ok)
+    assert all(r.error == STOPPED for r in cut if not r.ok)
+    assert all(r.sent is None for r in cut if r.error and whole[r.index].sent > at)   # never sent after the stop
+    assert not StopAfter(11).fired and all(r.ok for r in running.replay(plan, stop=StopAfter(11)).records)

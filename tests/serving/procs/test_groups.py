@@ -5,8 +5,8 @@ import sys
 import time
 import uuid
 
-from serving.stacks.groups import end_group, env_tagged, group_alive, group_processes, pid_alive, process_start
-from serving.stacks.process import ManagedProcess
+from serving.procs.groups import end_group, env_tagged, group_alive, group_processes, pid_alive, process_start
+from serving.procs.process import ManagedProcess
 
 # a parent that ignores SIGTERM and a child of it in the same group: only SIGKILL ends both
 STUBBORN = """

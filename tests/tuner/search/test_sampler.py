@@ -7,7 +7,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import ROOT
 from tuner.space.compose import load_space
-from tuner.study import sampler as S
+from tuner.search import sampler as S
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,0 +1,84 @@
+"""Our replay client against vLLM's own benchmark client (``vllm bench serve``): the same 50
+requests at a fixed rate, on one launched vLLM (CPU build, tiny LLaMA, dummy weights).
+
+The medians must agree within what CI's noise allows: the two clients run one after the other
+on 2 shared cores, where the server's own speed drifts between runs, so our client replays before
+and after vLLM's and vLLM's median must lie within the tolerance of the range ours spans
+(bench/peers.py judges the 5 % goal over repeats, where vLLM's client is steady). Both clients
+take ITL per content chunk (docs/metrics.md); it is left to the bench, since how a loaded server
+coalesces tokens into chunks varies most from run to run. vLLM's console
+script is broken in the CPU build (its distribution is not named "vllm"), so its client runs
+through its module, in the vLLM venv (.ci/vllm.sh adds the pandas its dataset loader needs).
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from serving.config.render import render
+from serving.replay import ReplayOptions
+from serving.stacks import LaunchSpec, get_stack
+from serving.workload import Plan
+from tests.conftest import ROOT
+from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
+from tuner.runtime.metrics import score
+from tuner.workload.trace import load_trace
+
+pytestmark = pytest.mark.xdist_group("vllm_real")
+
+N, RATE = 50, 5.0
+# relative, plus seconds for figures of a few ms, where one time slice of a busy host is already 30 %.
+# Wide, for the server's own speed drifts between back-to-back runs: at load 12-19 on 2 cores here
+# our TTFT p50 was 16 and 58 ms either side of vLLM's run, which gave 106 ms; our TPOT p50
+# 9.8 and 19.4 ms, vLLM's 34 ms.
+# What it catches is a gross disagreement (e.g. TPOT near 0 when one read carries a request's tokens).
+TOLERANCE = {"ttft_p50": (0.5, 0.030), "e2e_p50": (0.5, 0.050), "tpot_p50": (0.5, 0.005)}
+# `vllm bench serve` run from its module; -P: the working directory never shadows a package
+BENCH_SERVE = ("from vllm.utils.argparse_utils import FlexibleArgumentParser as P;"
+               "from vllm.benchmarks.serve import add_cli_args, main;"
+               "p = P(); add_cli_args(p); main(p.parse_args())")
+
+
+def vllm_client(python, url, served, folder, dataset, out_dir):
+    """vLLM's client at RATE req/s, evenly spaced (burstiness inf); its result file, as saved."""
+    argv = [python, "-P", "-c", BENCH_SERVE, "--backend", "vllm", "--base-url", url, "--endpoint", "/v1/completions",
+            "--model", served, "--tokenizer", str(folder), "--dataset-name", "custom", "--dataset-path", str(dataset),
+            "--custom-output-len", "-1", "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(N),
+            "--ignore-eos", "--temperature", "0", "--request-rate", str(RATE), "--burstiness", "inf",
+            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
+            "--save-result", "--result-dir", str(out_dir), "--result-filename", "vllm.json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=out_dir)
+    assert proc.returncode == 0, f"vllm bench serve failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return json.loads((out_dir / "vllm.json").read_text())
+
+
+def test_our_client_and_vllms_agree_on_one_server(tmp_path):
+    python = vllm_python()
+    folder = make_tiny_llama(python, tmp_path / "tiny_llama")
+    stack = get_stack("vllm")
+    config = tmp_path / "config.yaml"
+    render(ROOT / "configs" / "vllm" / "tiny_llama.yaml", {"model": str(folder)}, config)
+    options = {"python": python, "device": "cpu"}
+    requests = load_trace(ROOT / "traces" / "alpaca_like_1500.jsonl",
+                          counter=stack.token_counter(config, options))[:N]
+    dataset = tmp_path / "requests.jsonl"
+    dataset.write_text("".join(json.dumps({"prompt": r.prompt, "output_tokens": r.output_len}) + "\n"
+                               for r in requests))
+    opts = ReplayOptions(parameters={"do_sample": False}, request_timeout=120)
+    with stack.launch(LaunchSpec(config, tmp_path / "run", 300, None, options)) as running:
+        running.replay(Plan([(0.0, r) for r in requests[:5]]), opts)   # warm-up, as vLLM's client does its own
+        plan = Plan([(i / RATE, r) for i, r in enumerate(requests)])
+        before = score(running.replay(plan, opts).records)
+        theirs = vllm_client(python, running.url, running.protocol.model, folder, dataset, tmp_path)
+        after = score(running.replay(plan, opts).records)
+    for ours in (before, after):
+        print(f"ours: {json.dumps({k: ours[k] for k in ('requests_ok', 'tokens_out', *TOLERANCE)})}", file=sys.stderr)
+        assert ours["requests_ok"] == theirs["completed"] == N
+        assert ours["tokens_out"] == theirs["total_output_tokens"] == sum(r.output_len for r in requests)
+    for key, (rel, slack) in TOLERANCE.items():
+        lo, hi = sorted((before[key], after[key]))
+        peer = theirs[f"median_{key.split('_')[0].replace('e2e', 'e2el')}_ms"] / 1e3
+        assert lo * (1 - rel) - slack <= peer <= hi * (1 + rel) + slack, (
+            f"{key}: vLLM's {peer * 1e3:.1f} ms outside ours {lo * 1e3:.1f}-{hi * 1e3:.1f} ms "
+            f"+- {rel:.0%} + {slack * 1e3:g} ms")

@@ -1,0 +1,1 @@
+"""How configurations are proposed (the sampler) and how the best trial is chosen (selection)."""
