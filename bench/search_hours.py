@@ -17,8 +17,12 @@ in what they launch and for how long:
   random    optuna's RandomSampler, every trial a launch and a full replay;
   grid      vLLM auto_tune style: the coarse grid in nested-loop order, each a launch and a full replay.
 The pre-screen's simulator is never the truth (that would be an oracle): its value is the truth
-times a fixed per-configuration error, lognormal with SIM_ERROR (5 %, the simulator's fidelity goal);
-the probe's sim-corrected prediction carries its own PROBE_ERROR (3 %). Configurations that cannot
+times the error the real simulator shows against a ground-truth table (bench/groundtruth.py,
+bench/tabular_fidelity.py): a simulator's error is systematic, a mis-modelled regime moves together,
+so each decode-batch level gets the table's bias there (median sim / real) and, per configuration,
+a fixed lognormal error with the table's spread about that bias in the regime. The llm-serving table
+(the 910B profile's emulated device time) is preferred, else the embedded one; with neither the old
+basis stands (an independent 5 %, SIM_ERROR) and the report says so. The probe's sim-corrected prediction carries its own PROBE_ERROR (3 %). Configurations that cannot
 run are rejected before launch (the pre-launch checks), so they cost nothing; the study records
 them as it records a failed configuration (COMPLETE, ``failed`` constraint broken).
 """
@@ -57,12 +61,65 @@ def _error(params: Params, salt: str, sigma: float) -> float:
     return float(math.exp(sigma * z))
 
 
-def simulator(f: Callable[[Params], float]) -> Callable[[Params], float]:
-    """The pre-screen's simulator: the truth times a fixed 5 % error per configuration (NaN = fails)."""
+TABLES = ("llm_serving_pa_batching", "embedded_pa_batching")   # whose simulator error the model takes, in order
+
+
+def error_structure(data=ROOT / "bench" / "data") -> dict | None:
+    """The simulator's measured error per regime on the first ground-truth table there is (None: no table).
+    Read only: the simulator's values come from the table's cache (bench/tabular.py writes it)."""
+    from dataclasses import replace
+    from tabular import load_table
+    from tabular_fidelity import fidelity, sim_values
+    for name in TABLES:
+        path = data / f"{name}.csv"
+        if path.exists() and path.with_suffix(".sim.json").exists():
+            gt = load_table(path).measured_only()
+            sims = sim_values(gt, ROOT, data, compute=False)
+            keep = [i for i, v in enumerate(sims) if not math.isnan(v)]
+            gt = replace(gt, configs=[gt.configs[i] for i in keep], runs=[gt.runs[i] for i in keep])
+            sims = [sims[i] for i in keep]
+            if len(keep) < 2:
+                continue
+            fid = fidelity(gt, sims)
+            regs = fid["regimes"]
+            # a regime of one or two configurations shows no spread: it takes the pooled one
+            pooled = math.sqrt(sum(r["spread"] ** 2 * r["n"] for r in regs.values()) / sum(r["n"] for r in regs.values()))
+            regs = {lv: r | {"spread": pooled} if r["n"] < 3 else r for lv, r in regs.items()}
+            return {"table": name, "key": fid["regime"], "regimes": regs, "tau": fid["tau"],
+                    "configs": len(gt.configs)}
+    return None
+
+
+def _regime(structure: dict, params: Params) -> dict:
+    """The regime of ``params``: its level of the structure's key, else the nearest level (log scale)."""
+    levels = structure["regimes"]
+    v = params.get(structure["key"])
+    if v is None:
+        return {"bias": 1.0, "spread": SIM_ERROR}
+    near = min(levels, key=lambda lv: abs(math.log(float(lv)) - math.log(float(v))))
+    return levels[near]
+
+
+def simulator(f: Callable[[Params], float], structure: dict | None = None) -> Callable[[Params], float]:
+    """The pre-screen's simulator: the truth times the measured regime bias and a fixed per-configuration
+    error with the regime's spread (``structure``, error_structure()); without one an independent 5 %."""
     def sim(params: Params) -> float:
         v = f(params)
-        return math.nan if math.isinf(v) else v * _error(params, "sim", SIM_ERROR)
+        if math.isinf(v):
+            return math.nan
+        if structure is None:
+            return v * _error(params, "sim", SIM_ERROR)
+        r = _regime(structure, params)
+        return v * r["bias"] * _error(params, "sim", r["spread"])
     return sim
+
+
+def basis(structure: dict | None) -> str:
+    if structure is None:
+        return "simulator error: an independent 5 % per configuration (no ground-truth table in bench/data)"
+    regs = ", ".join(f"{lv}: x{r['bias']:.2f} +-{r['spread']:.0%}" for lv, r in structure["regimes"].items())
+    return (f"simulator error as measured on bench/data/{structure['table']} ({structure['configs']} configurations, "
+            f"tau {structure['tau']:.2f}), per {structure['key']} level: {regs}")
 
 
 class Ledger:
@@ -123,12 +180,13 @@ def grid(points: list[Params], f: Callable[[Params], float], target: float) -> L
     return led
 
 
-def ours(space, f: Callable[[Params], float], n: int, target: float, spec: PrescreenSpec = DEFAULT_PRESCREEN) -> Ledger:
+def ours(space, f: Callable[[Params], float], n: int, target: float, spec: PrescreenSpec = DEFAULT_PRESCREEN,
+         structure: dict | None = None) -> Ledger:
     """The default study setup through the product's functions; ``space`` carries the seed."""
     space = space.model_copy(update={"prescreen": spec, "early_stop": EarlyStopSpec(margin=MARGIN),
                                      "objectives": space.objectives[:1]})   # the bench's one objective
     name = space.objectives[0].name
-    sim = simulator(f)
+    sim = simulator(f, structure)
     study = optuna.create_study(sampler=make_sampler(space), direction="minimize")
     screener = PreScreener(space, ROOT, [], spec)
     if spec.warm_start:
@@ -174,15 +232,20 @@ def ours(space, f: Callable[[Params], float], n: int, target: float, spec: Presc
 
 
 def hours_to_tuned(space, f: Callable[[Params], float], optimum: float, coarse: list[Params],
-                   seeds: int, horizon: int, tol: float = 0.02, spec: PrescreenSpec = DEFAULT_PRESCREEN) -> dict[str, dict]:
+                   seeds: int, horizon: int, tol: float = 0.02, spec: PrescreenSpec = DEFAULT_PRESCREEN,
+                   structure: dict | None | str = "measured") -> dict[str, dict]:
+    """``structure``: the simulator's error ("measured": from bench/data's tables, None: independent 5 %)."""
+    if structure == "measured":
+        structure = error_structure()
+    print(f"  hours: {basis(structure)}", flush=True)
     target = optimum * (1 + tol)
     cold = spec.model_copy(update={"warm_start": 0})
     runs: dict[str, list[Ledger]] = {OURS: [], OURS_COLD: [], "gp alone": [], "random": [],
                                      "coarse grid (auto_tune style)": []}
     for seed in range(seeds):
         seeded = space.model_copy(update={"seed": seed})
-        runs[OURS].append(ours(seeded, f, horizon, target, spec))
-        runs[OURS_COLD].append(ours(seeded, f, horizon, target, cold))
+        runs[OURS].append(ours(seeded, f, horizon, target, spec, structure))
+        runs[OURS_COLD].append(ours(seeded, f, horizon, target, cold, structure))
         runs["gp alone"].append(plain(make_sampler(seeded), seeded, f, horizon, target))
         runs["random"].append(plain(optuna.samplers.RandomSampler(seed=seed), space, f, horizon, target))
         runs["coarse grid (auto_tune style)"].append(grid(coarse, f, target))

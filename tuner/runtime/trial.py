@@ -6,6 +6,7 @@ the log tail; nothing here raises for a bad configuration or a crashing stack.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ class TrialOutcome:
     fail_detail: str = ""
     log_tail: str = ""
     records: list[RequestRecord] = field(default_factory=list)
+    more_replays: list[dict[str, float]] = field(default_factory=list)   # run_trial(replays=N): replays 2..N
 
     @property
     def ok(self) -> bool:
@@ -87,11 +89,13 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
               plan: list[tuple[float, TraceRequest]], device_id: int | None = None,
               on_request: Callable[[RequestRecord], None] | None = None,
               stop: StopCondition | None = None, env: dict[str, str] | None = None,
-              on_launch: Callable[[list[int]], None] | None = None) -> TrialOutcome:
+              on_launch: Callable[[list[int]], None] | None = None, replays: int = 1) -> TrialOutcome:
     """suggested params -> render -> check -> launch -> replay -> score; the stack is always stopped.
 
     ``env`` goes to every process the stack starts (the trial tag); ``on_launch`` gets the stack's
-    process groups once it is up; ``stop`` may end the replay early (early stopping)."""
+    process groups once it is up; ``stop`` may end the replay early (early stopping). ``replays`` > 1
+    replays the plan again on the same stack (bench/groundtruth.py: vLLM's launch is the slow part);
+    the outcome is the first replay's, the others' scores are in ``more_replays``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = get_stack(space.backend)
     fmt = stack.config_format
@@ -128,6 +132,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
             alive = running.alive() and running.died is None
             tail = running.log_tail()
             service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
+            more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
     finally:
         with phases("stop"):
             running.stop()
@@ -149,7 +154,14 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         out = _fail(cls, detail, tail, records=records)
         out.metrics = metrics
         return out
-    return TrialOutcome(metrics=metrics, records=records)
+    return TrialOutcome(metrics=metrics, records=records, more_replays=more)
+
+
+def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace) -> dict[str, float]:
+    """Another replay of the plan on the running stack: its score and its seconds (``replay_s``)."""
+    t = time.monotonic()
+    result = running.replay(plan, opts, deadline=space.timeouts.replay)
+    return score(result.records, {}) | {"replay_s": time.monotonic() - t, "alive": float(running.alive())}
 
 
 def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_dir: Path,

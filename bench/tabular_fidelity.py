@@ -1,0 +1,94 @@
+"""The simulator against a ground-truth table: its value per configuration, its error, rank agreement.
+
+The simulator is the one a study's pre-screen and warm start run (tuner.screening.prescreen:
+backend sim, same render, checks and scoring) with the profile a user of that stack has: the
+embedded engine's shipped profile (what `tune calibrate` writes for the tiny model), the 910B
+LLaMA-2-7B profile for llm-serving (the same one whose device time the emulated stack waits).
+vLLM has none yet (None: no simulator). Values are cached beside the table
+(<table>.sim.json, keyed by configuration, with the profile and commit they came from).
+Fidelity: mean and max relative error over configurations both ran, Kendall's tau (scipy), whether
+the real optimum is among the simulator's five best, and the error per regime (a parameter's level):
+the median ratio sim / real there (its bias) and the spread of log ratios around it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+from _common import table
+
+from tabular import GroundTruth
+
+SIM_OVERRIDES = {"embedded": ["backend=sim"],
+                 "llm_serving": ["backend=sim", "+sim.profile=ascend910b_llama2_7b"]}
+
+
+def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: bool = True) -> list[float] | None:
+    """The simulator's total_time per configuration of ``gt`` (NaN: the simulated trial failed);
+    ``compute=False``: only what the cache holds (NaN for the rest), nothing simulated or written."""
+    backend = gt.meta["backend"]
+    if backend not in SIM_OVERRIDES:
+        return None
+    from groundtruth import git_commit, key_of
+    from tabular_methods import grid_space
+    from tuner.screening.prescreen import first_objective, simulate_params
+    from tuner.study.run import StudyRun
+    cache_path = (data or root / "bench" / "data") / f"{gt.meta['table']}.sim.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {"overrides": SIM_OVERRIDES[backend],
+                                                                             "commit": git_commit(), "values": {}}
+    values = cache["values"]
+    missing = [c for c in gt.configs if key_of(c) not in values]
+    if missing and not compute:
+        return [math.nan if values.get(key_of(c)) is None else values[key_of(c)] for c in gt.configs]
+    if missing:
+        space = grid_space(gt, extra=SIM_OVERRIDES[backend])
+        plan = StudyRun(space, root, "").plan()
+        for c in missing:
+            v = first_objective(space, simulate_params(space, root, c, plan))
+            values[key_of(c)] = None if math.isnan(v) else v
+        cache_path.write_text(json.dumps(cache, indent=0) + "\n")
+    return [math.nan if values[key_of(c)] is None else values[key_of(c)] for c in gt.configs]
+
+
+def fidelity(gt: GroundTruth, sims: list[float], regime: str | None = None) -> dict:
+    from scipy.stats import kendalltau
+    truth = gt.medians
+    both = [i for i, (s, t) in enumerate(zip(sims, truth)) if not math.isnan(s) and not math.isinf(t)]
+    err = [abs(sims[i] - truth[i]) / truth[i] for i in both]
+    tau = kendalltau([sims[i] for i in both], [truth[i] for i in both]).statistic if len(both) > 1 else math.nan
+    by_sim = sorted((i for i in range(len(sims)) if not math.isnan(sims[i])), key=lambda i: sims[i])
+    opt, _ = gt.optimum
+    regime = regime or default_regime(gt)
+    return {"n": len(both), "mean_err": statistics.fmean(err) if err else math.nan, "max_err": max(err, default=math.nan),
+            "tau": tau, "opt_in_top5": opt in by_sim[:5], "opt_sim_rank": by_sim.index(opt) + 1 if opt in by_sim else None,
+            "regime": regime, "regimes": regimes(gt, sims, regime),
+            "infeasible_disagree": sum(math.isnan(s) != math.isinf(t) for s, t in zip(sims, truth))}
+
+
+def default_regime(gt: GroundTruth) -> str:
+    """The decode batch where a table has one (it moves the whole step cost), else its first parameter."""
+    return next((k for k in gt.keys if k.endswith("decode_batch_size")), gt.keys[0])
+
+
+def regimes(gt: GroundTruth, sims: list[float], key: str) -> dict:
+    """Per level of ``key``: median sim / real (the regime's bias) and the std of log ratios about it."""
+    truth = gt.medians
+    out = {}
+    for level in sorted(set(c[key] for c in gt.configs)):
+        logs = [math.log(sims[i] / truth[i]) for i, c in enumerate(gt.configs)
+                if c[key] == level and not math.isnan(sims[i]) and not math.isinf(truth[i])]
+        if logs:
+            mid = statistics.median(logs)
+            out[level] = {"bias": math.exp(mid), "spread": statistics.pstdev([x - mid for x in logs]), "n": len(logs)}
+    return out
+
+
+def report_fidelity(gt: GroundTruth, f: dict) -> None:
+    print(f"simulator vs {gt.name}: {f['n']} configurations both ran; error mean {f['mean_err']:.1%}, max "
+          f"{f['max_err']:.1%}; Kendall tau {f['tau']:.3f}; real optimum in the simulator's top 5: "
+          f"{'yes' if f['opt_in_top5'] else 'no'} (its rank there: {f['opt_sim_rank']}); feasibility disagrees "
+          f"on {f['infeasible_disagree']}")
+    table([f["regime"], "sim/real (median)", "spread (log)", "configs"],
+          [[lv, r["bias"], r["spread"], r["n"]] for lv, r in f["regimes"].items()])

@@ -1,0 +1,79 @@
+"""bench/groundtruth.py: tables resume, extend and refuse a mismatch (measured on the simulator backend,
+the same run_trial path as a real stack's, seconds instead of minutes)."""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import groundtruth  # noqa: E402
+import tabular  # noqa: E402
+
+GRID = {"model_config.decode_batch_size": [4, 16], "pa_config.num_blocks": [16, 1024]}   # 16 blocks: rejected
+
+
+def sim_table(overrides=()):
+    return groundtruth.Table("t", "pa_batching", ["backend=sim", "load.qps=20", "load.duration=1", *overrides],
+                             dict(GRID))
+
+
+def rows(out):
+    with (out / "t.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_table_resumes_extends_and_keeps_its_provenance(tmp_path):
+    assert groundtruth.build(sim_table(), 2, None, 3, tmp_path, seed=0) == 0
+    first = rows(tmp_path)
+    assert len(first) == 3                                    # stopped at the limit
+    assert len({r["config"] for r in first}) == 3             # one pass: each configuration once before any twice
+    groundtruth.build(sim_table(), 2, None, None, tmp_path, seed=0)
+    second = rows(tmp_path)
+    assert second[:3] == first and len(second) == 8           # resumed: appended, nothing measured twice over
+    groundtruth.build(sim_table(), 2, None, None, tmp_path, seed=0)
+    assert len(rows(tmp_path)) == 8                           # already measured enough
+    groundtruth.build(sim_table(), 3, None, None, tmp_path, seed=0)
+    third = rows(tmp_path)
+    assert len(third) == 12 and {r["launch"] for r in third} == {"0", "1", "2"}
+    for r in third:
+        assert float(r["loadavg1"]) >= 0 and r["date"].endswith("Z") and r["commit"]
+        assert float(r["launch_s"]) >= 0 and float(r["replay_s"]) >= 0
+    rejected = [r for r in third if json.loads(r["pa_config.num_blocks"]) == 16]
+    assert rejected and all(r["ok"] == "0" and r["fail_class"] == "config_rejected" for r in rejected)
+    meta = json.loads((tmp_path / "t.json").read_text())
+    assert meta["study"] == "pa_batching" and meta["load"]["qps"] == 20 and meta["stack_version"]
+    gt = tabular.load_table(tmp_path / "t.csv")
+    assert [len(r) for r in gt.runs] == [3, 3, 3, 3]
+    assert gt.optimum[1] < float("inf")
+
+
+def test_a_table_measured_under_other_conditions_is_refused(tmp_path):
+    groundtruth.build(sim_table(), 1, None, 1, tmp_path, seed=0)
+    with pytest.raises(SystemExit, match="other conditions"):
+        groundtruth.build(sim_table(["load.seed=3"]), 1, None, None, tmp_path, seed=0)
+    assert len(rows(tmp_path)) == 1
+
+
+def test_extending_the_grid_keeps_the_rows_and_measures_the_new_levels(tmp_path):
+    groundtruth.build(sim_table(), 1, None, None, tmp_path, seed=0)
+    wider = sim_table()
+    wider.grid["model_config.decode_batch_size"] = [4, 64]
+    groundtruth.build(wider, 1, None, None, tmp_path, seed=0)
+    meta = json.loads((tmp_path / "t.json").read_text())
+    assert meta["grid"]["model_config.decode_batch_size"] == [4, 16, 64]
+    assert len(rows(tmp_path)) == 6
+
+
+def test_replays_per_launch_give_a_row_each_with_its_own_replay_seconds(tmp_path):
+    t = sim_table()
+    t.grid = {"model_config.decode_batch_size": [16], "pa_config.num_blocks": [1024]}
+    t.replays = 2
+    groundtruth.build(t, 1, None, None, tmp_path, seed=0)
+    got = rows(tmp_path)
+    assert [(r["launch"], r["replay"], r["ok"]) for r in got] == [("0", "0", "1"), ("0", "1", "1")]
+    assert got[0]["launch_s"] == got[1]["launch_s"] and float(got[1]["replay_s"]) > 0
+    assert float(got[1]["total_time"]) > 0

@@ -1,0 +1,101 @@
+"""bench/tabular.py: the tabular replay of search methods on a ground-truth table (synthetic tables here)."""
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import tabular  # noqa: E402
+import tabular_methods  # noqa: E402
+from tuner.space.rigour import PrescreenSpec  # noqa: E402
+
+GRID = {"model_config.prefill_batch_size": [1, 2, 4, 8], "model_config.decode_batch_size": [1, 4, 16, 64],
+        "pa_config.num_blocks": [128, 1024], "pa_config.block_size": [8, 32]}
+
+SMALL = GRID | {"pa_config.block_size": [8]}   # 32 configurations: GP-based methods stay quick
+
+
+def toy(p):
+    """Faster with bigger decode batches and pools, a best prefill batch of 2; one pool too small."""
+    if p["pa_config.num_blocks"] == 128 and p["pa_config.block_size"] == 8 and p["model_config.decode_batch_size"] == 64:
+        return math.inf
+    return (10 + 60 / p["model_config.decode_batch_size"] + 3 * abs(math.log2(p["model_config.prefill_batch_size"]) - 1)
+            + 2000 / (p["pa_config.num_blocks"] * p["pa_config.block_size"]))
+
+
+def make_table(noise=0.01, repeats=3, seed=0, grid=GRID) -> tabular.GroundTruth:
+    meta = {"table": "toy", "study": "pa_batching", "overrides": [], "backend": "embedded", "grid": grid}
+    configs = [dict(zip(grid, v)) for v in tabular._product(list(grid.values()))]
+    rng = np.random.default_rng(seed)
+    runs = [[(toy(c) * (1 + noise * rng.standard_normal()), 5 + min(toy(c), 100)) for _ in range(repeats)]
+            for c in configs]
+    return tabular.GroundTruth("toy", meta, configs, runs)
+
+
+def test_replay_is_deterministic_for_a_seed():
+    gt = make_table()
+    methods = tabular_methods.make_methods(gt, None, ["random", "pso", "sweep"])
+    for name, m in methods.items():
+        a, b = tabular.Replay(gt, 3), tabular.Replay(gt, 3)
+        m(gt, a, 3, 25)
+        m(gt, b, 3, 25)
+        assert a.trials == b.trials and len(a.trials) == 25, name
+        c = tabular.Replay(gt, 4)
+        m(gt, c, 4, 25)
+        assert c.trials != a.trials, name   # another seed draws other repeats (and, but for sweep, other configs)
+
+
+def test_a_method_told_the_optimum_reaches_it_in_one_trial():
+    gt = make_table()
+    best, opt = gt.optimum
+    assert opt == min(gt.medians) and not math.isinf(opt)
+
+    def oracle(gt, rep, seed, horizon):
+        rep.trial(best)
+
+    res = tabular.run_methods(gt, {"oracle": oracle}, seeds=5, horizon=30, log=lambda s: None)
+    assert [o.trials_to for o in res["oracle"]] == [1] * 5
+    assert all(o.hours_to == gt.runs[best][0][1] / 3600 or o.hours_to > 0 for o in res["oracle"])
+
+
+def test_score_counts_the_pick_by_its_true_value_not_its_lucky_draw():
+    gt = make_table(noise=0.0)
+    worst = max(range(len(gt.configs)), key=lambda i: gt.medians[i] if not math.isinf(gt.medians[i]) else 0)
+    gt.runs[worst] = [(0.001, 1.0)] + gt.runs[worst][1:]     # one lucky draw of a bad configuration
+    out = tabular.score(gt, [(worst, 0.001, 1.0), (gt.optimum[0], gt.optimum[1], 1.0)])
+    assert math.isinf(out.trials_to)   # the study keeps the lucky one: it is not within 2 % in truth
+
+
+def median_trials(gt, method, seeds, horizon):
+    res = tabular.run_methods(gt, {"m": method}, seeds, horizon, log=lambda s: None, checkpoints=False)
+    return statistics.median(min(o.trials_to, horizon + 1) for o in res["m"])
+
+
+def test_a_shuffled_objective_makes_ours_no_better_than_random():
+    """ours learns from the knobs (and its simulator, good on the true table); with the objective
+    column shuffled there is nothing to learn, and it must lose its edge over random."""
+    gt = make_table(grid=SMALL)
+    sims = [v * 1.05 if not math.isinf(v) else math.nan for v in gt.medians]   # a simulator good on the truth
+    spec = PrescreenSpec(top_fraction=0.3, warmup=5, sim_trials=12)
+    ours = tabular_methods.ours_method(sims, spec)
+    rnd = tabular_methods.make_methods(gt, None, ["random"])["random"]
+    seeds, horizon = 5, 20
+    assert median_trials(gt, ours, seeds, horizon) * 2 <= median_trials(gt, rnd, seeds, horizon)
+    shuffled = gt.shuffled(1)
+    assert shuffled.optimum[0] != gt.optimum[0]
+    assert median_trials(shuffled, ours, seeds, horizon) >= 0.8 * median_trials(shuffled, rnd, seeds, horizon)
+
+
+def test_the_910b_model_errs_by_regime_as_the_table_measured():
+    import search_hours as H
+    structure = {"table": "t", "key": "model_config.decode_batch_size", "tau": 0.5, "configs": 2,
+                 "regimes": {1: {"bias": 2.0, "spread": 0.0, "n": 3}, 64: {"bias": 0.5, "spread": 0.0, "n": 3}}}
+    sim = H.simulator(lambda p: 10.0, structure)
+    assert sim({"model_config.decode_batch_size": 1}) == 20.0       # the whole regime moves together
+    assert sim({"model_config.decode_batch_size": 32}) == 5.0       # nearest measured level (log scale)
+    assert math.isnan(H.simulator(lambda p: math.inf, structure)({"model_config.decode_batch_size": 1}))
+    assert "as measured on bench/data/t" in H.basis(structure) and "independent 5 %" in H.basis(None)
