@@ -13,7 +13,6 @@ from serving.probes.engine import EngineBusyProbe
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions, Stage
 from serving.procs.process import ManagedProcess
-from serving.stacks.base import LaunchSpec, RunningStack, Stack, StackOptions
 from serving.stacks.readback import Reading
 from serving.stacks.readiness import http_ok, wait_until
 

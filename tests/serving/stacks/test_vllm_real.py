@@ -12,7 +12,6 @@ import optuna
 import pytest
 
 from serving.config.render import render
-from serving.stacks import LaunchError, LaunchSpec, failures, get_stack
 from serving.procs.groups import group_alive
 from serving.config.vllm_yaml import launch_text
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack, readback
