@@ -36,7 +36,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT, median
-from _peer_clients import (FIGURES, from_guidellm, from_vllm, run_guidellm, run_vllm_client, vllm_bench_argv,
+from _peer_clients import (FIGURES, LATENCIES, from_guidellm, from_vllm, run_guidellm, run_vllm_client, vllm_bench_argv,
                            write_dataset)
 from _peer_sweep import compare_capacity
 
@@ -152,7 +152,7 @@ def table_rows(runs: dict[str, list[dict]]) -> list[dict]:
 def print_table(name: str, rows: list[dict]) -> None:
     print(f"\n{name}  (medians of repeats; latencies in ms; spread = (max - min) / median over repeats)")
     head = ["figure", "ours", "vLLM", "GuideLLM", "ours/vLLM", "vLLM spread", "ours spread", "verdict", "definition"]
-    scale = lambda f, v: v * 1e3 if f.split("_")[0] in DEFINITIONS else v   # noqa: E731
+    scale = lambda f, v: v * 1e3 if f.split("_")[0] in LATENCIES else v   # noqa: E731  (seconds -> ms)
     cells = [head] + [[r["figure"], *(f"{scale(r['figure'], r[k]):.4g}" for k in ("ours", "vllm", "guidellm")),
                        f"{r['ours/vllm']:.3f}", f"{r['vllm_spread']:.1%}", f"{r['ours_spread']:.1%}", r["verdict"],
                        r["definition"]] for r in rows]
