@@ -6,8 +6,9 @@ the requests (tuner.workload) and scores the records (tuner.runtime.metrics).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
-__all__ = ["TraceRequest", "RequestRecord", "Plan"]
+__all__ = ["TraceRequest", "RequestRecord", "Plan", "first_event_time"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,20 @@ class Plan(list):
 
     def __repr__(self) -> str:
         return f"Plan({list.__repr__(self)}, concurrency={self.concurrency})"
+
+
+def first_event_time(records: list[RequestRecord], holds: Callable[[float], bool]) -> float | None:
+    """The earliest event time of ``records`` (a send, a token, a completion) at which ``holds`` is
+    true, for a condition that once true stays true (bisected); None when it never holds. Where a
+    live stop condition, polled as events arrive, would have ended a replay that ran to its end."""
+    times = sorted({t for r in records for t in (r.sent, r.first_token, r.done, *r.token_times) if t is not None})
+    if not times or not holds(times[-1]):
+        return None
+    lo, hi = 0, len(times) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(times[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return times[lo]

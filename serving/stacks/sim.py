@@ -27,7 +27,7 @@ from serving.replay.client import STOPPED, StopCondition
 from serving.replay.protocol import ReplayOptions
 from serving.stacks.base import (LaunchError, LaunchSpec, Plan, ReplayResult, RunningStack, Stack,
                                  StackOptions)
-from serving.workload import RequestRecord
+from serving.workload import RequestRecord, first_event_time
 
 
 class SimOptions(StackOptions):
@@ -71,28 +71,22 @@ def apply_stop(records: list[RequestRecord], stop: StopCondition) -> None:
     """Ends a simulated replay where a live stop condition, polled as events arrive, would have:
     the first event time at which ``stop.check`` fires on what was seen by then. Requests unfinished
     at that time end as the live client leaves them (never sent or cut off, ``STOPPED``)."""
-    times = sorted({t for r in records for t in (r.sent, r.first_token, r.done, *r.token_times) if t is not None})
-    if not times:
+    sent = [r.sent for r in records if r.sent is not None]
+    if not sent:
         return
-    t0 = min(r.sent for r in records if r.sent is not None)
+    t0 = min(sent)
 
     def fires(at: float) -> bool:
         return bool(stop.check(at - t0, [seen_by(r, at) for r in records]))
 
-    if not fires(times[-1]):
+    at = first_event_time(records, fires)
+    if at is None:
         return
-    lo, hi = 0, len(times) - 1          # a stop, once due, stays due: bisect for the first event
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fires(times[mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    fires(times[lo])                    # leaves the condition's own state (its reason) as of that time
+    fires(at)                           # leaves the condition's own state (its reason) as of that time
     stop.fired = True
     for i, rec in enumerate(records):
-        if rec.done is None or rec.done > times[lo]:
-            records[i] = dataclasses.replace(seen_by(rec, times[lo]), error=STOPPED)
+        if rec.done is None or rec.done > at:
+            records[i] = dataclasses.replace(seen_by(rec, at), error=STOPPED)
 
 
 class SimRunning(RunningStack):

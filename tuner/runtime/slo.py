@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from serving.workload import RequestRecord
+from serving.workload import RequestRecord, first_event_time
 from tuner.runtime.metrics import score
 from tuner.space.capacity import FAILED
 
@@ -98,19 +98,9 @@ def certain_fail(records: list[RequestRecord], slo: dict[str, float], now: float
 
 
 def fail_time(records: list[RequestRecord], slo: dict[str, float]) -> float | None:
-    """Earliest event time at which the FAIL verdict was certain: where a live stop would have ended
-    a replay that ran to its end anyway (the simulator's replay has no stop)."""
-    times = sorted({t for r in records for t in (r.sent, r.first_token, r.done, *r.token_times) if t is not None})
-    if not times or certain_fail(records, slo, times[-1]) is None:
-        return None
-    lo, hi = 0, len(times) - 1          # certainty only grows with time: bisect for the first event
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if certain_fail(records, slo, times[mid]) is None:
-            lo = mid + 1
-        else:
-            hi = mid
-    return times[lo]
+    """Earliest event time at which the FAIL verdict was certain: where SloStop ends a live replay
+    (certainty only grows with time)."""
+    return first_event_time(records, lambda at: certain_fail(records, slo, at) is not None)
 
 
 class SloStop:
