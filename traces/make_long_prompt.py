@@ -13,6 +13,7 @@ A third of the prompts open with one of 8 shared 512-token documents (equal firs
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tuner.workload.formats import BLOCK_TOKENS  # noqa: E402
-from tuner.workload.trace import write_trace  # noqa: E402
+from tuner.runtime.writes import write_chunks  # noqa: E402
 
 SHARED_DOCS, SHARED_SHARE, RATE = 8, 1 / 3, 5.0
 
@@ -52,7 +53,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--to", type=Path, default=ROOT / "traces" / "long_prompt_1500.jsonl")
     args = ap.parse_args()
-    write_trace(long_prompt_records(args.n, args.seed), args.to)
+    rows = long_prompt_records(args.n, args.seed)   # a rebuild replaces the shipped file: force
+    write_chunks(args.to, (json.dumps(r) + "\n" for r in rows), force=True, key="--to")
     print(f"wrote {args.to}")
     return 0
 

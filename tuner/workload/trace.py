@@ -8,8 +8,6 @@ record trace holds only the records it schedules.
 """
 from __future__ import annotations
 
-import json
-import os
 from array import array
 from collections import Counter
 from collections.abc import Callable, Container, Iterator
@@ -200,16 +198,3 @@ def synthesize(n: int, seed: int = 0) -> list[dict]:
     plen = np.clip(np.round(rng.lognormal(np.log(15), 0.76, n)), 2, 192).astype(int)
     olen = np.clip(np.round(rng.lognormal(np.log(46), 0.84, n)), 1, 504).astype(int)
     return [{"prompt": " ".join(rng.choice(_WORDS, size=p)), "output_len": int(o)} for p, o in zip(plen, olen)]
-
-
-def write_trace(records, path: str | Path) -> None:
-    """JSON lines, written to a temporary file then renamed: a failure leaves nothing behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
