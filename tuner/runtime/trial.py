@@ -139,8 +139,9 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
     metrics = score(records, service, result.read_lags) | result.usage | phases.times
     metrics |= energy(result.usage, metrics.get("tokens_out", 0.0))
-    lagging = behind(metrics, space.capacity, is_burst(plan))
-    metrics |= kept_up([(metrics, is_burst(plan))], space.capacity)
+    burst = is_burst(plan)   # a burst has no schedule to keep: its send lag is not judged
+    lagging = behind(metrics, space.capacity, burst)
+    metrics |= kept_up([(metrics, burst)], space.capacity)
     key = f"{running.utilisation}_mean" if running.utilisation else None
     metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
