@@ -158,6 +158,10 @@ class RunningStack(abc.ABC):
 
     #: why the stack's death ended a replay (serving.stacks.watch); None while it serves
     died: str | None = None
+
+    def whole(self) -> bool:
+        """Alive, and no process of it died during a replay (a leader may outlive its agents)."""
+        return self.alive() and self.died is None
     _watch: ProcessWatch | None = None
     _senders: SenderPool | None = None
 

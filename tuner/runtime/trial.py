@@ -129,7 +129,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
                 on_launch(running.pgids)
             result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
             records = result.records
-            alive = running.alive() and running.died is None
+            alive = running.whole()
             tail = running.log_tail()
             service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
             more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
@@ -181,7 +181,7 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
                 found = search.run()
             except capacity.ClientOverloaded as err:
                 error = err
-            alive = running.alive() and running.died is None
+            alive = running.whole()
             tail = running.log_tail()
     finally:
         with phases("stop"):
