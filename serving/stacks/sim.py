@@ -89,28 +89,31 @@ def apply_stop(records: list[RequestRecord], stop: StopCondition) -> None:
             records[i] = dataclasses.replace(seen_by(rec, at), error=STOPPED)
 
 
-class SimRunning(RunningStack):
-    url = "sim://"
-    protocol = LLMServingProtocol()   # nothing is sent; the protocol names the API the sim stands for
-    utilisation = "sim_busy"
+class VirtualRunning(RunningStack):
+    """A stack simulated on a virtual clock: nothing runs, a replay is computed. The replay's deadline
+    and stop condition cut the records where a live replay would have been cut (so a capacity search
+    or early stop is charged what a real stack would be), and ``on_request`` sees each sent request
+    once, in its final state, as the live client reports it. Subclasses compute ``simulate``."""
     pgids: list[int] = []   # nothing runs
+    stopped = False
 
-    def __init__(self, settings: SimSettings, latency: LatencyModel, busy_window: float = 0.25):
-        self.settings, self.latency, self.busy_window = settings, latency, busy_window
+    def simulate(self, plan: Plan) -> tuple[list[RequestRecord], dict[str, float]]:
+        """The plan's records, whole, and the usage figures of the simulated replay."""
+        raise NotImplementedError
 
     def replay(self, plan: Plan, options: ReplayOptions | None = None,
                on_request: Callable[[RequestRecord], None] | None = None,
                deadline: float | None = None, stop=None) -> ReplayResult:
-        """The plan on the virtual clock; a stop condition cuts it where it would have cut a live replay
-        (so a capacity search or early stop is charged what a real stack would be)."""
-        result = simulate(self.settings, self.latency, plan, on_request)
+        records, usage = self.simulate(plan)
         if deadline is not None:
-            cut_at_deadline(result.records, deadline)
+            cut_at_deadline(records, deadline)
         if stop is not None:
-            apply_stop(result.records, stop)
-        return ReplayResult(result.records, result.usage(self.busy_window))
-
-    stopped = False
+            apply_stop(records, stop)
+        if on_request:
+            for rec in records:
+                if rec.sent is not None:
+                    on_request(rec)
+        return ReplayResult(records, usage)
 
     def alive(self) -> bool:   # nothing runs, but a stopped stack says so like any other
         return not self.stopped
@@ -123,6 +126,19 @@ class SimRunning(RunningStack):
 
     def _stop(self) -> None:
         self.stopped = True
+
+
+class SimRunning(VirtualRunning):
+    url = "sim://"
+    protocol = LLMServingProtocol()   # nothing is sent; the protocol names the API the sim stands for
+    utilisation = "sim_busy"
+
+    def __init__(self, settings: SimSettings, latency: LatencyModel, busy_window: float = 0.25):
+        self.settings, self.latency, self.busy_window = settings, latency, busy_window
+
+    def simulate(self, plan: Plan) -> tuple[list[RequestRecord], dict[str, float]]:
+        result = simulate(self.settings, self.latency, plan)
+        return result.records, result.usage(self.busy_window)
 
 
 class SimStack(Stack):

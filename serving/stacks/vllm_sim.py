@@ -10,7 +10,6 @@ block, else the pool's tokens the calibration launch reported (its log).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,11 @@ import yaml
 
 from serving.config.errors import ConfigError
 from serving.config.vllm_yaml import GIB, VLLMConfig, VLLMYamlFormat, load_vllm_yaml, model_dims, resolve_model
-from serving.probes.base import Probe
-from serving.replay.protocol import ReplayOptions
-from serving.stacks.sim import cut_at_deadline
+from serving.stacks.sim import VirtualRunning
 from serving.sim.vllm_client import SurrogateError, shared
 from serving.sim.vllm_profile import VllmProfile, load_vllm_profile
 from serving.stacks import failures
-from serving.stacks.base import LaunchError, LaunchSpec, Plan, ReplayResult, RunningStack, Stack
+from serving.stacks.base import LaunchError, LaunchSpec, Plan, Stack
 from serving.stacks.vllm import VLLMOptions, parse_options
 from serving.workload import RequestRecord
 
@@ -57,46 +54,26 @@ def pool_blocks(cfg: VLLMConfig, opts: VLLMOptions, profile: VllmProfile) -> int
                       "kv_tokens), got neither", "vllm", "num_gpu_blocks_override")
 
 
-class VllmSimRunning(RunningStack):
+class VllmSimRunning(VirtualRunning):
     url = "sim://vllm"
-    pgids: list[int] = []      # the worker is shared and outlives the trial; it is ended at exit
     utilisation = None         # as on vLLM's CPU stack: no busy figure (the steps' share is sim_busy_mean)
 
     def __init__(self, python: str, engine: dict[str, Any], num_blocks: int, profile: VllmProfile):
         self.python, self.engine, self.num_blocks, self.profile = python, engine, num_blocks, profile
 
-    def replay(self, plan: Plan, options: ReplayOptions | None = None,
-               on_request: Callable[[RequestRecord], None] | None = None,
-               deadline: float | None = None, stop=None) -> ReplayResult:
+    def simulate(self, plan: Plan) -> tuple[list[RequestRecord], dict[str, float]]:
+        # the worker is shared and outlives the trial; it is ended at exit (serving.sim.vllm_client)
         try:
             res = shared(self.python).simulate(self.engine, self.num_blocks, self.profile.steptime, plan)
         except SurrogateError as err:   # every request fails with the reason: the trial fails, the study goes on
-            recs = [RequestRecord(r.index, r.prompt_len, r.output_len, off, error=f"surrogate: {err}")
-                    for off, r in plan]
-            return ReplayResult(recs, {})
-        if deadline is not None:
-            cut_at_deadline(res.records, deadline)
-        if on_request:
-            for rec in res.records:
-                on_request(rec)
+            return [RequestRecord(r.index, r.prompt_len, r.output_len, off, error=f"surrogate: {err}")
+                    for off, r in plan], {}
         sent = [r.sent for r in res.records if r.sent is not None]
         done = [r.done for r in res.records if r.done is not None]
         span = max(done) - min(sent) if sent and done else 0.0
         busy = 100.0 * min(res.busy / span, 1.0) if span > 0 else float("nan")
-        return ReplayResult(res.records, {"sim_busy_mean": busy, "sim_steps": float(res.steps),
-                                          "sim_preemptions": float(res.preemptions)})
-
-    def alive(self) -> bool:
-        return True
-
-    def probes(self) -> list[Probe]:
-        return []
-
-    def log_tail(self, max_chars: int = 4000) -> str:
-        return ""
-
-    def _stop(self) -> None:
-        pass
+        return res.records, {"sim_busy_mean": busy, "sim_steps": float(res.steps),
+                             "sim_preemptions": float(res.preemptions)}
 
 
 class VllmSimStack(Stack):

@@ -118,3 +118,46 @@ def test_prescreen_ranks_vllm_batching_configs_on_the_surrogate(python, model, p
     out = rank(space, project_root, [small, wide], plan, PrescreenSpec(top_fraction=0.5))
     assert all(s.reason != "" and s.value == s.value for s in out), [s.reason for s in out]   # no NaN: none failed
     assert out[0].params["max_num_seqs"] == 128 and out[0].promising and not out[1].promising
+
+
+class AfterDone:
+    """A stop condition (serving.replay.client.StopCondition): fires once ``n`` requests are answered."""
+    poll = 0.05
+
+    def __init__(self, n: int):
+        self.n, self.fired = n, False
+
+    def check(self, elapsed, records):
+        return sum(1 for r in records if r.done is not None and r.error is None) >= self.n
+
+
+def test_the_surrogate_honours_a_stop_a_deadline_and_its_own_stop(python, model, tmp_path):
+    """As a live replay would: a stop condition ends the replay where it fires, a deadline times out
+    what is unfinished, each sent request is reported once in its final state, a stopped stack is dead."""
+    from serving.replay.client import STOPPED
+    from serving.sim.vllm_profile import write_vllm_profile
+    from serving.stacks.base import LaunchSpec
+    from serving.stacks.vllm_sim import VllmSimStack
+    profile = tmp_path / "profile.yaml"
+    write_vllm_profile(VllmProfile(ST), profile, "made by the test")
+    cfg = base_config(model, tmp_path / "c.yaml", max_num_seqs=2, max_num_batched_tokens=256, block_size=32,
+                      num_gpu_blocks_override=200)
+    options = VLLMOptions(python=python, device="cpu", surrogate_profile=str(profile)).model_dump()
+    running = VllmSimStack().launch(LaunchSpec(cfg, tmp_path / "run", 60, None, options))
+    plan = requests(10, 40, 30)                      # all at once, two at a time: answered in pairs
+    whole = running.replay(plan).records
+    assert all(r.ok for r in whole)
+    reported = []
+    stop = AfterDone(4)
+    cut = running.replay(plan, on_request=reported.append, stop=stop).records
+    assert stop.fired
+    assert 4 <= sum(r.ok for r in cut) < 10 and {r.error for r in cut if not r.ok} == {STOPPED}
+    assert sorted(r.index for r in reported) == sorted(r.index for r in cut if r.sent is not None)
+    assert [r.error for r in reported if not r.ok] == [STOPPED] * sum(not r.ok for r in reported)
+    half = sorted(r.done for r in whole)[4]
+    timed = running.replay(plan, deadline=half).records
+    assert sum(r.ok for r in timed) == sum(r.done <= half for r in whole)
+    assert all(r.error.startswith("timeout") for r in timed if not r.ok)
+    assert running.alive()
+    running.stop()
+    assert not running.alive()
