@@ -75,6 +75,7 @@ def tables() -> dict[str, Table]:
     }
 
 
+HOST_TRIES = 3   # launches of one configuration in a pass while the host fails them (e.g. client_overloaded)
 COLUMNS = ["config", "launch", "replay", "ok", "fail_class", "total_time", "utilisation", "launch_s",
            "replay_s", "trial_s", "loadavg1", "loadavg5", "date", "commit"]
 
@@ -117,11 +118,15 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def launches_done(rows: list[dict[str, str]]) -> dict[str, int]:
-    done: dict[str, set] = {}
+def launches_made(rows: list[dict[str, str]], counted: bool = False) -> dict[str, int]:
+    """Launches per configuration; ``counted``: only those that measured it (a launch that failed for the
+    host, e.g. its client fell behind, says nothing about the configuration: kept, and measured again)."""
+    from tuner.runtime.constraints import is_infra_failure
+    made: dict[str, set] = {}
     for r in rows:
-        done.setdefault(r["config"], set()).add(r["launch"])
-    return {k: len(v) for k, v in done.items()}
+        if not (counted and is_infra_failure(r["fail_class"])):
+            made.setdefault(r["config"], set()).add(r["launch"])
+    return {k: len(v) for k, v in made.items()}
 
 
 def provenance(table: Table, space, meta_path: Path) -> dict:
@@ -178,6 +183,7 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
     """Measure the table's missing launches; ``first``: a sub-grid measured through all its passes before
     the rest (a table cut short then holds a complete smaller grid a tabular replay can use)."""
     from tuner.space.compose import load_space
+    from tuner.runtime.constraints import is_infra_failure
     from tuner.study.run import StudyRun
     missing = [v for v in table.needs if not os.environ.get(v)]
     if missing:
@@ -195,7 +201,7 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     configs = grid_configs(meta["grid"])
     rows = read_rows(csv_path)
-    done = launches_done(rows)
+    done, made = launches_made(rows, counted=True), launches_made(rows)
     plan = StudyRun(space, ROOT, "").plan()
     commit = git_commit()
     order = list(range(len(configs)))
@@ -211,19 +217,22 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
             for i in phase:  # passes: everything once before anything twice
                 params = configs[i]
                 key = key_of(params)
-                if done.get(key, 0) > rep:
-                    continue
-                if (until is not None and time.time() >= until) or (limit is not None and new >= limit):
-                    print(f"stopped: {new} launches this run; rerun to resume", flush=True)
-                    return 0
-                for r, row in enumerate(measure_launch(space, params, plan, Path(tmp) / str(new), table.replays)):
-                    writer.writerow(row | {"config": key, "launch": done.get(key, 0), "replay": r,
-                                           "commit": commit} | params)
-                fh.flush()
-                done[key] = done.get(key, 0) + 1
-                new += 1
-                print(f"{now()} pass {rep + 1}/{repeats} #{new} {params} -> {row['total_time']} s "
-                      f"({row['fail_class'] or 'ok'}), trial {row['trial_s']} s, load {row['loadavg1']}", flush=True)
+                tries = 0
+                while done.get(key, 0) <= rep and tries < HOST_TRIES:   # a launch the host failed goes again
+                    if (until is not None and time.time() >= until) or (limit is not None and new >= limit):
+                        print(f"stopped: {new} launches this run; rerun to resume", flush=True)
+                        return 0
+                    launch_rows = measure_launch(space, params, plan, Path(tmp) / str(new), table.replays)
+                    for r, row in enumerate(launch_rows):
+                        writer.writerow(row | {"config": key, "launch": made.get(key, 0), "replay": r,
+                                               "commit": commit} | params)
+                    fh.flush()
+                    made[key] = made.get(key, 0) + 1
+                    done[key] = done.get(key, 0) + (not is_infra_failure(launch_rows[0]["fail_class"]))
+                    new, tries = new + 1, tries + 1
+                    print(f"{now()} pass {rep + 1}/{repeats} #{new} {params} -> {row['total_time']} s "
+                          f"({row['fail_class'] or 'ok'}), trial {row['trial_s']} s, load {row['loadavg1']}",
+                          flush=True)
     print(f"done: {len(configs)} configurations x {repeats} launches in {csv_path}")
     return 0
 

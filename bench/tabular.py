@@ -28,6 +28,8 @@ import numpy as np
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT, table
 
+from tuner.runtime.constraints import is_infra_failure
+
 INF = math.inf
 TOL = 0.02
 CHECKPOINTS = (10, 20, 30)
@@ -89,8 +91,8 @@ def load_table(path: Path, grid: dict[str, list] | None = None) -> GroundTruth:
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             params = {k: json.loads(row[k]) for k in keys}
-            if any(params[k] not in meta["grid"][k] for k in keys):
-                continue
+            if any(params[k] not in meta["grid"][k] for k in keys) or is_infra_failure(row.get("fail_class")):
+                continue   # outside the grid asked for, or a launch the host failed (no figure of the config)
             ok = row["ok"] == "1" and row["total_time"] not in ("", "nan")
             cost = float(row["launch_s"]) + float(row["replay_s"])
             gt.runs[gt.index(params)].append((float(row["total_time"]) if ok else INF, cost))

@@ -77,3 +77,23 @@ def test_replays_per_launch_give_a_row_each_with_its_own_replay_seconds(tmp_path
     assert [(r["launch"], r["replay"], r["ok"]) for r in got] == [("0", "0", "1"), ("0", "1", "1")]
     assert got[0]["launch_s"] == got[1]["launch_s"] and float(got[1]["replay_s"]) > 0
     assert float(got[1]["total_time"]) > 0
+
+
+def test_a_launch_the_host_failed_is_kept_measured_again_and_left_out_of_the_replay(tmp_path, monkeypatch):
+    """A replay whose client fell behind (client_overloaded) says nothing about the configuration."""
+    t = sim_table()
+    t.grid = {"model_config.decode_batch_size": [16], "pa_config.num_blocks": [1024]}
+    real = groundtruth.measure_launch
+    outcomes = iter(["client_overloaded", ""])
+
+    def flaky(*a, **kw):
+        got = real(*a, **kw)
+        fail = next(outcomes)
+        return [r | {"ok": int(not fail), "fail_class": fail} for r in got]
+
+    monkeypatch.setattr(groundtruth, "measure_launch", flaky)
+    groundtruth.build(t, 1, None, None, tmp_path, seed=0)
+    got = rows(tmp_path)
+    assert [(r["launch"], r["fail_class"]) for r in got] == [("0", "client_overloaded"), ("1", "")]
+    gt = tabular.load_table(tmp_path / "t.csv")
+    assert len(gt.runs[0]) == 1 and gt.runs[0][0][0] < float("inf")
