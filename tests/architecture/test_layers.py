@@ -152,3 +152,14 @@ def test_no_backend_is_named_in_tuner():
     imported = {d for m, deps in graph().items() if m.startswith("tuner") for d in deps
                 if d.startswith("serving.stacks.") and d.split(".")[2] in stack_names()}
     assert imported == set(), imported
+
+
+def test_only_the_trial_record_knows_user_attr_keys():
+    """Trials' and studies' user attrs are written and read through tuner/trial_record.py alone (a
+    renamed key then fails where it is written, not silently in a reader elsewhere)."""
+    import re
+    attr = re.compile(r"\.user_attrs\b(?!=)|set_user_attr\(|set_trial_user_attr\(")
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+             for pkg in ("tuner", "serving") for p in (ROOT / pkg).rglob("*.py") if p.name != "trial_record.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1) if attr.search(line)]
+    assert found == []

@@ -9,6 +9,7 @@ from html import escape
 
 import optuna
 
+from tuner.trial_record import StudyKey, metric, study_attr
 from tuner.results.svg import COLORS, Chart
 
 MAX_CURVES = 10                     # the trials with the highest capacity
@@ -22,14 +23,14 @@ def slo_load(probe: dict, slo: dict[str, float]) -> float | None:
 
 
 def capacity_svg(study: optuna.Study) -> str:
-    slo = (study.user_attrs.get("space") or {}).get("slo") or {}
-    trials = [t for t in study.trials if isinstance(t.user_attrs.get("capacity_probes"), list)]
+    slo = (study_attr(study, StudyKey.SPACE) or {}).get("slo") or {}
+    trials = [t for t in study.trials if isinstance(metric(t, "capacity_probes"), list)]
     if not trials:
         return ""
-    trials = sorted(trials, key=lambda t: -(t.user_attrs.get("capacity_rps") or 0.0))[:MAX_CURVES]
+    trials = sorted(trials, key=lambda t: -(metric(t, "capacity_rps") or 0.0))[:MAX_CURVES]
     curves = []
     for t in trials:
-        pts = [(p["rate"], slo_load(p, slo), p) for p in t.user_attrs["capacity_probes"] if p.get("rate")]
+        pts = [(p["rate"], slo_load(p, slo), p) for p in metric(t, "capacity_probes") if p.get("rate")]
         curves.append((t, sorted((x, y, p) for x, y, p in pts if y is not None)))
     xs = [x for _, c in curves for x, _, _ in c]
     ys = [y for _, c in curves for _, y, _ in c] + [1.0]
@@ -43,9 +44,9 @@ def capacity_svg(study: optuna.Study) -> str:
         for x, y, p in c:
             ch.point(x, y, color, f"trial {t.number}: {x:.3g} req/s {p['verdict']} {p.get('why') or ''}",
                      marker="o" if p["verdict"] == "pass" else "x")
-        cap = t.user_attrs.get("capacity_rps")
+        cap = metric(t, "capacity_rps")
         legend.append(f'<span style="color:{color}">trial {t.number}: {cap:.3g} req/s '
-                      f'[{t.user_attrs.get("capacity_low") or 0:.3g}, {t.user_attrs.get("capacity_high") or float("inf"):.3g}]'
+                      f'[{metric(t, "capacity_low") or 0:.3g}, {metric(t, "capacity_high") or float("inf"):.3g}]'
                       f'</span>' if cap is not None else f'<span style="color:{color}">trial {t.number}</span>')
     bounds = ", ".join(f"{k} &le; {v:g}" for k, v in slo.items())
     return (f'<div id="capacity-curves"><p>SLO: {escape(bounds)}. Capacity [bracket]: {"; ".join(legend)}</p>'

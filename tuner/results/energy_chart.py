@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import optuna
 
+from tuner.trial_record import metric
 from tuner.runtime.constraints import is_feasible
 from tuner.results.svg import COLORS, Chart
 
@@ -30,7 +31,7 @@ def energy_svg(study: optuna.Study) -> str:
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     pts = []
     for t in study.trials:
-        e = t.user_attrs.get(KEY)
+        e = metric(t, KEY)
         x = t.values[0] if t.values else None
         if t.state == optuna.trial.TrialState.COMPLETE and is_feasible(t) and e is not None and x is not None:
             pts.append((float(x), float(e), t.number))

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from tuner.trial_record import StudyKey, metric, record, study_attr
 from tuner.runtime.constraints import is_feasible
 from tuner.study.finalists import describe
 from tuner.results.capacity_chart import capacity_svg
@@ -38,13 +39,14 @@ def results_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in study.trials:
         row = {"number": t.number, "state": t.state.name, "outcome": outcome(t),
-               "fail_class": t.user_attrs.get("fail_class"), "infeasible_because": t.user_attrs.get("infeasible_because")}
+               "fail_class": record(t).fail_class, "infeasible_because": record(t).infeasible_because}
         for i, n in enumerate(names):
-            row[n] = t.values[i] if t.values and outcome(t) == "feasible" else t.user_attrs.get(n)
-        config = t.user_attrs.get("config")  # the values measured (tuner.study.run.trial_config); params are positions
+            row[n] = t.values[i] if t.values and outcome(t) == "feasible" else metric(t, n)
+        config = record(t).config  # the values measured (tuner.study.run.trial_config); params are positions
         row |= {f"param.{k}": v for k, v in (config if isinstance(config, dict) else {}).items()}
-        row |= {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float, str)) and k not in row
-                and k not in ("log_tail", "fail_detail", "space")}
+        rec = record(t)
+        row |= {k: v for k, v in (rec.metrics | rec.model_dump(exclude={"log_tail", "fail_detail"})).items()
+                if isinstance(v, (int, float, str)) and k not in row}
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         rows.append(row)
     return pd.DataFrame(rows)
@@ -65,7 +67,7 @@ def history_svg(study: optuna.Study, i: int, name: str) -> str:
         best = v if best is None or (v < best if minimize else v > best) else best
         line.append((t.number, best))
     for t in study.trials:  # infeasible and pruned trials at their partial value, if any
-        v = t.user_attrs.get(name)
+        v = metric(t, name)
         if not is_feasible(t) or t.state == optuna.trial.TrialState.PRUNED:
             if isinstance(v, (int, float)) and ch.ylim[0] <= v <= ch.ylim[1]:
                 ch.point(t.number, v, COLORS["infeasible"], f"trial {t.number} ({outcome(t)}): {name}={v:.4g}", "x")
@@ -114,7 +116,7 @@ def importance_svg(study: optuna.Study) -> str:
 def latency_svg(study: optuna.Study, trials_dir: Path) -> str:
     boxes = []
     for t in study.trials:
-        run_dir = t.user_attrs.get("run_dir")  # stored by the trial: its study's folder, not one rebuilt from a name
+        run_dir = record(t).run_dir  # stored by the trial: its study's folder, not one rebuilt from a name
         path = Path(run_dir) / "requests.csv" if run_dir else None
         if path is None or not path.exists():
             continue
@@ -173,7 +175,7 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
     parts = [f"<h1>Study {escape(study.study_name)}</h1>",
              f"<p>{len(df)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ". Objectives: "
              + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)) + "</p>"]
-    verdict = study.user_attrs.get("finalists")
+    verdict = study_attr(study, StudyKey.FINALISTS)
     if verdict:
         parts.append(f"<h2>Finalists</h2><pre>{escape(describe(verdict))}</pre>")
     parts += ["<h2>Where the time went</h2>", time_spent(df), "<h2>Optimisation history</h2>"]

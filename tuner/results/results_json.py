@@ -12,15 +12,15 @@ from typing import Any
 
 import optuna
 
+from tuner.trial_record import StudyKey, record, study_attr
 from tuner.runtime.constraints import is_feasible
 from tuner.runtime.writes import write_text
-from tuner.study.identity import FINGERPRINT, UID, study_dir
+from tuner.study.identity import study_dir
 from tuner.search.selection import best_trial
 from tuner.study.storage import shown
 
 SCHEMA = 1
 #: user attrs that are not figures of the trial (long text, or what is written out apart)
-_NOT_METRICS = {"config", "log_tail", "fail_detail", "space", "run_dir"}
 
 
 def _clean(v: Any) -> Any:
@@ -41,18 +41,17 @@ def _outcome(t: optuna.trial.FrozenTrial) -> str:
 
 
 def _metrics(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    return {k: v for k, v in sorted(t.user_attrs.items())
-            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: v for k, v in sorted(record(t).metrics.items()) if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _summary(t: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
     out = {"number": t.number, "outcome": _outcome(t),
            "values": dict(zip(names, t.values)) if t.values else None,
-           "config": t.user_attrs.get("config"),
+           "config": record(t).config,
            "duration_s": t.duration.total_seconds() if t.duration else None}
-    for key in ("fail_class", "infeasible_because", "run_dir"):
-        if key in t.user_attrs:
-            out[key] = t.user_attrs[key]
+    for key, v in record(t).model_dump(include={"fail_class", "infeasible_because", "run_dir"}).items():
+        if v is not None:
+            out[key] = v
     return out
 
 
@@ -63,9 +62,9 @@ def results(study: optuna.Study, storage: str) -> dict[str, Any]:
         best = best_trial(study)
     except ValueError:  # no feasible trial yet: the summaries say why
         best = None
-    out = {"schema": SCHEMA, "study": study.study_name, "uid": study.user_attrs.get(UID), "storage": shown(storage),
+    out = {"schema": SCHEMA, "study": study.study_name, "uid": study_attr(study, StudyKey.UID), "storage": shown(storage),
            "objectives": [{"name": n, "direction": d.name.lower()} for n, d in zip(names, study.directions)],
-           "conditions": study.user_attrs.get(FINGERPRINT),
+           "conditions": study_attr(study, StudyKey.FINGERPRINT),
            "trials_total": len(trials), "trials_feasible": sum(_outcome(t) == "feasible" for t in trials),
            "best": None if best is None else {**_summary(best, names), "metrics": _metrics(best)},
            "trials": [_summary(t, names) for t in trials]}

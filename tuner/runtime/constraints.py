@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from serving.stacks import failures
+from tuner import trial_record
 from tuner.space.spec import StudySpace
 from tuner.runtime.optuna_private import trial_id
 
@@ -70,10 +71,8 @@ def apply(trial: optuna.Trial, values: dict[str, float]) -> None:
     for key, v in values.items():
         trial.set_constraint(key, v)
     trial.storage.set_trial_system_attr(trial_id(trial), CONSTRAINTS_KEY, list(values.values()))
-    trial.set_user_attr("feasible", all(v <= 0 for v in values.values()))
     broken = [k for k, v in values.items() if v > 0]
-    if broken:
-        trial.set_user_attr("infeasible_because", ", ".join(broken))
+    trial_record.write(trial, feasible=not broken, **({"infeasible_because": ", ".join(broken)} if broken else {}))
 
 
 def placeholder_values(space: StudySpace) -> list[float]:
@@ -82,6 +81,6 @@ def placeholder_values(space: StudySpace) -> list[float]:
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    if trial.user_attrs.get("feasible") is False:
+    if trial_record.record(trial).feasible is False:
         return False
     return all(v <= 0 for v in trial.constraints.values())

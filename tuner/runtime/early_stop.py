@@ -11,6 +11,7 @@ import math
 
 import optuna
 
+from tuner import trial_record
 from tuner.runtime.constraints import is_feasible
 from serving.workload import RequestRecord
 from tuner.space.spec import StudySpace
@@ -22,7 +23,7 @@ def best_known(study: optuna.Study, space: StudySpace) -> float | None:
     obj = next((o for o in space.objectives if o.name == metric), None)
     if space.early_stop.margin is None or obj is None or obj.direction != "minimize":
         return None
-    vals = [t.user_attrs.get(metric) for t in study.get_trials(deepcopy=False,
+    vals = [trial_record.metric(t, metric) for t in study.get_trials(deepcopy=False,
                                                                  states=(optuna.trial.TrialState.COMPLETE,))
             if is_feasible(t)]
     vals = [float(v) for v in vals if isinstance(v, (int, float)) and not math.isnan(v)]

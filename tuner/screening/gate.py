@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from tuner.trial_record import write
 from tuner.runtime.measure import Measurement
 from tuner.screening.prescreen import PreScreener, Screened, needs_probe, probe_then_full
 from tuner.space.spec import StudySpace
@@ -28,8 +29,7 @@ class StudyScreen:
     def gate(self, trial: optuna.Trial, params: dict[str, Any]) -> Screened:
         """The simulated candidate; raises TrialPruned when the simulator says it is not promising."""
         s = self.screener.check(params)
-        for k, v in s.attrs([o.name for o in self.space.objectives]).items():
-            trial.set_user_attr(k, v)
+        write(trial, **s.attrs([o.name for o in self.space.objectives]))
         if not s.promising:
             raise optuna.TrialPruned(f"pre-screen: {s.reason}")
         return s
@@ -47,6 +47,5 @@ class StudyScreen:
                             best, self.spec.probe_fraction,
                             self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag,
                             sim_full=screened.value)
-        trial.set_user_attr("probe_promoted", r.promoted)
-        trial.set_user_attr("probe_factor", r.factor)
+        write(trial, probe_promoted=r.promoted, probe_factor=r.factor)
         return Measurement(r.outcome, [r.outcome]), r.promoted

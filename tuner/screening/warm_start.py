@@ -17,13 +17,12 @@ from typing import Any
 
 import optuna
 
+from tuner.trial_record import StudyKey, enqueued_attrs, has_study_attr, set_study_attr, study_attr
 from tuner.runtime import constraints
 from tuner.screening.prescreen import first_sign
 from tuner.space.spec import StudySpace
 from tuner.search.sampler import make_sampler
 
-ATTR = "warm_start"          # user attr of an enqueued trial: its rank in the simulator study (0 = best)
-SIMULATED = "warm_start_simulated"   # study user attr: every first objective the simulator study saw
 
 
 @dataclass
@@ -58,15 +57,15 @@ def sim_study(space: StudySpace, evaluate: Callable[[dict[str, Any]], float], tr
 def enqueue(study: optuna.Study, space: StudySpace, warm: WarmStart) -> None:
     """The candidates as the study's next trials, best first; each is a real trial like any other.
     The simulated values are kept with the study (``simulated``) for every later run's gate."""
-    study.set_user_attr(SIMULATED, [None if math.isnan(v) else v for v in warm.simulated])
+    set_study_attr(study, StudyKey.WARM_START_SIMULATED, [None if math.isnan(v) else v for v in warm.simulated])
     for rank, (params, value) in enumerate(warm.candidates):
-        study.enqueue_trial(space.stored_params(params), user_attrs={ATTR: rank, "warm_start_sim": value})
+        study.enqueue_trial(space.stored_params(params), user_attrs=enqueued_attrs(warm_start=rank, warm_start_sim=value))
 
 
 def simulated(study: optuna.Study) -> list[float]:
-    return [math.nan if v is None else float(v) for v in study.user_attrs.get(SIMULATED, [])]
+    return [math.nan if v is None else float(v) for v in study_attr(study, StudyKey.WARM_START_SIMULATED, [])]
 
 
 def started(study: optuna.Study) -> bool:
     """Whether this study has had its warm start (a second `tune` on it, or a worker, adds none)."""
-    return SIMULATED in study.user_attrs
+    return has_study_attr(study, StudyKey.WARM_START_SIMULATED)

@@ -23,6 +23,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.trial_record import metric, record
 from tuner.runtime import constraints
 from tuner.space.spec import StudySpace
 
@@ -56,10 +57,10 @@ def make_sampler(space: StudySpace) -> optuna.samplers.BaseSampler:
 def _first_estimate(t: FrozenTrial, space: StudySpace, sim_scale: float) -> float | None:
     """The pruned trial's first objective, best estimate first; None when it holds none."""
     name = space.objectives[0].name
-    if space.early_stop.metric == name and t.user_attrs.get("pruned_limit_s") is not None:
-        return float(t.user_attrs["pruned_limit_s"])      # the replay passed this: at least this slow
-    for key, scale in ((f"predicted_{name}", 1.0), ("prescreen_value", sim_scale)):
-        v = t.user_attrs.get(key)
+    rec = record(t)
+    if space.early_stop.metric == name and rec.pruned_limit_s is not None:
+        return float(rec.pruned_limit_s)      # the replay passed this: at least this slow
+    for v, scale in ((metric(t, f"predicted_{name}"), 1.0), (rec.prescreen_value, sim_scale)):
         if isinstance(v, (int, float)) and not math.isnan(v):
             return float(v) * scale
     return None
@@ -67,15 +68,16 @@ def _first_estimate(t: FrozenTrial, space: StudySpace, sim_scale: float) -> floa
 
 def stand_in(t: FrozenTrial, space: StudySpace, sim_scale: float = 1.0) -> tuple[list[float], bool] | None:
     """(values, failed) a pruned trial stands in with for the model, or None when it says nothing."""
-    if t.user_attrs.get("prescreen_promising") is False and t.user_attrs.get("prescreen_value") is None:
+    rec = record(t)
+    if rec.prescreen_promising is False and rec.prescreen_value is None:
         return constraints.placeholder_values(space), True          # the simulator saw it fail
     first = _first_estimate(t, space, sim_scale)
     if first is None:
         return None
     values = [first]
-    sims = t.user_attrs.get("prescreen_objectives") or []
+    sims = rec.prescreen_objectives or []
     for i, o in enumerate(space.objectives[1:], 1):
-        v = t.user_attrs.get(o.name)                                  # the probe's or partial replay's
+        v = metric(t, o.name)                                         # the probe's or partial replay's
         if not isinstance(v, (int, float)) or math.isnan(v):
             v = sims[i] if i < len(sims) else None                    # else the simulator's
         if v is None or math.isnan(v):
@@ -86,9 +88,9 @@ def stand_in(t: FrozenTrial, space: StudySpace, sim_scale: float = 1.0) -> tuple
 
 def sim_scale(trials: Sequence[FrozenTrial]) -> float:
     """Median real/simulated first objective over complete trials that have both (1 when none)."""
-    ratios = [t.values[0] / t.user_attrs["prescreen_value"] for t in trials
-              if t.state == TrialState.COMPLETE and t.values and t.user_attrs.get("prescreen_value")
-              and t.user_attrs.get("feasible", True)]
+    recs = [(t, record(t)) for t in trials]
+    ratios = [t.values[0] / r.prescreen_value for t, r in recs
+              if t.state == TrialState.COMPLETE and t.values and r.prescreen_value and r.feasible is not False]
     return statistics.median(ratios) if ratios else 1.0
 
 

@@ -6,12 +6,12 @@ from typing import Any
 import optuna
 
 from serving.config.errors import ConfigError
+from tuner.trial_record import StudyKey, record, study_attr
 from tuner.runtime import constraints
 
-__all__ = ["ATTR", "feasible_trials", "best_trial", "best_value", "current_verdict", "verdict_choice", "n_complete",
+__all__ = ["feasible_trials", "best_trial", "best_value", "current_verdict", "verdict_choice", "n_complete",
            "trial_config"]
 
-ATTR = "finalists"   # the study user attr holding the finalists' verdict
 
 
 def n_complete(study: optuna.Study) -> int:
@@ -20,7 +20,7 @@ def n_complete(study: optuna.Study) -> int:
 
 def current_verdict(study: optuna.Study) -> dict | None:
     """The stored verdict, unless trials completed after it (then it is stale)."""
-    v = study.user_attrs.get(ATTR)
+    v = study_attr(study, StudyKey.FINALISTS)
     return v if v and v.get("n_complete") == n_complete(study) else None
 
 
@@ -66,7 +66,7 @@ def trial_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The configuration a trial measured: its ``config`` user attr, stored when it was drawn. The one
     source of truth for every reader: its Optuna params hold positions in choice lists that may have
     changed since (StudySpace.config_of would map them through today's lists)."""
-    config = trial.user_attrs.get("config")
+    config = record(trial).config
     if not isinstance(config, dict):
         raise ConfigError(f"trial {trial.number} has no stored configuration (user attr 'config'); "
                           "it was never measured", key="study")

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from serving.config.errors import ConfigError, from_validation_error
 from serving.stacks import get_stack, stack_names
 from serving.stacks.registry import DEFAULT_BACKEND
+from tuner import trial_record
 from tuner.space.metric_names import is_known_metric, known_metrics_text
 from tuner.space.capacity import CAPACITY, CapacitySpec, check_slo
 from tuner.space.rigour import EarlyStopSpec, FinalistSpec, PrescreenSpec
@@ -320,7 +321,7 @@ class StudySpace(_Strict):
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Draw a configuration; its values are also kept as the trial's ``config`` user attribute."""
         config = {key: spec.suggest(trial, key) for key, spec in self.param_specs().items()}
-        trial.set_user_attr("config", config)
+        trial_record.write(trial, config=config)
         return config
 
     def config_of(self, params: dict[str, Any]) -> dict[str, Any]:

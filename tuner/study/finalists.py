@@ -16,10 +16,11 @@ from typing import Callable
 
 import optuna
 
+from tuner.trial_record import StudyKey, set_study_attr
 from tuner.runtime.ownership import owner_id, trial_tag
 from tuner.runtime.measure import measure
 from tuner.runtime.stats import compare, spread
-from tuner.search.selection import ATTR, feasible_trials, n_complete, trial_config
+from tuner.search.selection import feasible_trials, n_complete, trial_config
 
 def select(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The top_k feasible trials on the first objective, one per distinct configuration."""
@@ -71,7 +72,7 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
                "winner": best["trial"] if v.winner_better else None,
                "tied": [] if v.winner_better else [best["trial"], second["trial"]],
                "n_complete": n_complete(study)}
-    study.set_user_attr(ATTR, json.loads(json.dumps(verdict, default=str, allow_nan=True)))
+    set_study_attr(study, StudyKey.FINALISTS, json.loads(json.dumps(verdict, default=str, allow_nan=True)))
     run.trials_dir.mkdir(parents=True, exist_ok=True)
     (run.trials_dir / "finalists.json").write_text(json.dumps(verdict, indent=1, default=str))
     return verdict

@@ -21,11 +21,10 @@ from typing import Any
 import optuna
 
 from serving.config.errors import ConfigError
+from tuner.trial_record import StudyKey, set_study_attr, study_attr
 from tuner.space.spec import StudySpace
 from tuner.workload import formats
 
-UID = "uid"
-FINGERPRINT = "fingerprint"
 
 
 def _digest(path: Path) -> str:
@@ -80,7 +79,7 @@ def _legacy(stored: dict[str, Any]) -> dict[str, Any]:
 def check(study: optuna.Study, space: StudySpace, root: Path, reading: bool = False) -> None:
     """Refuse (ConfigError) a study whose trials were measured under other conditions; ``reading``
     (tune export): the space given now must be the one its trials were measured under."""
-    stored = study.user_attrs.get(FINGERPRINT)
+    stored = study_attr(study, StudyKey.FINGERPRINT)
     if not isinstance(stored, dict):
         return
     stored = _legacy(stored)
@@ -99,17 +98,16 @@ def claim(study: optuna.Study, space: StudySpace, root: Path) -> None:
     """At every start: check the fingerprint; give a new study (or one from before fingerprints) its
     fingerprint and uid."""
     check(study, space, root)
-    attrs = study.user_attrs
-    if not isinstance(attrs.get(FINGERPRINT), dict):
-        study.set_user_attr(FINGERPRINT, fingerprint(space, root))
-    if not attrs.get(UID):
-        study.set_user_attr(UID, uuid.uuid4().hex)
+    if not isinstance(study_attr(study, StudyKey.FINGERPRINT), dict):
+        set_study_attr(study, StudyKey.FINGERPRINT, fingerprint(space, root))
+    if not study_attr(study, StudyKey.UID):
+        set_study_attr(study, StudyKey.UID, uuid.uuid4().hex)
 
 
 def key(study: optuna.Study) -> str:
     """``<name>-<uid[:8]>``: the study's folder name under trials/ (the bare name for a study made
     before studies had a uid, where its files are)."""
-    uid = study.user_attrs.get(UID)
+    uid = study_attr(study, StudyKey.UID)
     return f"{study.study_name}-{str(uid)[:8]}" if uid else study.study_name
 
 

@@ -19,6 +19,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
+from tuner.trial_record import record, write_stored
 from tuner.runtime.ownership import end_group, owner_alive, tag_owner, tagged_groups
 from tuner.study.storage import GRACE_S, requeue
 from tuner.runtime.optuna_private import storage_of, trial_id
@@ -27,7 +28,7 @@ WORKER_DIED = "worker_died"
 
 
 def _is_dead(trial: optuna.trial.FrozenTrial) -> bool:
-    owner = trial.user_attrs.get("owner")
+    owner = record(trial).owner
     if owner:
         return owner_alive(owner) is False
     started = trial.datetime_start or dt.datetime.now()
@@ -43,9 +44,8 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
         if not _is_dead(t):
             continue
         try:
-            storage.set_trial_user_attr(trial_id(t), "fail_class", WORKER_DIED)
-            storage.set_trial_user_attr(trial_id(t), "fail_detail", f"the tune process running it "
-                                        f"({t.user_attrs.get('owner', 'unknown')}) died mid-trial")
+            write_stored(storage, trial_id(t), fail_class=WORKER_DIED,
+                         fail_detail=f"the tune process running it ({record(t).owner or 'unknown'}) died mid-trial")
             if not storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
                 continue
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from serving.stacks import get_stack
+from tuner.trial_record import StudyKey, enqueued_attrs, record, set_study_attr, write, write_metrics
 from tuner.study import identity
 from tuner.runtime import constraints
 from tuner.runtime.client_check import CLIENT_OVERLOADED
@@ -115,7 +116,7 @@ class StudyRun:
         with warnings.catch_warnings():  # experimental in optuna, stable enough to name dashboard axes
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([o.name for o in s.objectives])
-        study.set_user_attr("space", s.model_dump(mode="json"))
+        set_study_attr(study, StudyKey.SPACE, s.model_dump(mode="json"))
         return study
 
     def objective(self, trial: optuna.Trial) -> list[float]:
@@ -127,18 +128,16 @@ class StudyRun:
             params = self.space.suggest(trial)
             return self._trial(trial, params)
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_class", "interrupted")
+            write(trial, fail_class="interrupted")
             if params is not None:
-                trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+                trial.study.enqueue_trial(self.space.stored_params(params), user_attrs=enqueued_attrs(retry_of=trial.number))
             raise
 
     def _trial(self, trial: optuna.Trial, params: dict) -> list[float]:
         run_dir = self.trials_dir / str(trial.number)
         owner = owner_id()
-        trial.set_user_attr("owner", owner)  # tuner.study.resume: who to ask whether the trial still runs
-        trial.set_user_attr("run_dir", str(run_dir))
-        if self.device_id is not None:
-            trial.set_user_attr("device", self.device_id)
+        # owner: tuner.study.resume asks it whether the trial still runs
+        write(trial, owner=owner, run_dir=str(run_dir), device=self.device_id)
         if self.progress:
             self.progress.trial_started(trial.number, params)
         screen = self._screen()
@@ -205,8 +204,7 @@ class StudyRun:
         self._record(trial, out, run_dir)
         state = "pruned" if m.pruned else "failed" if not out.ok else "complete"
         if m.pruned:
-            trial.set_user_attr("pruned_after_s", round(m.stopped.elapsed, 3))
-            trial.set_user_attr("pruned_limit_s", round(m.stopped.limit, 3))
+            write(trial, pruned_after_s=round(m.stopped.elapsed, 3), pruned_limit_s=round(m.stopped.limit, 3))
         elif not out.ok and not constraints.is_infra_failure(out.fail_class):
             constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=True))
             state = "infeasible"
@@ -229,29 +227,26 @@ class StudyRun:
     def _host_failed(self, trial: optuna.Trial, params: dict[str, Any], err: HostFailure) -> None:
         """Not the configuration's failure: the study stops (the command says why, once) and the
         configuration is measured once the host is fixed."""
-        trial.set_user_attr("fail_class", "host_setup")
-        trial.set_user_attr("fail_detail", err.message[:2000])
-        trial.study.enqueue_trial(self.space.stored_params(params), user_attrs={"retry_of": trial.number})
+        write(trial, fail_class="host_setup", fail_detail=err.message[:2000])
+        trial.study.enqueue_trial(self.space.stored_params(params), user_attrs=enqueued_attrs(retry_of=trial.number))
         _LINES.silenced.add(trial.number)
 
     def _requeue(self, trial: optuna.Trial) -> None:
         """The machine failed, not the configuration: it is measured again by a later trial (once: a
         retry that fails the same way stays FAIL, so a broken machine cannot loop on it)."""
-        config = trial.user_attrs.get("config")
-        if config and "retry_of" not in trial.user_attrs:
-            trial.study.enqueue_trial(self.space.stored_params(config), user_attrs={"retry_of": trial.number})
-            trial.set_user_attr("requeued", True)
+        rec = record(trial)
+        if rec.config and rec.retry_of is None:
+            trial.study.enqueue_trial(self.space.stored_params(rec.config), user_attrs=enqueued_attrs(retry_of=trial.number))
+            write(trial, requeued=True)
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, run_dir: Path) -> None:
-        for k, v in outcome.metrics.items():
-            trial.set_user_attr(k, None if isinstance(v, float) and math.isnan(v) else v)
+        write_metrics(trial, outcome.metrics)
         if not outcome.ok:
-            trial.set_user_attr("fail_class", outcome.fail_class)
-            trial.set_user_attr("fail_detail", outcome.fail_detail[:2000])
-            trial.set_user_attr("log_tail", outcome.log_tail[-2000:])
+            write(trial, fail_class=outcome.fail_class, fail_detail=outcome.fail_detail[:2000],
+                  log_tail=outcome.log_tail[-2000:])
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "outcome.json").write_text(json.dumps(  # the config as stored with the trial (trial_config)
-            {"config": trial.user_attrs.get("config"), "metrics": outcome.metrics, "fail_class": outcome.fail_class,
+            {"config": record(trial).config, "metrics": outcome.metrics, "fail_class": outcome.fail_class,
              "fail_detail": outcome.fail_detail}, indent=1, default=str))
 
     def run(self, n_trials: int) -> optuna.Study:

@@ -16,6 +16,7 @@ import os
 import warnings
 from pathlib import Path
 
+from tuner.trial_record import enqueued_attrs, record
 import optuna
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -207,8 +208,8 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
     Also the storage's stale-trial callback: optuna's fail_stale_trials (run by optimize() and at
     resume) calls it for a trial whose worker stopped beating on any host."""
-    if trial.params and "retry_of" not in trial.user_attrs:
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    if trial.params and record(trial).retry_of is None:
+        study.enqueue_trial(trial.params, user_attrs=enqueued_attrs(retry_of=trial.number))
 
 
 def dashboard_args(url: str) -> list[str]:
