@@ -154,11 +154,12 @@ def now() -> str:
 
 def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: int = 1) -> list[dict[str, Any]]:
     """One fresh launch through run_trial (the study's path); its rows, one per replay."""
+    from tuner.runtime.context import TrialContext
     from tuner.runtime.trial import run_trial
     t0 = time.monotonic()
     up: list[float] = []
-    out = run_trial(space, ROOT, params, run_dir, plan, on_launch=lambda pgids: up.append(time.monotonic()),
-                    replays=replays)
+    ctx = TrialContext(space, ROOT, run_dir, plan, on_launch=lambda pgids: up.append(time.monotonic()))
+    out = run_trial(ctx, params, replays=replays)
     end = time.monotonic()
     launch_s = (up[0] if up else end) - t0
     more_s = sum(m["replay_s"] for m in out.more_replays)

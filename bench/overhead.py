@@ -33,6 +33,7 @@ from _common import ROOT, table, run_recorded
 from serving.sim.profile_io import load_profile
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 
 PROFILE = "ascend910b_llama2_7b"
@@ -51,7 +52,7 @@ def device_only_profile(out: Path) -> Path:
 
 
 def run(space, params: dict, run_dir: Path, plan) -> dict:
-    o = run_trial(space, ROOT, params, run_dir, plan)
+    o = run_trial(TrialContext(space, ROOT, run_dir, plan), params)
     if not o.ok:
         raise SystemExit(f"{run_dir.name}: {o.fail_class}: {o.fail_detail}\n{o.log_tail[-1500:]}")
     m = o.metrics

@@ -41,6 +41,7 @@ from tuner.space.compose import load_space
 from tuner.space.spec import Objective, StudySpace
 from tuner.study.run import StudyRun
 from tuner.workload.trace import load_trace, schedule
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 from search_hours import DEFAULT_PRESCREEN, hours_to_tuned, report_hours
 
@@ -66,7 +67,7 @@ class Evaluator:
         if key not in self.cache:
             t = time.monotonic()
             run_dir = self.work / str(len(self.cache))
-            out = run_trial(self.space, self.root, params, run_dir, self.plan)
+            out = run_trial(TrialContext(self.space, self.root, run_dir, self.plan), params)
             shutil.rmtree(run_dir, ignore_errors=True)  # each holds a ~1 MB requests.csv; thousands run
             self.seconds += time.monotonic() - t
             self.simulated += 1

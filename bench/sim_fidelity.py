@@ -33,6 +33,7 @@ from tuner.tools.calibrate import RUNS, clear_passes, collect_pass, fit_and_writ
 from tuner.space.compose import load_space
 from tuner.runtime.metrics import score
 from tuner.workload.trace import load_trace, schedule
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 
 # (decode batch, X, published s, who); shared/docs/llm-serving.md section 6. Goals are marked *.
@@ -106,7 +107,7 @@ def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: s
                 steps, delays, t_cal = steps + got, delays + lone, t_cal + time.monotonic() - t
                 continue
             for i, par in enumerate(params):
-                reals[i].append(run_trial(real_space, ROOT, par, Path(tmp) / f"real{i}_{k}", plan))
+                reals[i].append(run_trial(TrialContext(real_space, ROOT, Path(tmp) / f"real{i}_{k}", plan), par))
         if passes:
             fit_and_write(steps, delays, Path(profile), str(BASE.relative_to(ROOT)), RUNS, log=lambda _: None)
             print(f"calibrated the embedded profile on this machine in {t_cal:.0f} s ({passes} passes, between "
@@ -115,7 +116,7 @@ def part_b(qps: float, duration: float, n_configs: int, repeats: int, profile: s
         sim_space = load_space("pa_batching", ROOT, over + ["backend=sim", *pick])
         for i, ((p, d, nb, bs), par) in enumerate(zip(configs, params)):
             name = f"{p}/{d}/{nb}/{bs}"
-            sim = run_trial(sim_space, ROOT, par, Path(tmp) / f"sim{i}", plan)
+            sim = run_trial(TrialContext(sim_space, ROOT, Path(tmp) / f"sim{i}", plan), par)
             bad = [o for o in [*reals[i], sim] if not o.ok]
             if bad:
                 rows.append([name, "failed", bad[0].fail_class, bad[0].fail_detail[:40], "", "", "", ""])

@@ -63,6 +63,7 @@ def plan_of(space):
 
 
 def real(args) -> None:
+    from tuner.runtime.context import TrialContext
     from tuner.runtime.trial import run_trial
     space = load(args.over)
     plan = plan_of(space)
@@ -72,7 +73,7 @@ def real(args) -> None:
         if name in got or (args.only and name not in args.only):
             continue
         t0, la = time.monotonic(), os.getloadavg()[0]
-        o = run_trial(space, ROOT, params, args.out / "runs" / f"{out.stem}_{name}", plan)
+        o = run_trial(TrialContext(space, ROOT, args.out / "runs" / f"{out.stem}_{name}", plan), params)
         got[name] = {"ok": o.ok, "total_time": o.metrics.get("total_time"), "ttft_p99": o.metrics.get("ttft_p99"),
                      "fail": o.fail_detail, "load": [la, os.getloadavg()[0]], "wall": time.monotonic() - t0}
         out.write_text(json.dumps(got, indent=1))   # each run kept as it ends: nothing measured is lost

@@ -29,6 +29,7 @@ from tuner.cli import main as tune
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
 from tuner.search.selection import best_trial, trial_config
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 
 STUDY = "vllm_batching"
@@ -73,7 +74,7 @@ def main() -> int:
         res: dict[str, list[dict]] = {k: [] for k in configs}
         for rep in range(args.reps):  # alternate so drifting load hits both alike
             for name, params in configs.items():
-                out = run_trial(space, root, params, root / "trials" / "compare" / f"{name[:5]}_{rep}", plan)
+                out = run_trial(TrialContext(space, root, root / "trials" / "compare" / f"{name[:5]}_{rep}", plan), params)
                 if not out.ok:
                     print(f"{name} rep {rep} failed: {out.fail_class}: {out.fail_detail}")
                     return 1

@@ -25,6 +25,7 @@ from _common import ROOT, table, run_recorded
 
 import optuna
 
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 from tuner.space.compose import load_space
 from tuner.space.spec import Objective, StudySpace
@@ -51,7 +52,7 @@ def space_for(root: Path, trace: str, args) -> StudySpace:
 
 
 def total_time(space: StudySpace, root: Path, run: StudyRun, params: dict, work: Path) -> float:
-    out = run_trial(space, root, params, work, run.plan())
+    out = run_trial(TrialContext(space, root, work, run.plan()), params)
     shutil.rmtree(work, ignore_errors=True)
     return out.metrics.get("total_time", math.inf) if out.ok else math.inf
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from tuner.runtime.client_check import CLIENT_OVERLOADED
 from tuner.runtime.early_stop import EarlyStop
-from tuner.runtime.ownership import TAG_ENV, write_pgids
+from tuner.runtime.context import TrialContext
 from tuner.space.spec import StudySpace
 from tuner.runtime.stats import spread
 from tuner.runtime.trial import TrialOutcome, run_trial
@@ -35,18 +35,11 @@ class Measurement:
         return self.stopped is not None
 
 
-def run_tagged(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
-               device_id: int | None = None, on_request=None, stop: EarlyStop | None = None) -> TrialOutcome:
-    """One trial whose stacks carry ``tag`` and whose process groups are noted in ``run_dir`` once
-    up, so a resume after a crash finds and ends them."""
-    return run_trial(space, root, params, run_dir, plan, device_id, on_request=on_request, stop=stop,
-                     env={TAG_ENV: tag}, on_launch=lambda pgids: write_pgids(run_dir, pgids))
-
-
-def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan, tag: str,
-            device_id: int | None = None, on_request=None,
-            early_stop: Callable[[], EarlyStop | None] = lambda: None,
+def measure(ctx: TrialContext, params: dict[str, Any], early_stop: Callable[[], EarlyStop | None] = lambda: None,
             on_repeat: Callable[[int, int], None] | None = None) -> Measurement:
+    """``space.repeats`` trials of ``params`` (each its own launch; ``ctx.tag`` marks their processes and
+    their process groups are noted in their folders, so a resume after a crash finds and ends them)."""
+    space, run_dir = ctx.space, ctx.run_dir
     n = space.repeats
     outcomes: list[TrialOutcome] = []
     for i in range(n):
@@ -54,12 +47,12 @@ def measure(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path
         if on_repeat:
             on_repeat(i, n)
         stop = early_stop()
-        out = run_tagged(space, root, params, rdir, plan, tag, device_id, on_request, stop)
+        out = run_trial(ctx.at(rdir), params, stop)
         if out.fail_class == CLIENT_OVERLOADED and not (stop is not None and stop.fired):
             set_aside(rdir, CLIENT_OVERLOADED)
             first = out
             stop = early_stop()
-            out = run_tagged(space, root, params, rdir, plan, tag, device_id, on_request, stop)
+            out = run_trial(ctx.at(rdir), params, stop)
             out.metrics["client_remeasured"] = 1.0
             if out.fail_class == CLIENT_OVERLOADED:
                 out.fail_detail = f"{out.fail_detail} (and before it was measured again: {first.fail_detail})"

@@ -9,15 +9,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 from serving.config.errors import ConfigError
 from serving.replay import ReplayOptions, StopCondition
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack, readback
-from serving.workload import RequestRecord, TraceRequest
+from serving.workload import RequestRecord
 from tuner.runtime import capacity
 from tuner.runtime.bound import unloaded_service_times
+from tuner.runtime.context import TrialContext
 from tuner.runtime.client_check import CLIENT_OVERLOADED, behind, is_burst, kept_up
 from tuner.runtime.metrics import energy, records_frame, score
 from tuner.runtime.phases import Phases
@@ -85,17 +86,14 @@ def replay_options(space: StudySpace) -> ReplayOptions:
                          request_timeout=space.load.request_timeout)
 
 
-def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path,
-              plan: list[tuple[float, TraceRequest]], device_id: int | None = None,
-              on_request: Callable[[RequestRecord], None] | None = None,
-              stop: StopCondition | None = None, env: dict[str, str] | None = None,
-              on_launch: Callable[[list[int]], None] | None = None, replays: int = 1) -> TrialOutcome:
+def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | None = None,
+              replays: int = 1) -> TrialOutcome:
     """suggested params -> render -> check -> launch -> replay -> score; the stack is always stopped.
 
-    ``env`` goes to every process the stack starts (the trial tag); ``on_launch`` gets the stack's
-    process groups once it is up; ``stop`` may end the replay early (early stopping). ``replays`` > 1
-    replays the plan again on the same stack (bench/groundtruth.py: vLLM's launch is the slow part);
-    the outcome is the first replay's, the others' scores are in ``more_replays``."""
+    ``stop`` may end the replay early (early stopping). ``replays`` > 1 replays the plan again on the
+    same stack (bench/groundtruth.py: vLLM's launch is the slow part); the outcome is the first
+    replay's, the others' scores are in ``more_replays``."""
+    space, root, run_dir, plan = ctx.space, ctx.root, ctx.run_dir, ctx.plan
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = get_stack(space.backend)
     fmt = stack.config_format
@@ -111,7 +109,7 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
     if broken:
         return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
     phases = Phases()      # where the trial's time went (tuner.runtime.phases)
-    spec = LaunchSpec(config_path, run_dir, space.timeouts.ready, device_id, options, dict(env or {}))
+    spec = LaunchSpec(config_path, run_dir, space.timeouts.ready, ctx.device_id, options, ctx.env())
     try:
         with phases("startup"):
             running = launch(stack, spec)   # relaunched on fresh ports when one was taken
@@ -122,12 +120,11 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         return out
     opts = replay_options(space)
     if space.capacity_search:
-        return _capacity_trial(space, running, plan, opts, run_dir, on_request, on_launch, phases)
+        return _capacity_trial(ctx, running, opts, phases)
     try:
         with phases("replay"):
-            if on_launch:
-                on_launch(running.pgids)
-            result = running.replay(plan, opts, on_request, deadline=space.timeouts.replay, stop=stop)
+            ctx.launched(running.pgids)
+            result = running.replay(plan, opts, ctx.on_request, deadline=space.timeouts.replay, stop=stop)
             records = result.records
             alive = running.whole()
             tail = running.log_tail()
@@ -137,13 +134,10 @@ def run_trial(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Pa
         with phases("stop"):
             running.stop()
     records_frame(records).to_csv(run_dir / "requests.csv", index=False)
-    metrics = score(records, service, result.read_lags) | result.usage | phases.times
-    metrics |= energy(result.usage, metrics.get("tokens_out", 0.0))
+    metrics = with_usage(running, score(records, service, result.read_lags), result.usage, phases)
     burst = is_burst(plan)   # a burst has no schedule to keep: its send lag is not judged
     lagging = behind(metrics, space.capacity, burst)
     metrics |= kept_up([(metrics, burst)], space.capacity)
-    key = f"{running.utilisation}_mean" if running.utilisation else None
-    metrics["utilisation"] = result.usage.get(key, float("nan")) if key else float("nan")
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
     if lagging and alive:  # what was measured is the client: never a result of the configuration
         out = _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records)
@@ -165,18 +159,27 @@ def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace) -> dict
     return score(result.records, {}) | {"replay_s": time.monotonic() - t, "alive": float(running.alive())}
 
 
-def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_dir: Path,
-                    on_request, on_launch, phases: Phases) -> TrialOutcome:
+def with_usage(running, metrics: dict[str, Any], usage: dict[str, float], phases: Phases) -> dict[str, Any]:
+    """A replay's scores with what the probes saw, the phase times, energy per token and the stack's
+    utilisation figure (its ``utilisation`` probe's mean; NaN for a stack that names none)."""
+    out = metrics | usage | phases.times
+    out |= energy(usage, out.get("tokens_out", 0.0))
+    key = f"{running.utilisation}_mean" if running.utilisation else None
+    out["utilisation"] = usage.get(key, float("nan")) if key else float("nan")
+    return out
+
+
+def _capacity_trial(ctx: TrialContext, running, opts: ReplayOptions, phases: Phases) -> TrialOutcome:
     """The rate search on the running stack (tuner.runtime.capacity); the stack is always stopped."""
-    requests = [r for _, r in plan]
+    space, run_dir = ctx.space, ctx.run_dir
+    requests = [r for _, r in ctx.plan]
     found: capacity.CapacityResult | None = None
     search = capacity.CapacitySearch(running, requests, space.slo, space.capacity, opts, space.load.seed,
-                                     space.timeouts.replay, on_request)
+                                     space.timeouts.replay, ctx.on_request)
     error: capacity.ClientOverloaded | None = None
     try:
         with phases("replay"):
-            if on_launch:
-                on_launch(running.pgids)
+            ctx.launched(running.pgids)
             try:
                 found = search.run()
             except capacity.ClientOverloaded as err:
@@ -194,11 +197,8 @@ def _capacity_trial(space: StudySpace, running, plan, opts: ReplayOptions, run_d
     if not probes:
         return _fail(failures.BAD_RESPONSE, "the capacity search replayed nothing", tail)
     rep = found.best if found else probes[-1]
-    metrics = dict(rep.metrics) | rep.usage | phases.times
-    metrics |= energy(rep.usage, metrics.get("tokens_out", 0.0))
+    metrics = with_usage(running, dict(rep.metrics), rep.usage, phases)
     metrics |= kept_up([(p.metrics, math.isinf(p.rate)) for p in probes], space.capacity)
-    key = f"{running.utilisation}_mean" if running.utilisation else None
-    metrics["utilisation"] = rep.usage.get(key, float("nan")) if key else float("nan")
     if found:
         metrics |= found.metrics()
     else:

@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 
 from tuner.trial_record import write
+from tuner.runtime.context import TrialContext
 from tuner.runtime.measure import Measurement
 from tuner.screening.prescreen import PreScreener, Screened, needs_probe, probe_then_full
 from tuner.space.spec import StudySpace
@@ -34,8 +35,7 @@ class StudyScreen:
             raise optuna.TrialPruned(f"pre-screen: {s.reason}")
         return s
 
-    def probe(self, trial: optuna.Trial, screened: Screened, run_dir: Path, device_id, on_request,
-              tag: str | None = None) -> tuple[Measurement, bool] | None:
+    def probe(self, trial: optuna.Trial, screened: Screened, ctx: TrialContext) -> tuple[Measurement, bool] | None:
         """(measurement, promoted) from a probe run of the gated candidate, or None when probes are off
         or there is no feasible best yet (a probe could only be promoted: the full plan runs at once).
         The probe is promoted when its prediction is within ``promote_within`` of the best feasible
@@ -43,9 +43,7 @@ class StudyScreen:
         best = best_value(trial.study)
         if not self.spec.probe_fraction or not needs_probe(best):
             return None
-        r = probe_then_full(self.space, self.root, screened.params, run_dir, self.plan,
-                            best, self.spec.probe_fraction,
-                            self.spec.promote_within, device_id=device_id, on_request=on_request, tag=tag,
+        r = probe_then_full(ctx, screened.params, best, self.spec.probe_fraction, self.spec.promote_within,
                             sim_full=screened.value)
         write(trial, probe_promoted=r.promoted, probe_factor=r.factor)
         return Measurement(r.outcome, [r.outcome]), r.promoted

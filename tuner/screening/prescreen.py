@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from serving.stacks import get_stack
-from tuner.runtime.measure import run_tagged
-from serving.workload import RequestRecord
 from tuner.space.rigour import PrescreenSpec  # noqa: F401  (the section's model, typed at load)
 from tuner.space.spec import StudySpace
 from serving.workload import TraceRequest
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import TrialOutcome, run_trial
 
 Plan = list[tuple[float, TraceRequest]]
@@ -65,9 +63,9 @@ def simulate_params(space: StudySpace, root: Path, params: dict[str, Any], plan:
                     run_dir: Path | None = None) -> TrialOutcome:
     """One simulated trial of ``params`` (same render, checks and scoring as a real one)."""
     if run_dir is not None:
-        return run_trial(_sim_space(space, root), root, params, run_dir, plan)
+        return run_trial(TrialContext(_sim_space(space, root), root, run_dir, plan), params)
     with tempfile.TemporaryDirectory(prefix="prescreen-") as tmp:
-        return run_trial(_sim_space(space, root), root, params, Path(tmp), plan)
+        return run_trial(TrialContext(_sim_space(space, root), root, Path(tmp), plan), params)
 
 
 def first_objective(space: StudySpace, outcome: TrialOutcome) -> float:
@@ -171,25 +169,16 @@ class ProbeResult:
     factor: float                   # real probe / simulated probe
 
 
-def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_dir: Path, plan: Plan,
-                    best: float | None, probe_fraction: float = 0.2, promote_within: float = 0.1,
-                    min_probe: int = 8, device_id: int | None = None,
-                    on_request: Callable[[RequestRecord], None] | None = None, tag: str | None = None,
-                    sim_full: float | None = None) -> ProbeResult:
+def probe_then_full(ctx: TrialContext, params: dict[str, Any], best: float | None, probe_fraction: float = 0.2,
+                    promote_within: float = 0.1, min_probe: int = 8, sim_full: float | None = None) -> ProbeResult:
     """Real trial on a prefix of the plan; the full plan only if its corrected prediction is close to ``best``.
 
-    ``tag`` (the study's trial tag) marks the stacks it launches (tuner.runtime.measure.run_tagged), so a
-    resume after a crash finds and ends them. ``sim_full`` is the full plan's simulated first
-    objective when the caller has it already (the study's sim gate), else it is simulated here."""
+    ``sim_full`` is the full plan's simulated first objective when the caller has it already (the
+    study's sim gate), else it is simulated here."""
+    space, root, plan = ctx.space, ctx.root, ctx.plan
     metric, sign = space.objectives[0].name, first_sign(space)
     n = min(len(plan), max(min_probe, int(len(plan) * probe_fraction)))
-
-    def run(rdir: Path, part: Plan) -> TrialOutcome:
-        if tag is None:
-            return run_trial(space, root, params, rdir, part, device_id, on_request)
-        return run_tagged(space, root, params, rdir, part, tag, device_id, on_request)
-
-    probe = run(run_dir / "probe", plan[:n])
+    probe = run_trial(ctx.at(ctx.run_dir / "probe").on(plan[:n]), params)
     sim_probe = simulate_params(space, root, params, plan[:n])
     if sim_full is None:
         sim_full = first_objective(space, simulate_params(space, root, params, plan))
@@ -199,6 +188,6 @@ def probe_then_full(space: StudySpace, root: Path, params: dict[str, Any], run_d
     probe.metrics[f"predicted_{metric}"] = predicted
     if not probe.ok or not promotes(predicted, best, promote_within, sign):
         return ProbeResult(probe, False, predicted, factor)
-    full = run(run_dir, plan)
+    full = run_trial(ctx, params)
     full.metrics[f"predicted_{metric}"] = predicted
     return ProbeResult(full, True, predicted, factor)

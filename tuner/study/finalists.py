@@ -18,6 +18,7 @@ import optuna
 
 from tuner.trial_record import StudyKey, set_study_attr
 from tuner.runtime.ownership import owner_id, trial_tag
+from tuner.runtime.context import TrialContext
 from tuner.runtime.measure import measure
 from tuner.runtime.stats import compare, spread
 from tuner.search.selection import feasible_trials, n_complete, trial_config
@@ -51,8 +52,9 @@ def finalize(run, study: optuna.Study, top_k: int | None = None, repeats: int | 
     for r in range(repeats):
         for t in finalists:
             rdir = run.trials_dir / "finalists" / str(t.number) / f"r{r}"
-            m = measure(single, run.root, trial_config(t), rdir, plan,
-                        trial_tag(run.space.study, f"finalist{t.number}", owner), run.device_id)
+            ctx = TrialContext(single, run.root, rdir, plan, run.device_id,
+                               trial_tag(run.space.study, f"finalist{t.number}", owner))
+            m = measure(ctx, trial_config(t))
             v = m.outcome.metrics.get(metric.name, math.nan) if m.outcome.ok else math.nan
             samples[t.number].append(v)
             if on_sample:

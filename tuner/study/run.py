@@ -25,6 +25,7 @@ from tuner.study import identity
 from tuner.runtime import constraints
 from tuner.runtime.client_check import CLIENT_OVERLOADED
 from tuner.runtime.early_stop import EarlyStop
+from tuner.runtime.context import TrialContext
 from tuner.runtime.measure import Measurement, measure
 from tuner.study.progress import Progress, guarded
 from tuner.runtime.ownership import owner_alive, owner_id, trial_tag
@@ -148,10 +149,11 @@ class StudyRun:
                 if self.progress:
                     self.progress.trial_pruned(trial.number, str(pruned))
                 raise
-        on_request = self.progress.request_done if self.progress else None
-        tag = trial_tag(self.space.study, trial.number, owner)
+        ctx = TrialContext(self.space, self.root, run_dir, self.plan(), self.device_id,
+                           trial_tag(self.space.study, trial.number, owner),
+                           self.progress.request_done if self.progress else None)
         try:
-            probed = screen.probe(trial, screened, run_dir, self.device_id, on_request, tag) if screen else None
+            probed = screen.probe(trial, screened, ctx) if screen else None
         except HostFailure as err:
             self._host_failed(trial, params, err)
             raise
@@ -165,8 +167,7 @@ class StudyRun:
                 raise optuna.TrialPruned(reason)
             return self._conclude(trial, m, run_dir)
         try:
-            m = measure(self.space, self.root, params, run_dir, self.plan(), tag, self.device_id,
-                        on_request=on_request,
+            m = measure(ctx, params,
                         early_stop=lambda: EarlyStop.for_trial(trial.study, self.space),
                         on_repeat=self.progress.repeat_started if self.progress else None)
         except HostFailure as err:   # the host cannot start the stack: not the configuration's fault

@@ -18,7 +18,8 @@ from serving.config.errors import ConfigError
 from serving.stacks import get_stack
 from tuner.space.spec import StudySpace
 from tuner.study.run import StudyRun
-from tuner.runtime.ownership import TAG_ENV, command_tag
+from tuner.runtime.context import TrialContext
+from tuner.runtime.ownership import command_tag
 from tuner.runtime.trial import run_trial
 
 def _row(level: int, stage: str, what: str, outcome) -> dict:
@@ -38,14 +39,15 @@ def bare_run(space: StudySpace, root: Path, params: dict[str, Any] | None = None
                           f"has none", key="backend")
     plan = StudyRun(space, root, "").plan()
     rows = []
-    tag = {TAG_ENV: command_tag(space.study, "bare-run")}  # a SIGKILLed bare-run's engine is ended next time
+    tag = command_tag(space.study, "bare-run")  # a SIGKILLed bare-run's engine is ended next time
     # kept beside the study's other tool output, never in an unannounced temporary folder
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path(out_dir or Path(root) / "trials" / space.study / "bare-run" / stamp)
     for stage in stages:
         sp = space if stage.options is None else space.model_copy(
             update={"stack_options": {**space.stack_options, space.backend: stage.options}})
-        outcome = run_trial(sp, root, {**(params or {}), **stage.params}, base / f"level{stage.level}", plan, env=tag)
+        outcome = run_trial(TrialContext(sp, root, base / f"level{stage.level}", plan, tag=tag),
+                            {**(params or {}), **stage.params})
         rows.append(_row(stage.level, stage.name, stage.what, outcome))
     print_table(rows, len(plan))
     print(f"each level's run folder is under {base}")

@@ -2,6 +2,7 @@
 import math
 
 from tuner.space.compose import load_space
+from tuner.runtime.context import TrialContext
 from tuner.screening.prescreen import PreScreener, PrescreenSpec, probe_then_full, rank
 from tuner.study.run import StudyRun
 
@@ -39,10 +40,10 @@ def test_prescreener_lets_the_warm_up_through_then_gates(project_root):
 
 def test_probe_is_promoted_only_when_its_prediction_is_close(project_root, tmp_path):
     space, plan = setup(project_root)
-    first = probe_then_full(space, project_root, params(16, 2), tmp_path / "a", plan, best=None)
+    first = probe_then_full(TrialContext(space, project_root, tmp_path / "a", plan), params(16, 2), best=None)
     assert first.promoted and first.outcome.ok and first.factor == 1.0      # sim probing sim: exact
     assert first.outcome.metrics["requests"] == len(plan)
     assert math.isclose(first.predicted, first.outcome.metrics["total_time"], rel_tol=1e-9)
-    slow = probe_then_full(space, project_root, params(1), tmp_path / "b", plan, best=first.predicted)
+    slow = probe_then_full(TrialContext(space, project_root, tmp_path / "b", plan), params(1), best=first.predicted)
     assert not slow.promoted and slow.outcome.metrics["requests"] < len(plan)
     assert slow.predicted > first.predicted * 1.1

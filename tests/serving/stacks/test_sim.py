@@ -9,6 +9,7 @@ from tests.conftest import ROOT, TINY
 from tuner.cli import main
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 
 PARAMS = {"model_config.prefill_batch_size": 2, "model_config.decode_batch_size": 8,
@@ -22,8 +23,8 @@ def test_sim_trial_has_a_real_trials_metrics_and_records(project_root):
     real_space = load_space("pa_batching", project_root, over)
     sim_space = load_space("pa_batching", project_root, over + ["backend=sim"])
     plan = StudyRun(real_space, project_root, "").plan()
-    real = run_trial(real_space, project_root, PARAMS, project_root / "trials/r", plan)
-    sim = run_trial(sim_space, project_root, PARAMS, project_root / "trials/s", plan)
+    real = run_trial(TrialContext(real_space, project_root, project_root / "trials/r", plan), PARAMS)
+    sim = run_trial(TrialContext(sim_space, project_root, project_root / "trials/s", plan), PARAMS)
     assert real.ok and sim.ok, (real.fail_detail, sim.fail_detail)
     assert set(real.metrics) - USAGE == set(sim.metrics) - SIM_USAGE
     assert SIM_USAGE <= set(sim.metrics) and 0 < sim.metrics["utilisation"] <= 100
@@ -78,7 +79,7 @@ def test_sim_replay_stops_at_the_replay_deadline_like_the_real_one(project_root)
             "base_config=configs/llama/llama_7b_kbk_pa_dyn.yaml"]
     space = load_space("pa_batching", project_root, over)
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, PARAMS | {"model_config.decode_batch_size": 64}, project_root / "trials/d", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/d", plan), PARAMS | {"model_config.decode_batch_size": 64})
     assert not out.ok and out.fail_class == "hang", (out.fail_class, out.fail_detail)  # as a real replay
     cut = [r for r in out.records if not r.ok]
     assert cut and all(r.error == "timeout: replay deadline" for r in cut)

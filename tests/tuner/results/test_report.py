@@ -15,9 +15,9 @@ from tuner.runtime.trial import TrialOutcome
 DBS = "model_config.decode_batch_size"
 
 
-def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
+def fake_run_trial(ctx, params, stop=None, replays=1):
     """Per-request records as tuner.runtime.trial writes them; larger batches finish sooner; 64 runs out of memory."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
     dbs = params[DBS]
     if dbs == 64:
         return TrialOutcome(fail_class="oom", fail_detail="exited before ready", log_tail="out of memory")
@@ -27,7 +27,7 @@ def fake_run_trial(space, root, params, run_dir, plan, device_id=None, on_reques
         sent = i * 0.05
         e2e = 0.2 + 4.0 / dbs * rng.random()
         recs.append(RequestRecord(i, 10, 5, sent, sent, sent + e2e / 5, sent + e2e, [sent + e2e], 5, "length"))
-    records_frame(recs).to_csv(run_dir / "requests.csv", index=False)
+    records_frame(recs).to_csv(ctx.run_dir / "requests.csv", index=False)
     total = max(r.done for r in recs)
     return TrialOutcome(metrics={"total_time": total, "utilisation": 30.0 + dbs, "requests": 20.0,
                                  "ttft_p99": 0.1, "energy_j_per_token": 0.5 + 0.02 * dbs,

@@ -13,6 +13,7 @@ from serving.replay import LLMServingProtocol
 from serving.stacks import ReplayResult, RunningStack
 from tuner.study.run import StudyRun
 from serving.workload import TraceRequest
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 
 
@@ -114,7 +115,7 @@ def test_every_embedded_trial_carries_arrival_bound_and_efficiency(project_root,
     plan = StudyRun(space, project_root, "").plan()
     params = {"model_config.prefill_batch_size": 2, "model_config.decode_batch_size": 8,
               "pa_config.num_blocks": 256, "pa_config.block_size": 16}
-    out = run_trial(space, project_root, params, project_root / "trials/b/0", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/b/0", plan), params)
     assert out.ok, out.fail_detail
     m = out.metrics
     last_sent = max(r.sent for r in out.records) - min(r.sent for r in out.records)

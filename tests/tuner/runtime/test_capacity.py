@@ -8,6 +8,7 @@ from serving.config.errors import ConfigError
 from serving.stacks.sim import SimRunning, SimStack
 from serving.stacks.base import LaunchSpec
 from tuner.runtime import capacity, slo
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import replay_options, run_trial
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
@@ -27,7 +28,7 @@ def sim_running(space, root, run_dir) -> SimRunning:
 def test_capacity_on_the_simulator_brackets_the_highest_rate_meeting_the_slo(project_root):
     space = load_space("pa_batching", project_root, [*CAP, "backend=sim"])
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, PARAMS, project_root / "trials/c/0", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/c/0", plan), PARAMS)
     assert out.ok, out.fail_detail
     m = out.metrics
     probes = m["capacity_probes"]
@@ -87,7 +88,7 @@ def test_capacity_search_on_the_embedded_stack_stops_overloaded_rates_early(proj
             "load.qps=20", "load.duration=1"]
     space = load_space("pa_batching", project_root, over)
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, PARAMS, project_root / "trials/e/0", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/e/0", plan), PARAMS)
     assert out.ok, out.fail_detail
     m = out.metrics
     probes = m["capacity_probes"]

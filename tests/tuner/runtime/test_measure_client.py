@@ -17,13 +17,12 @@ LATE = "the replay client fell behind: read lag p99 80.0 ms over 25 ms (capacity
 def test_a_lagging_client_is_measured_again_once_then_the_trial_fails(project_root, monkeypatch):
     calls = {}
 
-    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None,
-                  on_launch=None):
+    def run_trial(ctx, params, stop=None, replays=1):
         """dbs 32: fastest, its client always late; dbs 16: late once, then fine; dbs 8: fine."""
         dbs = params[DBS]
         calls[dbs] = calls.get(dbs, 0) + 1
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "requests.csv").write_text(f"attempt {calls[dbs]}\n")
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.run_dir / "requests.csv").write_text(f"attempt {calls[dbs]}\n")
         metrics = {"total_time": {32: 1.0, 16: 2.0, 8: 3.0}[dbs], "utilisation": 50.0, "requests": 20.0,
                    "startup_s": 1.5, "replay_s": 1.0, "stop_s": 0.1}
         if dbs == 32 or (dbs == 16 and calls[dbs] == 1):

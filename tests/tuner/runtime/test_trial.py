@@ -3,6 +3,7 @@ import pandas as pd
 
 from tuner.space.compose import load_space
 from tuner.study.run import StudyRun
+from tuner.runtime.context import TrialContext
 from tuner.runtime.trial import run_trial
 
 SMALL = ["load.qps=20", "load.duration=1", "engine_config_unused=1"][:2]
@@ -18,7 +19,7 @@ def small_params(**kw):
 def test_one_full_trial_scores_every_request(project_root):
     space = load_space("pa_batching", project_root, SMALL)
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, small_params(), project_root / "trials/x/0", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/0", plan), small_params())
     assert out.ok, out.fail_detail
     m = out.metrics
     assert m["requests"] == m["requests_ok"] == len(plan) == 20
@@ -33,7 +34,7 @@ def test_one_full_trial_scores_every_request(project_root):
 def test_impossible_config_is_rejected_before_launch(project_root):
     space = load_space("pa_batching", project_root, SMALL)
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, small_params(**{"pa_config.num_blocks": 4}), project_root / "trials/x/1", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/1", plan), small_params(**{"pa_config.num_blocks": 4}))
     assert out.fail_class == "config_rejected" and "(num_blocks - 1) * block_size" in out.fail_detail
     assert not (project_root / "trials/x/1/engine.log").exists()
 
@@ -55,7 +56,7 @@ def test_a_fast_plan_goes_out_from_the_stacks_sender_pool_which_ends_with_the_tr
     monkeypatch.setattr(os, "cpu_count", lambda: 2)               # several senders whatever the host
     space = load_space("pa_batching", project_root, ["load.qps=400", "load.duration=0.2", "load.request_timeout=60"])
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, small_params(), project_root / "trials/x/2", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/2", plan), small_params())
     assert out.ok, out.fail_detail
     m = out.metrics
     assert m["requests"] == m["requests_ok"] == len(plan) == 80
@@ -71,7 +72,7 @@ def test_a_trial_whose_client_fell_behind_fails_as_client_overloaded_with_its_re
     """Judged on every replay, not only capacity searches: bounds below any real lag make every client late."""
     space = load_space("pa_batching", project_root, SMALL + ["capacity.max_read_lag=1e-9"])
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, small_params(), project_root / "trials/x/3", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/3", plan), small_params())
     assert out.fail_class == "client_overloaded" and "read lag p99" in out.fail_detail
     m = out.metrics
     assert m["client_kept_up"] is False and m["read_lag_p99"] > 0 and m["requests_ok"] == 20
@@ -82,7 +83,7 @@ def test_a_trial_whose_client_fell_behind_fails_as_client_overloaded_with_its_re
 def test_every_trial_records_where_its_time_went(project_root):
     space = load_space("pa_batching", project_root, SMALL)
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(space, project_root, small_params(), project_root / "trials/x/4", plan)
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/4", plan), small_params())
     assert out.ok, out.fail_detail
     m = out.metrics
     assert m["startup_s"] > 0 and m["replay_s"] >= m["total_time"] > 0 and m["stop_s"] >= 0

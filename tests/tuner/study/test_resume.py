@@ -104,7 +104,7 @@ def test_interrupted_trial_is_failed_and_measured_again_next_time(project_root, 
     from tuner.runtime.trial import TrialOutcome
     calls = []
 
-    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
+    def run_trial(ctx, params, stop=None, replays=1):
         calls.append(params)
         if len(calls) == 1:
             raise KeyboardInterrupt  # Ctrl-C, or SIGTERM turned into it, mid-replay

@@ -32,8 +32,8 @@ def fake_outcome(params) -> TrialOutcome:
 
 @pytest.fixture
 def fake_trials(monkeypatch):
-    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
-        run_dir.mkdir(parents=True, exist_ok=True)
+    def run_trial(ctx, params, stop=None, replays=1):
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
         return fake_outcome(params)
     monkeypatch.setattr("tuner.runtime.measure.run_trial", run_trial)
 

@@ -38,11 +38,11 @@ class Noisy:
     def __init__(self, truth, noise=(1.00, 1.04, 0.97, 1.02, 0.99, 1.03, 0.98)):
         self.truth, self.noise, self.calls = truth, itertools.cycle(noise), []
 
-    def __call__(self, space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
-        run_dir.mkdir(parents=True, exist_ok=True)
+    def __call__(self, ctx, params, stop=None, replays=1):
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
         t = self.truth(params) * next(self.noise)
-        self.calls.append((params[DBS], run_dir))
-        (run_dir / "requests.csv").write_text(f"index,total\n0,{t}\n")
+        self.calls.append((params[DBS], ctx.run_dir))
+        (ctx.run_dir / "requests.csv").write_text(f"index,total\n0,{t}\n")
         return TrialOutcome(metrics={"total_time": t, "utilisation": 100 / t, "requests": 20.0})
 
 

@@ -41,10 +41,10 @@ def test_plain_progress_lines(capsys):
 
 
 def test_cli_bars_by_default_and_lines_with_no_progress(project_root, monkeypatch, capsys):
-    def run_trial(space, root, params, run_dir, plan, device_id=None, on_request=None, stop=None, env=None, on_launch=None):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for _, req in plan:
-            on_request(RequestRecord(req.index, 1, 1, 0.0))
+    def run_trial(ctx, params, stop=None, replays=1):
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        for _, req in ctx.plan:
+            ctx.on_request(RequestRecord(req.index, 1, 1, 0.0))
         return TrialOutcome(metrics={"total_time": 1.0, "utilisation": 50.0})
 
     monkeypatch.setattr("tuner.runtime.measure.run_trial", run_trial)
