@@ -67,7 +67,12 @@ def launch(stack, spec: LaunchSpec):
     start failed for the host's sake (serving.stacks.failures.host_cause)."""
     for attempt in range(1, LAUNCH_TRIES + 1):
         try:
-            return stack.launch(spec)
+            try:
+                return stack.launch(spec)
+            except ConfigError as err:   # a stack refusing this configuration: the trial fails, the study goes on
+                if isinstance(err, HostFailure):
+                    raise
+                raise LaunchError(failures.CONFIG_REJECTED, str(err)) from None
         except LaunchError as err:
             cause = failures.host_cause(err.log_tail) if err.fail_class == failures.CRASH_AT_START else None
             if cause:

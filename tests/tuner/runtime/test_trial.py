@@ -88,3 +88,20 @@ def test_every_trial_records_where_its_time_went(project_root):
     m = out.metrics
     assert m["startup_s"] > 0 and m["replay_s"] >= m["total_time"] > 0 and m["stop_s"] >= 0
     assert m["client_kept_up"] is True and m["read_lag_p99"] < space.capacity.max_read_lag
+
+
+def test_a_stack_refusing_the_configuration_at_launch_fails_that_trial_only(project_root, monkeypatch):
+    """A ConfigError from a stack's launch is the configuration's failure (config_rejected), not the study's end."""
+    from serving.config.errors import ConfigError
+    from serving.stacks import get_stack
+    stack = get_stack("embedded")
+
+    class Refusing(type(stack)):
+        def launch(self, spec):
+            raise ConfigError("must be a power of two, got 24", "pa_config", "block_size")
+
+    monkeypatch.setattr("tuner.runtime.trial.get_stack", lambda name: Refusing())
+    space = load_space("pa_batching", project_root, SMALL)
+    plan = StudyRun(space, project_root, "").plan()
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/5", plan), small_params())
+    assert out.fail_class == "config_rejected" and "power of two" in out.fail_detail
