@@ -123,15 +123,16 @@ def unordered(space: StudySpace) -> StudySpace:
 def run_sampler(space: StudySpace, sampler: optuna.samplers.BaseSampler, f: Callable[[Params], float],
                 n: int) -> list[float]:
     """Values of ``n`` ask/tell trials (inf = failed). A failed configuration is told as the study tells
-    it (tuner.runtime.constraints): COMPLETE with a placeholder value and the ``failed`` constraint broken."""
+    it (tuner.runtime.constraints.tell_failed): FAIL with the ``failed`` constraint broken."""
     study = optuna.create_study(sampler=sampler, direction="minimize")  # in-memory storage
-    placeholder = constraints.placeholder_values(space)[0]
     out = []
     for _ in range(n):
         trial = study.ask()
         v = f(space.suggest(trial))
-        trial.set_constraint(constraints.FAILED, 1.0 if math.isinf(v) else 0.0)
-        study.tell(trial, placeholder if math.isinf(v) else v)
+        if math.isinf(v):
+            constraints.tell_failed(study, trial, space)
+        else:
+            constraints.tell_value(study, trial, space, v)
         out.append(v)
     return out
 

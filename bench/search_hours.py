@@ -140,8 +140,7 @@ class Ledger:
 
 def _tell_rejected(study: optuna.Study, trial: optuna.Trial, space) -> None:
     """Rejected before launch: stored as the study stores a failed configuration."""
-    constraints.apply(trial, constraints.constraint_values(space, {}, failed=True))
-    study.tell(trial, constraints.placeholder_values(space)[0])
+    constraints.tell_failed(study, trial, space)
 
 
 def _tell_measured(study: optuna.Study, trial: optuna.Trial, space, value: float) -> None:

@@ -59,9 +59,11 @@ def grid_space(gt: GroundTruth, seed: int | None = None, extra: list[str] = ()) 
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, space: StudySpace, v: float) -> None:
-    """As the study tells a trial: a failed configuration is COMPLETE with the ``failed`` constraint broken."""
-    trial.set_constraint(constraints.FAILED, 1.0 if math.isinf(v) else 0.0)
-    study.tell(trial, constraints.placeholder_values(space)[0] if math.isinf(v) else v)
+    """As the study tells a trial: a failed configuration is FAIL with its ``failed`` constraint broken."""
+    if math.isinf(v):
+        constraints.tell_failed(study, trial, space)
+        return
+    constraints.tell_value(study, trial, space, v)
 
 
 def sampler_method(make: Callable[[StudySpace, int], optuna.samplers.BaseSampler]):

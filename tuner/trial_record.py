@@ -36,6 +36,7 @@ class TrialRecord(BaseModel):
     pruned_after_s: float | None = None            # early stopping: when the replay was ended,
     pruned_limit_s: float | None = None            # and the time it had passed by then
     feasible: bool | None = None                   # all constraints held (tuner.runtime.constraints)
+    rejected_before_launch: bool | None = None     # a rule refused it: nothing ran, no trial budget spent
     infeasible_because: str | None = None
     probe_promoted: bool | None = None             # pre-screen probes (tuner.screening.gate)
     probe_factor: float | None = None

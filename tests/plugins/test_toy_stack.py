@@ -32,13 +32,14 @@ def test_a_stack_registered_from_the_tests_runs_a_study(project_root):
     args = ["--study", "toy", "--root", str(project_root), "--storage", storage, "--no-progress"]
     assert main([*args, "--n-trials", "4", "toy.max_step_ms=10"]) == 0
     trials = optuna.load_study(study_name="toy", storage=storage).trials
-    assert len(trials) == 4
+    rejected = [t for t in trials if t.user_attrs.get("rejected_before_launch")]
+    assert len(trials) - len(rejected) == 4          # a configuration refused before launch spends no budget
     assert {t.user_attrs["config"]["step_ms"] == 100 for t in trials} == {True, False}  # both paths taken
     for t in trials:
         step = t.user_attrs["config"]["step_ms"]
         if step == 100:   # the toy format's own pre-launch check rejected it: infeasible, never launched
             assert t.user_attrs["fail_class"] == "config_rejected" and "max_step_ms" in t.user_attrs["fail_detail"]
-            assert not is_feasible(t)
+            assert not is_feasible(t) and t.state == optuna.trial.TrialState.FAIL and t in rejected
         else:
             assert is_feasible(t), t.user_attrs.get("fail_detail")
             assert t.user_attrs["requests_ok"] == t.user_attrs["requests"] == 10

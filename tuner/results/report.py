@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 
 from tuner.trial_record import StudyKey, metric, record, study_attr
-from tuner.runtime.constraints import is_feasible
+from tuner.runtime.constraints import is_feasible, outcome
 from tuner.study.finalists import describe
 from tuner.results.capacity_chart import capacity_svg
 from tuner.results.energy_chart import energy_svg
@@ -26,12 +26,6 @@ from tuner.runtime.writes import make_folder, write_text
 
 MAX_ROWS = 60  # latency boxes drawn (the best first); results.csv has every trial
 PHASES = ("startup_s", "replay_s", "stop_s")   # tuner.runtime.phases: where a trial's time went
-
-
-def outcome(t: optuna.trial.FrozenTrial) -> str:
-    if t.state == optuna.trial.TrialState.COMPLETE:
-        return "feasible" if is_feasible(t) else "infeasible"
-    return t.state.name.lower()
 
 
 def results_frame(study: optuna.Study) -> pd.DataFrame:

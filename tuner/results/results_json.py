@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 
 from tuner.trial_record import StudyKey, record, study_attr
-from tuner.runtime.constraints import is_feasible
+from tuner.runtime.constraints import outcome as _outcome
 from tuner.runtime.writes import write_text
 from tuner.study.identity import study_dir
 from tuner.search.selection import best_trial
@@ -32,12 +32,6 @@ def _clean(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_clean(x) for x in v]
     return v
-
-
-def _outcome(t: optuna.trial.FrozenTrial) -> str:
-    if t.state == optuna.trial.TrialState.COMPLETE:
-        return "feasible" if is_feasible(t) else "infeasible"
-    return t.state.name.lower()
 
 
 def _metrics(t: optuna.trial.FrozenTrial) -> dict[str, Any]:

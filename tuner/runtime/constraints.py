@@ -76,8 +76,36 @@ def apply(trial: optuna.Trial, values: dict[str, float]) -> None:
 
 
 def placeholder_values(space: StudySpace) -> list[float]:
-    """Objective values for an infeasible failed trial: the worst the study allows, never a winner."""
+    """The worst objective values the study allows (the replay deadline, 0): what a failed configuration
+    stands in with for a model when no trial was measured yet (tuner.search.sampler.worst_values)."""
     return [float(space.timeouts.replay) if o.direction == "minimize" else 0.0 for o in space.objectives]
+
+
+def tell_failed(study: optuna.Study, trial: optuna.Trial, space: StudySpace) -> None:
+    """As a study stores a configuration that failed (tuner.study.run): its ``failed`` constraint broken
+    and FAIL, without objective values (samplers: tuner.search.sampler.worst_values)."""
+    apply(trial, constraint_values(space, {}, failed=True))
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def tell_value(study: optuna.Study, trial: optuna.Trial, space: StudySpace, value: float) -> None:
+    """A first objective known without SLO figures (the warm start's simulation, a bench's tabular
+    replay): COMPLETE, its constraints (the same keys a failure gets) met."""
+    apply(trial, {FAILED: 0.0} | {slo_key(c): 0.0 for c in space.constraints})
+    study.tell(trial, value)
+
+
+def failed_for_config(trial: optuna.trial.FrozenTrial) -> bool:
+    """A FAIL trial whose configuration failed (it is infeasible; it holds no objective values, so the
+    dashboard's axes show measured trials only); a FAIL trial of a host failure says nothing of it."""
+    return trial.state == optuna.trial.TrialState.FAIL and trial_record.record(trial).feasible is False
+
+
+def outcome(trial: optuna.trial.FrozenTrial) -> str:
+    """feasible | infeasible (measured and an SLO broken, or its configuration failed) | pruned | fail | ..."""
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        return "feasible" if is_feasible(trial) else "infeasible"
+    return "infeasible" if failed_for_config(trial) else trial.state.name.lower()
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:

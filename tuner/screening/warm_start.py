@@ -36,7 +36,6 @@ def sim_study(space: StudySpace, evaluate: Callable[[dict[str, Any]], float], tr
     with the study's sampler for ``trials`` trials; the ``pick`` best distinct feasible configurations."""
     first = space.model_copy(update={"objectives": [space.objectives[0]]})
     study = optuna.create_study(sampler=make_sampler(first), direction=first.objectives[0].direction)
-    placeholder = constraints.placeholder_values(first)[0]
     seen: dict[tuple, tuple[dict[str, Any], float]] = {}
     out = WarmStart()
     for _ in range(trials):
@@ -44,8 +43,10 @@ def sim_study(space: StudySpace, evaluate: Callable[[dict[str, Any]], float], tr
         params = first.suggest(trial)
         v = float(evaluate(params))
         failed = math.isnan(v) or math.isinf(v)
-        trial.set_constraint(constraints.FAILED, 1.0 if failed else 0.0)   # as a real study tells a failure
-        study.tell(trial, placeholder if failed else v)
+        if failed:                                   # as a real study tells a failure
+            constraints.tell_failed(study, trial, first)
+        else:
+            constraints.tell_value(study, trial, first, v)
         out.simulated.append(math.nan if failed else v)
         if not failed:
             seen[tuple(sorted(params.items()))] = (params, v)

@@ -66,11 +66,24 @@ def _first_estimate(t: FrozenTrial, space: StudySpace, sim_scale: float) -> floa
     return None
 
 
-def stand_in(t: FrozenTrial, space: StudySpace, sim_scale: float = 1.0) -> tuple[list[float], bool] | None:
+def worst_values(trials: Sequence[FrozenTrial], space: StudySpace,
+                 directions: Sequence[optuna.study.StudyDirection]) -> list[float]:
+    """What a failed configuration stands in with for the model: per objective the worst value a measured
+    trial reached (the study's placeholder before any), with its ``failed`` constraint set. Not the replay
+    deadline: a 300 s spike among 10 s trials would stretch the GP's scale and squeeze what it learned."""
+    measured = [t.values for t in trials if t.state == TrialState.COMPLETE and t.values]
+    if not measured:
+        return constraints.placeholder_values(space)[:len(directions)]
+    return [max(v[i] for v in measured) if d == optuna.study.StudyDirection.MINIMIZE else min(v[i] for v in measured)
+            for i, d in enumerate(directions)]
+
+
+def stand_in(t: FrozenTrial, space: StudySpace, sim_scale: float = 1.0,
+             worst: list[float] | None = None) -> tuple[list[float], bool] | None:
     """(values, failed) a pruned trial stands in with for the model, or None when it says nothing."""
     rec = record(t)
     if rec.prescreen_promising is False and rec.prescreen_value is None:
-        return constraints.placeholder_values(space), True          # the simulator saw it fail
+        return worst or constraints.placeholder_values(space), True   # the simulator saw it fail
     first = _first_estimate(t, space, sim_scale)
     if first is None:
         return None
@@ -102,6 +115,7 @@ class PrunedAware(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._shadow: optuna.Study | None = None
         self._copied: set[int] = set()
+        self._worst: list[float] | None = None
 
     # optuna.samplers.BaseSampler
     def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
@@ -117,8 +131,8 @@ class PrunedAware(optuna.samplers.BaseSampler):
         t = shadow.ask(fixed_distributions=search_space)
         params = dict(t.params)
         shadow.tell(t, state=TrialState.FAIL)       # the shadow's own ask, never a measurement
-        tried = {self._key(p.params, search_space) for p in study.get_trials(deepcopy=False, states=TRIED)
-                 if p.number != trial.number}
+        tried = {self._key(p.params, search_space) for p in study.get_trials(deepcopy=False)
+                 if p.number != trial.number and (p.state in TRIED or constraints.failed_for_config(p))}
         if self._key(params, search_space) in tried:
             return self._neighbour(params, search_space, tried)
         return params
@@ -138,10 +152,12 @@ class PrunedAware(optuna.samplers.BaseSampler):
 
     # the model's view of the study
     def _sync(self, study: optuna.Study) -> optuna.Study:
-        if self._shadow is None or self._shadow.directions != study.directions:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        worst = worst_values(done, self.space, study.directions)
+        # failures stand in with the worst measured values: when those move, the model's view is rebuilt
+        if self._shadow is None or self._shadow.directions != study.directions or worst != self._worst:
             self._shadow = optuna.create_study(directions=study.directions, sampler=self.base)
-            self._copied = set()
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            self._copied, self._worst = set(), worst
         scale = sim_scale(done)
         keys = [constraints.FAILED] + [constraints.slo_key(c) for c in self.space.constraints]
         for t in done:
@@ -150,8 +166,13 @@ class PrunedAware(optuna.samplers.BaseSampler):
             if t.state == TrialState.COMPLETE:
                 values = list(t.values)
                 cons = {k: float(t.constraints.get(k, 0.0)) for k in keys}
+            elif t.state == TrialState.FAIL:
+                self._copied.add(t.number)
+                if not constraints.failed_for_config(t):
+                    continue                        # a host failure: nothing learnt of the configuration
+                values, cons = list(worst), {k: 0.0 for k in keys} | {constraints.FAILED: 1.0}
             else:
-                got = stand_in(t, self.space, scale)
+                got = stand_in(t, self.space, scale, worst)
                 if got is None:
                     self._copied.add(t.number)     # nothing to learn; the repeat check still covers it
                     continue

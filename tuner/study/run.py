@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 
-from serving.stacks import get_stack
+from serving.stacks import failures, get_stack
 from tuner.trial_record import StudyKey, enqueued_attrs, record, set_study_attr, write, write_metrics
 from tuner.study import identity
 from tuner.runtime import constraints
@@ -42,6 +42,23 @@ from tuner.search.sampler import make_sampler
 
 class TrialFailed(Exception):
     """Raised from the objective so Optuna stores the trial as FAIL (and the study goes on)."""
+
+
+class Budget:
+    """``n`` trials for this run, a configuration a rule rejected before launch not counted (it cost no
+    launch; the sampler still learns from it and does not propose it again); at most ``REJECTS_CAP``
+    times ``n`` trials in all, so a space whose rules reject nearly everything still ends."""
+    REJECTS_CAP = 10
+
+    def __init__(self, n: int):
+        self.n, self.used = n, 0
+        self.cap = n * self.REJECTS_CAP
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not record(trial).rejected_before_launch:
+            self.used += 1
+        if self.used >= self.n:
+            study.stop()
 
 
 class _OptunaLines(logging.Filter):
@@ -209,6 +226,8 @@ class StudyRun:
         elif not out.ok and not constraints.is_infra_failure(out.fail_class):
             constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=True))
             state = "infeasible"
+            if out.fail_class == failures.CONFIG_REJECTED and "startup_s" not in out.metrics:
+                write(trial, rejected_before_launch=True)
         if self.progress:
             self.progress.trial_finished(trial.number, out, state)
         if m.pruned:
@@ -217,8 +236,9 @@ class StudyRun:
             if out.fail_class != CLIENT_OVERLOADED:   # measure already measured that one again
                 self._requeue(trial)
             raise TrialFailed(f"{out.fail_class}: {out.fail_detail}")
-        if state == "infeasible":
-            return constraints.placeholder_values(self.space)
+        if state == "infeasible":   # FAIL without values: the dashboard's axes keep to measured trials
+            _LINES.silenced.add(trial.number)      # the progress line said why
+            raise TrialFailed(f"infeasible: {out.fail_class}: {out.fail_detail}")
         values = [out.metrics.get(o.name, float("nan")) for o in self.space.objectives]
         if any(v is None or math.isnan(v) for v in values):
             raise TrialFailed(f"objective missing from metrics: {[o.name for o in self.space.objectives]}")
@@ -258,9 +278,11 @@ class StudyRun:
         if self.progress and (failed or ended):
             self.progress.recovered(failed, ended)
         self.warm_start(study)
+        budget = Budget(n_trials)
         try:
             with stop_signals_interrupt():
-                study.optimize(self.objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=[self._orphaned])
+                study.optimize(self.objective, n_trials=budget.cap, catch=(TrialFailed,),
+                               callbacks=[self._orphaned, budget])
         finally:
             _LINES.silenced.clear()   # trial numbers of this study only
         return study

@@ -118,3 +118,31 @@ def test_neighbour_steps_stay_in_range():
     assert S._steps(log_int, 1024) == [825]   # x or / 32 ** (1/16) = 1.24, rounded
     assert S._steps(optuna.distributions.IntDistribution(0, 3), 0) == [1]
     assert S._steps(optuna.distributions.CategoricalDistribution(["a", "b", "c"]), "b") == ["a", "c"]
+
+
+def test_failed_configurations_teach_the_model_at_the_worst_measured_value_and_are_not_proposed_again(space):
+    """A configuration that failed is FAIL without values (the dashboard's axes show measured trials only);
+    the model sees it at the worst value measured so far with its ``failed`` constraint broken, never at
+    the replay deadline, and never proposes it again. A host failure teaches nothing."""
+    from tuner.runtime import constraints
+    sp = small(space)
+    study = optuna.create_study(sampler=S.make_sampler(sp))
+    for i in range(12):
+        t = study.ask()
+        c = sp.suggest(t)
+        if c["model_config.decode_batch_size"] >= 32:            # "runs out of memory"
+            constraints.tell_failed(study, t, sp)
+        elif i == 5:                                             # the host's fault: not the configuration's
+            study.tell(t, state=TrialState.FAIL)
+        else:
+            constraints.tell_value(study, t, sp, 10 + 10 / c["model_config.decode_batch_size"])
+    failed = [t for t in study.trials if constraints.failed_for_config(t)]
+    measured = [t.values[0] for t in study.trials if t.state == TrialState.COMPLETE]
+    assert failed and all(t.values is None for t in failed)
+    assert len({key(t) for t in study.trials if t.state != TrialState.FAIL or t in failed}) == \
+        len([t for t in study.trials if t.state != TrialState.FAIL or t in failed])   # none proposed twice
+    shadow = [t for t in study.sampler._shadow.trials if t.state == TrialState.COMPLETE]
+    stood_in = [t for t in shadow if t.constraints["failed"] == 1.0]
+    assert len(stood_in) == len(failed) and {t.values[0] for t in stood_in} == {max(measured)}
+    assert len(shadow) == 11 - 1                                 # the host failure is not in the model
+    assert max(measured) < sp.timeouts.replay

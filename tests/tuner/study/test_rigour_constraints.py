@@ -72,17 +72,21 @@ def test_infeasible_trials_inform_the_sampler_and_never_win(project_root, fake_t
     study = run_study(project_root, space)
     t = {t.user_attrs["config"][DBS]: t for t in study.trials[:5]}
     oom, slo, port = t[64], t[32], t[2]
-    # failed configuration and broken SLO: COMPLETE (the sampler sees them), infeasible, with the cause
+    # broken SLO: measured, so COMPLETE on its true values; failed configuration: FAIL without values (no
+    # placeholder on the dashboard's axes); both infeasible, with the cause and their constraints
+    assert slo.state == optuna.trial.TrialState.COMPLETE and slo.values[0] < space.timeouts.replay
+    assert oom.state == optuna.trial.TrialState.FAIL and oom.values is None
     for bad, because in ((oom, "failed"), (slo, "slo_ttft_p99")):
-        assert bad.state == optuna.trial.TrialState.COMPLETE and not constraints.is_feasible(bad)
+        assert not constraints.is_feasible(bad) and constraints.outcome(bad) == "infeasible"
         assert bad.user_attrs["infeasible_because"] == because and bad.user_attrs["feasible"] is False
-    assert oom.user_attrs["fail_class"] == "oom" and oom.values[0] == space.timeouts.replay
+    assert oom.user_attrs["fail_class"] == "oom" and constraints.failed_for_config(oom)
     assert {"failed": 0.0, "slo_ttft_p99": 1.5}.items() <= slo.constraints.items()
     # the old list optuna-dashboard reads, in the same order
     assert slo.system_attrs["constraints"] == [0.0, 1.5] and oom.system_attrs["constraints"] == [1.0, 0.0]
     assert t[8].system_attrs["constraints"] == [0.0, pytest.approx(-0.4)]
-    # the machine's failure is FAIL and carries no constraint
+    # the machine's failure is FAIL, carries no constraint and is not the configuration's
     assert port.state == optuna.trial.TrialState.FAIL and port.user_attrs["fail_class"] == "port_in_use"
+    assert not constraints.failed_for_config(port) and constraints.outcome(port) == "fail"
     # the SLO breaker is the fastest trial, still never the best nor exported
     best = best_trial(study)
     assert constraints.is_feasible(best) and best.number != slo.number
@@ -97,3 +101,19 @@ def test_dashboard_serializer_sees_feasibility(project_root, fake_trials):
     slo = next(t for t in study.trials if t.user_attrs["config"][DBS] == 32)
     ser = serialize_frozen_trial(study._study_id, slo, {})
     assert ser["constraints"] == [0.0, 1.5]
+
+
+def test_the_trial_budget_skips_configurations_refused_before_launch_up_to_a_cap():
+    from tuner.study.run import Budget
+    study = optuna.create_study()
+    stopped = []
+    study.stop = lambda: stopped.append(True)
+    budget = Budget(2)
+    refused = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                        user_attrs={"rejected_before_launch": True})
+    measured = optuna.trial.create_trial(value=1.0)
+    for t in (refused, refused, measured, refused):
+        budget(study, t)
+    assert budget.used == 1 and not stopped
+    budget(study, measured)
+    assert stopped and budget.cap == 2 * Budget.REJECTS_CAP

@@ -42,8 +42,8 @@ def test_each_fault_is_recorded_with_its_cause_and_leaves_nothing(project_root, 
         elif kind == "port_in_use":  # the machine's fault, not the configuration's: FAIL, sampler not told
             assert t.state == optuna.trial.TrialState.FAIL
             assert "address already in use" in t.user_attrs["log_tail"].lower()
-        else:  # the configuration failed: COMPLETE but infeasible, visible to the sampler and the dashboard
-            assert t.state == optuna.trial.TrialState.COMPLETE and not is_feasible(t)
+        else:  # the configuration failed: FAIL and infeasible, without values, its constraint for the sampler
+            assert t.state == optuna.trial.TrialState.FAIL and t.values is None and not is_feasible(t)
             assert t.system_attrs["constraints"][0] == 1.0 and t.constraints["failed"] == 1.0
             assert t.user_attrs["fail_detail"]
         if kind in ("oom", "crash"):
