@@ -139,7 +139,11 @@ def json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``record N``, object) for each element of a JSON array, decoded one element at a time from a
-    sliding buffer, so a ShareGPT dump of hundreds of MB is never parsed whole."""
+    sliding buffer, so a ShareGPT dump of hundreds of MB is never parsed whole.
+
+    Not ijson: tried (3.3, its C backend), it parses a whole buffer before yielding any element of it,
+    so a bad element 1,000 records in was reported as "record 0" and the records before it were lost;
+    its pure-Python backend keeps the order but is slower than json's C decoder used here per element."""
     decoder = json.JSONDecoder()
     with open_text(path) as f:
         def more() -> str:
