@@ -1,4 +1,4 @@
-"""Write a config that is the base YAML with only the tuned values changed.
+"""Write a config that is the base YAML with only the tuned values changed: the one YAML editor.
 
 ruamel.yaml (round-trip) finds where each tuned value sits; the value text is
 replaced in place, so indentation, quoting, ``True`` spellings, key order and
@@ -8,11 +8,13 @@ checked to equal the base with exactly those keys changed.
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 
 from serving.config.errors import ConfigError
 
@@ -98,3 +100,27 @@ def render(base: str | Path, params: dict[str, Any], out: str | Path | None = No
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(result)
     return result
+
+
+def set_keys(text: str, values: dict[str, Any], path: Path) -> str:
+    """``text`` with dotted keys set: in place where every key exists (all other bytes kept, see
+    render_text), else through a ruamel round trip that adds the missing ones (llm-serving's model YAML)."""
+    try:
+        return render_text(text, values, path)
+    except ConfigError:
+        pass
+    y = YAML()
+    y.preserve_quotes, y.width = True, 4096
+    data = y.load(text)
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        if isinstance(value, list):
+            node[leaf] = CommentedSeq(value)
+            node[leaf].fa.set_flow_style()
+    buf = io.StringIO()
+    y.dump(data, buf)
+    return buf.getvalue()

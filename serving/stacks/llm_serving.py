@@ -14,7 +14,6 @@ working directory), then in ``mindformers_root``, and written absolute into the 
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -29,14 +28,12 @@ from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedSeq
 
 from serving.config.checks import common_checks, kv_cache_bytes
 from serving.config.format import ServingYamlFormat
 from serving.replay.llm_serving import LLMServingProtocol
 from serving.config.errors import ConfigError, from_validation_error
-from serving.config.render import render_text
+from serving.config.render import set_keys
 from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.probes.host_cpu import HostCpuProbe
@@ -83,30 +80,6 @@ def parse_options(options: dict[str, Any]) -> LLMServingOptions:
         return LLMServingOptions.model_validate(dict(options or {}))
     except ValidationError as err:
         raise from_validation_error(err, "search space section llm_serving") from None
-
-
-def set_keys(text: str, values: dict[str, Any], path: Path) -> str:
-    """``text`` with dotted keys set: in place where every key exists (all other bytes kept, see
-    serving.config.render), else through a ruamel round trip that adds the missing ones."""
-    try:
-        return render_text(text, values, path)
-    except ConfigError:
-        pass
-    y = YAML()
-    y.preserve_quotes, y.width = True, 4096
-    data = y.load(text)
-    for key, value in values.items():
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-        if isinstance(value, list):
-            node[leaf] = CommentedSeq(value)
-            node[leaf].fa.set_flow_style()
-    buf = io.StringIO()
-    y.dump(data, buf)
-    return buf.getvalue()
 
 
 def lookup_dirs(opts: LLMServingOptions, root: Path | None) -> list[Path]:

@@ -48,3 +48,12 @@ def test_real_base_renders_and_parses(tmp_path):
     render(TINY, {"model_config.prefill_batch_size": 4, "pa_config.block_size": 32}, out)
     cfg = load_serving_yaml(out)
     assert cfg.model.prefill_batch_size == [4] and cfg.pa_config.block_size == 32
+
+
+def test_set_keys_edits_in_place_or_adds_what_is_missing(tmp_path):
+    from serving.config.render import set_keys
+    same = set_keys(BASE, {"model_config.decode_batch_size": 64}, tmp_path / "c.yaml")
+    assert same == render_text(BASE, {"model_config.decode_batch_size": 64})     # every other byte kept
+    added = yaml.safe_load(set_keys(BASE, {"model_config.new_key": [1, 2], "extra.deep": "x"}, tmp_path / "c.yaml"))
+    assert added["model_config"]["new_key"] == [1, 2] and added["extra"] == {"deep": "x"}
+    assert added["model_config"]["decode_batch_size"] == yaml.safe_load(BASE)["model_config"]["decode_batch_size"]
