@@ -68,3 +68,33 @@ class TestVLLMStandIn(StackContract):
         opts = self.options({"python": sys.executable, "device": "cpu", "env": env})
         cfg = self.render(ROOT / "configs" / "vllm" / "tiny_llama.yaml", {"model": "tiny"}, tmp_path)
         return LaunchSpec(cfg, tmp_path / "run", 60, None, opts)
+
+
+@pytest.mark.xdist_group("vllm_real")        # with the other real-vLLM tests: one worker at a time
+class TestVLLMReal(StackContract):
+    """Real vLLM (CPU build, a tiny LLaMA with dummy weights): skipped without TUNER_VLLM_PYTHON, failed
+    under TUNER_REQUIRE_VLLM=1 (CI)."""
+    backend = "vllm"
+
+    def make_spec(self, tmp_path):
+        from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
+        python = vllm_python()
+        model = make_tiny_llama(python, tmp_path / "tiny_llama")
+        cfg = self.render(ROOT / "configs" / "vllm" / "tiny_llama.yaml", {"model": str(model), "max_num_seqs": 4},
+                          tmp_path)
+        return LaunchSpec(cfg, tmp_path / "run", 600, None, self.options({"python": python, "device": "cpu"}))
+
+
+@pytest.mark.xdist_group("llm_serving_real")
+class TestLLMServingReal(StackContract):
+    """The real upstream llm-serving (.ci/llm_serving.sh): skipped without its paths, failed under
+    TUNER_REQUIRE_LLM_SERVING=1 (CI)."""
+    backend = "llm_serving"
+
+    def make_spec(self, tmp_path):
+        from tests.serving.stacks.real_llm_serving import STUDY, require_real
+        from tuner.space.compose import load_space
+        require_real()
+        space = load_space(STUDY, ROOT)
+        cfg = self.render(ROOT / space.base_config, {"model_config.decode_batch_size": 4}, tmp_path)
+        return LaunchSpec(cfg, tmp_path / "run", 180, None, self.options(space.backend_options()))
