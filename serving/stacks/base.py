@@ -51,6 +51,11 @@ class LaunchSpec:
     device_id: int | None = None
     options: dict[str, Any] = field(default_factory=dict)   # the space's section, validated by options_model
     env: dict[str, str] = field(default_factory=dict)       # added to every process the stack starts (trial tag)
+    config: Any = None         # the config as the stack's config_format loaded it (typed), or None: load it
+
+    def loaded(self, load: Callable[[Path], Any]) -> Any:
+        """The typed config: the one the trial loaded and checked, else ``load(config_path)``."""
+        return self.config if self.config is not None else load(self.config_path)
 
     def environ(self, **extra: str) -> dict[str, str]:
         """The environment for a process the stack starts: ours, the spec's, then ``extra``."""

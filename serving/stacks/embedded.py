@@ -71,7 +71,7 @@ class EmbeddedStack(Stack):
         port_file.unlink(missing_ok=True)
         args = [sys.executable, "-m", "serving.engine.server", "--config", str(spec.config_path),
                 "--host", host, "--port", "0", "--port-file", str(port_file)]
-        engine = load_serving_yaml(spec.config_path).engine_config
+        engine = spec.loaded(load_serving_yaml).engine_config
         threads = str(engine.threads if engine else 1)
         # BLAS reads its thread count at import, so it is set in the child's environment
         env = spec.environ(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)

@@ -127,7 +127,7 @@ def write_trial_yaml(spec: LaunchSpec, root: Path, device: int, opts: LLMServing
     """run_dir/llm_serving.yaml: the rendered config on this trial's ports and device, its file
     references absolute; when model_cfg_path names a mindformers yaml, a copy of it with the
     same KV pool (doc §1)."""
-    cfg, run_dir = load_serving_yaml(spec.config_path), Path(spec.run_dir)
+    cfg, run_dir = spec.loaded(load_serving_yaml), Path(spec.run_dir)
     ports = free_ports(1 + len(cfg.serving_config.agent_ports))
     values: dict[str, Any] = {"serving_config.server_port": ports[0], "serving_config.agent_ports": ports[1:],
                               "serving_config.start_device_id": device}

@@ -160,7 +160,7 @@ class SimStack(Stack):
     def launch(self, spec: LaunchSpec) -> SimRunning:
         opts = SimOptions.model_validate(spec.options or {})
         try:
-            cfg = load_serving_yaml(spec.config_path)
+            cfg = spec.loaded(load_serving_yaml)
             latency = load_profile(opts.profile or default_profile(cfg))
         except ConfigError as err:
             raise LaunchError(failures.CONFIG_REJECTED, str(err)) from None

@@ -156,7 +156,7 @@ def write_launch_yaml(spec: LaunchSpec) -> tuple[Path, VLLMConfig]:
     """run_dir/vllm.yaml: the trial's config with a local model folder made absolute (vLLM runs in
     the run directory, the model path is relative to where the tuner runs), keys spelled with dashes."""
     text = Path(spec.config_path).read_text()
-    cfg = load_vllm_yaml(spec.config_path)
+    cfg = spec.loaded(load_vllm_yaml)
     folder = resolve_model(cfg.model)
     if folder is not None and str(folder) != cfg.model:
         text = render_text(text, {"model": str(folder)}, spec.config_path)

@@ -108,7 +108,7 @@ class VllmSimStack(Stack):
     def launch(self, spec: LaunchSpec) -> VllmSimRunning:
         opts = parse_options(spec.options)
         try:
-            cfg = load_vllm_yaml(spec.config_path)
+            cfg = spec.loaded(load_vllm_yaml)
             if opts.surrogate_profile is None:
                 raise ConfigError("must name the profile `tune calibrate` wrote, got none", "vllm",
                                   "surrogate_profile")

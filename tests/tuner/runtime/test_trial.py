@@ -105,3 +105,24 @@ def test_a_stack_refusing_the_configuration_at_launch_fails_that_trial_only(proj
     plan = StudyRun(space, project_root, "").plan()
     out = run_trial(TrialContext(space, project_root, project_root / "trials/x/5", plan), small_params())
     assert out.fail_class == "config_rejected" and "power of two" in out.fail_detail
+
+
+def test_the_launch_spec_carries_the_config_the_trial_loaded_and_checked(project_root, monkeypatch):
+    """The stack gets the typed config the trial rendered, loaded and checked, not a path to parse again."""
+    from serving.config.schema import load_serving_yaml
+    from serving.stacks import LaunchError, get_stack
+    seen = []
+    stack = get_stack("embedded")
+
+    class Spy(type(stack)):
+        def launch(self, spec):
+            seen.append(spec)
+            raise LaunchError("crash_at_start", "spied")
+
+    monkeypatch.setattr("tuner.runtime.trial.get_stack", lambda name: Spy())
+    space = load_space("pa_batching", project_root, SMALL)
+    plan = StudyRun(space, project_root, "").plan()
+    run_trial(TrialContext(space, project_root, project_root / "trials/x/6", plan), small_params())
+    [spec] = seen
+    assert spec.config == load_serving_yaml(spec.config_path) and spec.config.model_config_.decode_batch_size == [8]
+    assert spec.loaded(lambda path: 1 / 0) is spec.config        # never parsed again
