@@ -1,14 +1,13 @@
 """`tune report`: one self-contained HTML page (inline SVG, no scripts) and results.csv.
 
 Sections: the trials' outcomes, where the trials' time went (start-up, replay, stop: docs/metrics.md),
-optimisation history per objective, the Pareto front (two objectives or more), parameter importances
-(Optuna's default PED-ANOVA evaluator, no extra dependency), the capacity search's curves (capacity
-studies), time or capacity against energy per token (where a power probe measured it), and per-trial
-latency distributions from trials/<study>/<n>/requests.csv.
+the capacity search's curves (capacity studies), time or capacity against energy per token (where a
+power probe measured it), per-trial latency distributions from trials/<study>/<n>/requests.csv, and
+every trial. The charts optuna-dashboard draws from the study itself (history, Pareto front, parameter
+importances) are left to it (`tune dashboard`): the report draws only what the study does not hold.
 """
 from __future__ import annotations
 
-import warnings
 from html import escape
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import optuna
 import pandas as pd
 
 from tuner.trial_record import StudyKey, metric, record, study_attr
-from tuner.runtime.constraints import is_feasible, outcome
+from tuner.runtime.constraints import outcome
 from tuner.study.finalists import describe
 from tuner.results.capacity_chart import capacity_svg
 from tuner.results.energy_chart import energy_svg
@@ -44,67 +43,6 @@ def results_frame(study: optuna.Study) -> pd.DataFrame:
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def history_svg(study: optuna.Study, i: int, name: str) -> str:
-    trials = [t for t in study.trials if t.values]
-    ys = [t.values[i] for t in trials if is_feasible(t)] or [0.0]
-    ch = Chart([t.number for t in study.trials] or [0], ys, xlabel="trial", ylabel=name,
-               title=f"Optimisation history: {name} ({study.directions[i].name.lower()})")
-    minimize = study.directions[i] == optuna.study.StudyDirection.MINIMIZE
-    best, line = None, []
-    for t in trials:
-        if not is_feasible(t):
-            continue
-        v = t.values[i]
-        ch.point(t.number, v, COLORS["feasible"], f"trial {t.number}: {name}={v:.4g}")
-        best = v if best is None or (v < best if minimize else v > best) else best
-        line.append((t.number, best))
-    for t in study.trials:  # infeasible and pruned trials at their partial value, if any
-        v = metric(t, name)
-        if not is_feasible(t) or t.state == optuna.trial.TrialState.PRUNED:
-            if isinstance(v, (int, float)) and ch.ylim[0] <= v <= ch.ylim[1]:
-                ch.point(t.number, v, COLORS["infeasible"], f"trial {t.number} ({outcome(t)}): {name}={v:.4g}", "x")
-    if line:
-        line.append((study.trials[-1].number, line[-1][1]))
-        ch.polyline(line, COLORS["best"], step=True)
-    return ch.render()
-
-
-def pareto_svg(study: optuna.Study, names: list[str]) -> str:
-    feas = [t for t in study.trials if t.values and is_feasible(t)]
-    front = {t.number for t in study.best_trials if is_feasible(t)}
-    ch = Chart([t.values[0] for t in feas], [t.values[1] for t in feas], xlabel=names[0], ylabel=names[1],
-               title=f"Pareto front: {names[0]} vs {names[1]} (feasible trials)")
-    for t in feas:
-        on = t.number in front
-        ch.point(t.values[0], t.values[1], COLORS["front" if on else "feasible"],
-                 f"trial {t.number}{' (Pareto)' if on else ''}: {t.values[0]:.4g}, {t.values[1]:.4g}", r=5 if on else 4)
-    pts = sorted((t.values[0], t.values[1]) for t in feas if t.number in front)
-    if len(pts) > 1:
-        ch.polyline(pts, COLORS["front"], width=1)
-    return ch.render()
-
-
-def importance_svg(study: optuna.Study) -> str:
-    feas = [t for t in study.trials if t.values and is_feasible(t)]
-    if len(feas) < 3 or not feas[0].params:
-        return "<p>Parameter importances need at least 3 feasible trials.</p>"
-    sub = optuna.create_study(directions=study.directions)  # infeasible placeholders would skew it
-    sub.add_trials(feas)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(sub, target=lambda t: t.values[0])
-    except (ValueError, RuntimeError, ZeroDivisionError) as err:
-        return f"<p>Parameter importances unavailable: {escape(str(err))}</p>"
-    names = list(imp)
-    ch = Chart([0.0, max(imp.values(), default=1.0)], [-0.5, len(names) - 0.5], height=60 + 28 * len(names),
-               xlabel="importance (PED-ANOVA)", title=f"Parameter importances for {study.metric_names[0] if study.metric_names else 'objective 0'}", pad=0)
-    ch.m = (48, 16, 40, 200)
-    for i, n in enumerate(names):
-        ch.hbar(i, imp[n], n)
-    return ch.render({float(i): n for i, n in enumerate(names)})
 
 
 def latency_svg(study: optuna.Study, trials_dir: Path) -> str:
@@ -172,18 +110,16 @@ def write_report(study: optuna.Study, trials_dir: Path) -> tuple[Path, Path]:
     verdict = study_attr(study, StudyKey.FINALISTS)
     if verdict:
         parts.append(f"<h2>Finalists</h2><pre>{escape(describe(verdict))}</pre>")
-    parts += ["<h2>Where the time went</h2>", time_spent(df), "<h2>Optimisation history</h2>"]
-    parts += [history_svg(study, i, n) for i, n in enumerate(names)]
-    if len(names) >= 2:
-        parts += ["<h2>Pareto front</h2>", pareto_svg(study, names)]
+    parts += ["<h2>Where the time went</h2>", time_spent(df),
+              "<p>History, Pareto front and parameter importances: <code>tune dashboard --study "
+              f"{escape(study.study_name)}</code> (optuna-dashboard).</p>"]
     curves = capacity_svg(study)
     if curves:
         parts += ["<h2>Capacity under SLOs</h2>", curves]
     joules = energy_svg(study)
     if joules:
         parts += ["<h2>Energy per token</h2>", joules]
-    parts += ["<h2>Parameter importances</h2>", importance_svg(study),
-              "<h2>Latency distributions</h2>", latency_svg(study, trials_dir),
+    parts += ["<h2>Latency distributions</h2>", latency_svg(study, trials_dir),
               "<h2>Trials</h2>", trials_table(df, names)]
     html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(study.study_name)} report</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")

@@ -63,10 +63,8 @@ class Chart:
             self.parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{color}" fill-opacity="0.8">'
                               f'<title>{escape(tip)}</title></circle>')
 
-    def polyline(self, pts, color, width: float = 2, step: bool = False) -> None:
+    def polyline(self, pts, color, width: float = 2) -> None:
         pts = [(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
-        if step:  # best-so-far: hold each value until the next improvement
-            pts = [p for i, (x, y) in enumerate(pts) for p in ([(x, pts[i - 1][1])] if i else []) + [(x, y)]]
         d = " ".join("{:.1f},{:.1f}".format(*self.px(x, y)) for x, y in pts)
         self.parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="{width}"/>')
 
@@ -82,12 +80,6 @@ class Chart:
                           f'fill="{color}" fill-opacity="0.35" stroke="{color}"/>'
                           f'<line x1="{c:.1f}" y1="{yy - hh:.1f}" x2="{c:.1f}" y2="{yy + hh:.1f}" stroke="#000" '
                           f'stroke-width="2"/></g>')
-
-    def hbar(self, y: float, value: float, label: str, color: str = COLORS["feasible"]) -> None:
-        x0, yy = self.px(0.0, y)
-        x1, _ = self.px(value, y)
-        self.parts.append(f'<rect x="{x0:.1f}" y="{yy - 8:.1f}" width="{max(x1 - x0, 1):.1f}" height="16" '
-                          f'fill="{color}"><title>{escape(label)}: {value:.3f}</title></rect>')
 
     def _axes(self, ylabels: dict[float, str] | None = None) -> str:
         t, r, b, left = self.m

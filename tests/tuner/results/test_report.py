@@ -42,15 +42,16 @@ def test_report_is_self_contained_with_every_section(project_root, monkeypatch):
     study = optuna.load_study(study_name="pa_batching", storage=common[-1])
     folder = study_dir(project_root, study)   # the study's own folder: trials/pa_batching-<uid8>/
     html = (folder / "report.html").read_text()
-    for section in ("Where the time went", "Optimisation history", "Pareto front", "Parameter importances",
-                    "Latency distributions", "Energy per token", "Trials"):
+    for section in ("Where the time went", "Latency distributions", "Energy per token", "Trials"):
         assert f"<h2>{section}</h2>" in html
+    # what optuna-dashboard draws from the study is left to it, and the report says where
+    assert "Optimisation history" not in html and f"tune dashboard --study {study.study_name}" in html
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
-    assert len(svgs) >= 4
+    assert len(svgs) >= 2
     for svg in svgs:
         ET.fromstring(svg)  # well-formed
-    assert "importance (PED-ANOVA)" in html and "trial 1" in html
+    assert "trial 1" in html
     energy = re.search(r'<div id="energy-front">.*?</div>', html, flags=re.S).group(0)
     assert "J/token" in energy and energy.count("(Pareto)") >= 2   # faster costs more energy here: a real front
     spent = re.search(r"<h2>Where the time went</h2><p>(.*?)</p>", html).group(1)
