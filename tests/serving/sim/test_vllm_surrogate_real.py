@@ -20,7 +20,7 @@ from serving.sim.vllm_profile import VllmProfile
 from serving.stacks.vllm import VLLMOptions, VLLMStack
 from serving.workload import Plan, TraceRequest
 from tests.conftest import ROOT
-from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
+from tests.serving.stacks.vllm_model import model, python  # noqa: F401  (module-scoped fixtures)
 from tuner.runtime.metrics import score
 from tuner.workload.trace import load_trace, schedule
 
@@ -31,16 +31,6 @@ ST = StepTime(base=0.005, per_prefill_token=1e-5, per_decode_seq=5e-4, per_conte
 # CI's 2 shared cores: the same configuration's total time moves by ~15 % run to run, and the model
 # is fitted on other requests than the ones compared; within this the surrogate is useful for ranking
 TOLERANCE = 0.35
-
-
-@pytest.fixture(scope="module")
-def python():
-    return vllm_python()
-
-
-@pytest.fixture(scope="module")
-def model(python, tmp_path_factory):
-    return make_tiny_llama(python, tmp_path_factory.mktemp("vllm_sim") / "tiny_llama")
 
 
 @pytest.fixture(scope="module")

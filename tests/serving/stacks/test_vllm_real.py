@@ -16,23 +16,13 @@ from serving.procs.groups import group_alive
 from serving.config.vllm_yaml import launch_text
 from serving.stacks import LaunchError, LaunchSpec, failures, get_stack, readback
 from tests.conftest import ROOT
-from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
+from tests.serving.stacks.vllm_model import model, python  # noqa: F401  (module-scoped fixtures)
 from tuner.cli import main
 from tuner.space.compose import load_space
 
 pytestmark = pytest.mark.xdist_group("vllm_real")  # one worker runs the module: the tiny model it builds with vLLM is made once
 
 STUDY = "vllm_batching"
-
-
-@pytest.fixture(scope="module")
-def python():
-    return vllm_python()
-
-
-@pytest.fixture(scope="module")
-def model(python, tmp_path_factory):
-    return make_tiny_llama(python, tmp_path_factory.mktemp("vllm") / "tiny_llama")
 
 
 def assert_cleaned_up(run_dir: Path) -> None:

@@ -29,3 +29,15 @@ def make_tiny_llama(python: str, out: Path) -> Path:
     """config.json + WordLevel tokenizer written by the vLLM venv's python (ours may lack transformers)."""
     subprocess.run([python, str(MAKER), str(out)], check=True, capture_output=True, timeout=300)
     return out
+
+
+@pytest.fixture(scope="module")
+def python():
+    """The vLLM interpreter, once per test module (a fixture: import it into the module that uses it)."""
+    return vllm_python()
+
+
+@pytest.fixture(scope="module")
+def model(python, tmp_path_factory):
+    """A tiny LLaMA folder made by the vLLM interpreter, once per test module."""
+    return make_tiny_llama(python, tmp_path_factory.mktemp("vllm") / "tiny_llama")
