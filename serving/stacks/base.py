@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from serving.config.errors import from_validation_error
 from serving.config.format import ConfigFormat
 from serving.probes.base import Probe, ProbeSampler
 from serving.replay.client import Replayer, StopCondition, run_loop
@@ -52,6 +53,7 @@ class LaunchSpec:
     options: dict[str, Any] = field(default_factory=dict)   # the space's section, validated by options_model
     env: dict[str, str] = field(default_factory=dict)       # added to every process the stack starts (trial tag)
     config: Any = None         # the config as the stack's config_format loaded it (typed), or None: load it
+    settings: Any = None       # ``options`` as the stack's options_model typed them, or None: type them
 
     def loaded(self, load: Callable[[Path], Any]) -> Any:
         """The typed config: the one the trial loaded and checked, else ``load(config_path)``."""
@@ -211,6 +213,15 @@ class Stack(abc.ABC):
     def parse_options(self, section: dict[str, Any]) -> StackOptions:
         """The space's section for this stack, typed (pydantic ValidationError when bad)."""
         return self.options_model.model_validate(section or {})
+
+    def options_of(self, spec: LaunchSpec) -> StackOptions:
+        """A launch's options, typed: those the trial typed once (``spec.settings``), else typed here."""
+        if isinstance(spec.settings, self.options_model):
+            return spec.settings
+        try:
+            return self.parse_options(spec.options)
+        except ValidationError as err:
+            raise from_validation_error(err, f"search space section {self.name}") from None
 
     def check(self, cfg: Any, max_request_len: int, options: dict[str, Any]) -> list[str]:
         """Rules a config breaks before anything is launched (empty = launchable)."""

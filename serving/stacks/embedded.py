@@ -66,7 +66,7 @@ class EmbeddedStack(Stack):
                 Stage(3, "model", "real model forward", {"engine_config.stub": None})]
 
     def launch(self, spec: LaunchSpec) -> EmbeddedRunning:
-        host = spec.options.get("host", "127.0.0.1")
+        host = self.options_of(spec).host
         port_file = Path(spec.run_dir) / "port"
         port_file.unlink(missing_ok=True)
         args = [sys.executable, "-m", "serving.engine.server", "--config", str(spec.config_path),

@@ -392,7 +392,7 @@ class LLMServingStack(Stack):
         return [dst]
 
     def launch(self, spec: LaunchSpec) -> LLMServingRunning:
-        opts = parse_options(spec.options)
+        opts = self.options_of(spec)
         root = self._root(opts)
         python = opts.python or sys.executable
         if shutil.which(python) is None:

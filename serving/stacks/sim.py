@@ -158,7 +158,7 @@ class SimStack(Stack):
         return sim_counter(base_config, profile, opts.tokenizer)
 
     def launch(self, spec: LaunchSpec) -> SimRunning:
-        opts = SimOptions.model_validate(spec.options or {})
+        opts = self.options_of(spec)
         try:
             cfg = spec.loaded(load_serving_yaml)
             latency = load_profile(opts.profile or default_profile(cfg))

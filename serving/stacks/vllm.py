@@ -219,7 +219,7 @@ class VLLMStack(Stack):
         return hf_counter(folder / "tokenizer.json")     # named: the study summary says which tokenizer counted
 
     def launch(self, spec: LaunchSpec) -> VLLMRunning:
-        opts = parse_options(spec.options)
+        opts = self.options_of(spec)
         python = opts.python or sys.executable
         if shutil.which(python) is None:
             raise ConfigError(f"python must be an executable, got {python!r}", "vllm", "python")

@@ -106,7 +106,7 @@ class VllmSimStack(Stack):
         return []
 
     def launch(self, spec: LaunchSpec) -> VllmSimRunning:
-        opts = parse_options(spec.options)
+        opts = self.options_of(spec)
         try:
             cfg = spec.loaded(load_vllm_yaml)
             if opts.surrogate_profile is None:

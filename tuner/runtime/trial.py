@@ -114,7 +114,8 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
     if broken:
         return _fail(failures.CONFIG_REJECTED, "; ".join(broken))
     phases = Phases()      # where the trial's time went (tuner.runtime.phases)
-    spec = LaunchSpec(config_path, run_dir, space.timeouts.ready, ctx.device_id, options, ctx.env(), cfg)
+    spec = LaunchSpec(config_path, run_dir, space.timeouts.ready, ctx.device_id, options, ctx.env(), cfg,
+                      stack.parse_options(options))   # typed once: the stack's launch reads both
     try:
         with phases("startup"):
             running = launch(stack, spec)   # relaunched on fresh ports when one was taken

@@ -126,3 +126,10 @@ def test_the_launch_spec_carries_the_config_the_trial_loaded_and_checked(project
     [spec] = seen
     assert spec.config == load_serving_yaml(spec.config_path) and spec.config.model_config_.decode_batch_size == [8]
     assert spec.loaded(lambda path: 1 / 0) is spec.config        # never parsed again
+    # and its options typed once: the stack's launch takes them as they are
+    assert Spy().options_of(spec) is spec.settings and spec.settings.host == "127.0.0.1"
+    from dataclasses import replace
+    from serving.config.errors import ConfigError
+    import pytest
+    with pytest.raises(ConfigError, match="colour"):                 # untyped, bad: one clear error
+        Spy().options_of(replace(spec, settings=None, options={"colour": 1}))
