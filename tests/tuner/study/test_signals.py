@@ -3,6 +3,7 @@ then psutil checks that no process tagged for the study is left, and that no mea
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -21,11 +22,23 @@ FAST = ["load.qps=20", "load.duration=1", "sampler=random", "params.pa_config.nu
 
 def tune(project_root: Path, *args: str, **popen) -> subprocess.Popen:
     popen.setdefault("stdout", subprocess.DEVNULL)
-    popen.setdefault("stderr", subprocess.DEVNULL)
+    err = popen.setdefault("stderr", tempfile.TemporaryFile())   # read by interrupted() when a test fails
     # SIGHUP and SIGINT as a terminal's session has them, even when the tests themselves run under
     # `nohup` or as a background job of a shell without job control (which ignores SIGINT)
-    return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, "--root", str(project_root)],
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, "--root", str(project_root)],
                             start_new_session=True, preexec_fn=_terminal_signals, **popen)
+    proc.err_file = err
+    return proc
+
+
+def interrupted(proc: subprocess.Popen) -> bool:
+    """The command ended as a stop signal ends it (exit 130); else fail with its exit status and stderr."""
+    rc = proc.wait(timeout=60)
+    err = getattr(proc, "err_file", None)
+    if rc != 130 and hasattr(err, "seek"):
+        err.seek(0)
+        raise AssertionError(f"exit {rc}, not 130; stderr: {err.read()[-2000:]!r}")
+    return rc == 130
 
 
 def _terminal_signals() -> None:
@@ -69,7 +82,7 @@ def test_a_stop_signal_to_tune_ends_the_trials_stack_and_requeues_it(project_roo
     wait_for(lambda: pgid_file().exists(), proc, "trial 0's stack came up")
     stack = int(pgid_file().read_text().split()[0])
     os.kill(proc.pid, sig)
-    assert proc.wait(timeout=60) == 130
+    assert interrupted(proc)
     assert not group_alive(stack) and tagged_groups(study) == {}
     trials = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
     assert trials[0].state == optuna.trial.TrialState.FAIL and trials[0].user_attrs["fail_class"] == "interrupted"
@@ -88,7 +101,7 @@ def test_a_stop_signal_to_bare_run_or_profile_ends_its_engine(project_root, clea
     groups = wait_for(lambda: tagged_groups(study), proc, f"{command} started its engine")
     time.sleep(1.0)  # into its replay (a signal while the engine starts must leave nothing either)
     os.kill(proc.pid, sig)
-    assert proc.wait(timeout=60) == 130
+    assert interrupted(proc)
     assert tagged_groups(study) == {} and not any(group_alive(g) for g in groups)
 
 
