@@ -8,7 +8,9 @@ start=$(date +%s)
 if ! .venv-guidellm/bin/python -c "import guidellm" >/dev/null 2>&1; then
   python3 -m venv .venv-guidellm
   .venv-guidellm/bin/python -m pip install -q --upgrade pip
-  .venv-guidellm/bin/python -m pip install -q "guidellm==0.8.1"
+  # torch 2.13.0: the CPU wheel on this disk (a plain "torch" pulled by a dependency is a CUDA build of GBs)
+  .venv-guidellm/bin/python -m pip install -q "torch==2.13.0"
+  .venv-guidellm/bin/python -m pip install -q "guidellm==0.8.1" "torch==2.13.0"
 fi
 .venv-guidellm/bin/python -c "import importlib.metadata as m; print('CI: guidellm', m.version('guidellm'))"
 echo "CI: .venv-guidellm ready in $(( $(date +%s) - start )) s"
