@@ -62,15 +62,16 @@ def ours(python: str, config: Path, tmp: Path, reqs, n: int, slo: dict, seed: in
             tmp / "capacity_run" / "vllm.yaml")
 
 
-def vllm_sweep(python: str, launch_yaml: Path, folder: Path, dataset: Path, n: int, iters: int, slo: dict,
-               seed: int, tmp: Path) -> dict:
+def vllm_sweep(python: str, launch_yaml: Path, served: str, folder: Path, dataset: Path, n: int, iters: int,
+               slo: dict, seed: int, tmp: Path) -> dict:
+    """``launch_yaml``: the file our stack launched vLLM with (dashed keys, as vLLM's --config honours
+    them); ``served``: the model name it serves under."""
     import pandas as pd
     opts = parse_options({"python": python, "device": "cpu"})
     env = environment(opts, LaunchSpec(launch_yaml, tmp), None)
     [port] = free_ports(1)
     serve = [python, "-m", MODULE, "--config", str(launch_yaml), "--host", "127.0.0.1", "--port", str(port)]
-    bench = [*vllm_bench_argv(python, f"http://127.0.0.1:{port}", load_vllm_yaml(launch_yaml).name, folder,
-                              dataset, n), "--seed", str(seed)]
+    bench = [*vllm_bench_argv(python, f"http://127.0.0.1:{port}", served, folder, dataset, n), "--seed", str(seed)]
     out = tmp / "sweep"
     argv = [python, "-P", "-m", "vllm.benchmarks.sweep.serve_workload", "--serve-cmd", shlex.join(serve),
             "--bench-cmd", shlex.join(bench), "--after-bench-cmd", "true", "--workload-var", "request_rate",
@@ -111,7 +112,7 @@ def compare_capacity(python: str, folder: Path, config: Path, tmp: Path, n: int,
     print(f"\ncapacity under {slo}: our search (one launch) ...", flush=True)
     mine, launch_yaml = ours(python, config, tmp, reqs, n, slo, seed)
     print(f"vLLM's sweep serve_workload, {iters} levels (one launch) ...", flush=True)
-    theirs = vllm_sweep(python, launch_yaml, folder, dataset, n, iters, slo, seed, tmp)
+    theirs = vllm_sweep(python, launch_yaml, load_vllm_yaml(config).name, folder, dataset, n, iters, slo, seed, tmp)
     print("\nvLLM's curve:")
     for c in theirs["curve"]:
         print(f"  {c['level']:>16}: {c['throughput_rps']:.3g} req/s done, TTFT p99 {c['ttft_p99'] * 1e3:.0f} ms, "
