@@ -151,7 +151,7 @@ class RunningStack(abc.ABC):
         # a fast plan goes out from the stack's sender processes (serving.replay.pool), started
         # before the probes sample so their start-up is never in the usage figures
         senders = self.senders(workers) if workers > 1 else None
-        with ProbeSampler(self.probes()) as sampler:
+        with ProbeSampler(self.probes(), self.probe_interval) as sampler:
             if senders is not None:
                 records = senders.replay(self.url, self.protocol, options, plan, on_request, deadline, stop)
                 lags = senders.read_lags
@@ -165,6 +165,9 @@ class RunningStack(abc.ABC):
 
     #: why the stack's death ended a replay (serving.stacks.watch); None while it serves
     died: str | None = None
+    #: seconds between polls of the usage probes during a replay (a poll's work shares the replay
+    #: client's process: a stack whose probes cost more polls less often)
+    probe_interval: float = 0.25
 
     def whole(self) -> bool:
         """Alive, and no process of it died during a replay (a leader may outlive its agents)."""
