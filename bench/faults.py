@@ -33,6 +33,8 @@ from _common import ROOT, table, run_recorded
 import optuna
 import psutil
 
+from tuner.runtime.constraints import failed_for_config
+
 STUDY = "pa_faults"
 FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_timeout=2", "timeouts.ready=20", "timeouts.replay=10",
         "sampler=random", "seed=0", f"study={STUDY}", "params.pa_config.num_blocks.low=256",
@@ -42,7 +44,7 @@ FAST = ["backend=faulty", "load.qps=20", "load.duration=0.5", "load.request_time
 def stack_faults(args) -> int:
     from serving.stacks import register_stack
     from tests.tuner.faulty_stack import EXPECTED
-    from tuner.runtime.constraints import is_feasible
+    from tuner.runtime.constraints import outcome
     from tuner.runtime.ownership import tagged_groups
     from tuner.space.compose import load_space
     from tuner.study.run import StudyRun
@@ -61,7 +63,7 @@ def stack_faults(args) -> int:
             kind = (Path(t.user_attrs["run_dir"]) / "fault").read_text()
             cls = t.user_attrs.get("fail_class")
             wrong += cls != EXPECTED[kind]
-            feasible = "yes" if t.state.name == "COMPLETE" and is_feasible(t) else "no"
+            feasible = "yes" if outcome(t) == "feasible" else "no"
             rows.append([t.number, kind, t.state.name, feasible, cls or "-",
                          (t.user_attrs.get("fail_detail") or "")[:60]])
         table(["trial", "injected", "state", "feasible", "recorded cause", "detail"], rows)
@@ -137,8 +139,9 @@ def wait_up(proc: subprocess.Popen, limit: float = 180.0) -> bool:
 
 
 def lost_trials(storage: str, study: str) -> tuple[int, int]:
-    """(trials lost, trials stored) of ``study``: a finished measurement (outcome.json) not stored
-    COMPLETE, or a FAIL trial whose configuration was never queued again."""
+    """(trials lost, trials stored) of ``study``: a finished measurement (outcome.json) stored neither
+    COMPLETE nor infeasible (a configuration that failed is FAIL with ``feasible`` false), or a FAIL
+    trial of the machine whose configuration was never queued again."""
     try:
         trials = optuna.load_study(study_name=study, storage=storage).trials
     except KeyError:
@@ -147,8 +150,9 @@ def lost_trials(storage: str, study: str) -> tuple[int, int]:
     lost = 0
     for t in trials:
         measured = t.user_attrs.get("run_dir") and (Path(t.user_attrs["run_dir"]) / "outcome.json").exists()
-        if (measured and t.state != optuna.trial.TrialState.COMPLETE) or \
-                (t.state == optuna.trial.TrialState.FAIL and t.number not in retried):
+        infeasible = failed_for_config(t)
+        if (measured and t.state != optuna.trial.TrialState.COMPLETE and not infeasible) or \
+                (t.state == optuna.trial.TrialState.FAIL and not infeasible and t.number not in retried):
             lost += 1
     return lost, len(trials)
 

@@ -24,7 +24,7 @@ a fixed lognormal error with the table's spread about that bias in the regime. T
 (the 910B profile's emulated device time) is preferred, else the embedded one; with neither the old
 basis stands (an independent 5 %, SIM_ERROR) and the report says so. The probe's sim-corrected prediction carries its own PROBE_ERROR (3 %). Configurations that cannot
 run are rejected before launch (the pre-launch checks), so they cost nothing; the study records
-them as it records a failed configuration (COMPLETE, ``failed`` constraint broken).
+them as it records a failed configuration (FAIL, ``failed`` constraint broken: tuner.runtime.constraints.tell_failed).
 """
 from __future__ import annotations
 
