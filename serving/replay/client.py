@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import threading
 import time
 from collections import deque
 from typing import Callable, Protocol
@@ -227,10 +229,53 @@ def replay(base_url: str, protocol: WireProtocol, plan: list[tuple[float, TraceR
     return run_loop(Replayer(base_url, protocol, options, on_done).run(plan, deadline))
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_loop(coro):
     """Run ``coro`` on a fresh event loop (the one place that picks the loop, sender processes included).
 
     asyncio's own: uvloop, measured with bench/replay.py on this 2-core host (load 4-8), cut CPU per
     request by as much as it cut bare aiohttp's (0.70 -> 0.60 ms against 0.67 -> 0.60), and the
-    sender pool's workers died under it in the rate ladder, so it is not used."""
-    return asyncio.run(coro)
+    sender pool's workers died under it in the rate ladder, so it is not used.
+
+    A stop signal (INT, TERM, HUP) whose Python handler is set (Ctrl-C's, or tune's that turns each
+    into KeyboardInterrupt) cancels the coroutine while the loop runs, and that handler is called once
+    the loop has closed. Raised inside the loop, the exception could land in the loop's own
+    bookkeeping and leave ``asyncio.run`` waiting for ever on a task that lost its wake-up (seen: a
+    SIGINT mid-replay left ``tune`` in Runner.close for 84 minutes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(coro)
+    got: list[int] = []
+    previous: dict[int, Callable] = {}
+
+    async def guarded():
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def on_signal(sig: int) -> None:
+            if not got:   # the first one wins, as tune's own handler has it
+                got.append(sig)
+                task.cancel()
+
+        for sig in STOP_SIGNALS:
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                previous[sig] = handler
+                loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await coro
+        finally:
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)   # remove_signal_handler alone leaves SIG_DFL
+
+    try:
+        result = asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if not got:
+            raise
+        result = None
+    if got:   # also one that came as the coroutine ended: never swallowed
+        previous[got[0]](got[0], None)      # outside the loop now: tune's handler raises here
+        raise KeyboardInterrupt
+    return result

@@ -25,6 +25,7 @@ from serving.config.errors import ConfigError
 from serving.probes.base import ProbeSampler
 from serving.probes.memory import GroupMemoryProbe
 from serving.replay import ReplayOptions, Replayer
+from serving.replay.client import run_loop   # a stop signal cancels the loop, raised once it closed
 from serving.stacks import LaunchSpec, RunningStack, get_stack
 from serving.workload import RequestRecord, TraceRequest
 from tuner.runtime.ownership import TAG_ENV, command_tag
@@ -131,9 +132,9 @@ def profile(space: StudySpace, root: Path, cells: list[Cell], rounds: int, run_d
         mem_probes.append(GroupMemoryProbe(pgids))
         for cell in cells:
             if warmup_rounds:  # first requests pay allocation and compile costs; LMDeploy warms up too
-                asyncio.run(closed_loop(running, cell, warmup_rounds, opts))
+                run_loop(closed_loop(running, cell, warmup_rounds, opts))
             with ProbeSampler(mem_probes, interval=0.1) as probes:
-                records, elapsed = asyncio.run(closed_loop(running, cell, rounds, opts))
+                records, elapsed = run_loop(closed_loop(running, cell, rounds, opts))
             row = cell_row(cell, rounds, records, elapsed)
             peaks = {k: v for k, v in probes.summary().items() if k.endswith("_peak")}
             row["peak_rss_mb"] = peaks.pop("host_rss_mb_peak", math.nan)
