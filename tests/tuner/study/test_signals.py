@@ -28,7 +28,25 @@ def tune(project_root: Path, *args: str, **popen) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, "--root", str(project_root)],
                             start_new_session=True, preexec_fn=_terminal_signals, **popen)
     proc.err_file = err
+    _STARTED.append(proc)
     return proc
+
+
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_orphans():
+    """A command a failing test left running (a stop it did not obey) is killed with its session."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
 
 
 def interrupted(proc: subprocess.Popen) -> bool:
