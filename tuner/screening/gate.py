@@ -13,12 +13,22 @@ from typing import Any
 
 import optuna
 
-from tuner.trial_record import write
+from tuner.trial_record import record, write
 from tuner.runtime.context import TrialContext
 from tuner.runtime.measure import Measurement
 from tuner.screening.prescreen import PreScreener, Screened, needs_probe, probe_then_full
 from tuner.space.spec import StudySpace
 from tuner.search.selection import best_value
+
+
+def measured_pairs(study: optuna.Study) -> list[tuple[float, float]]:
+    """(simulated, measured) first objective of every complete trial the pre-screen simulated."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        sim = record(t).prescreen_value
+        if sim is not None and t.values:
+            out.append((float(sim), float(t.values[0])))
+    return out
 
 
 class StudyScreen:
@@ -28,7 +38,9 @@ class StudyScreen:
         self.screener = PreScreener(space, root, plan, self.spec)
 
     def gate(self, trial: optuna.Trial, params: dict[str, Any]) -> Screened:
-        """The simulated candidate; raises TrialPruned when the simulator says it is not promising."""
+        """The simulated candidate; raises TrialPruned when the simulator says it is not promising (and
+        its ranking of the measured trials has earned that: PreScreener.trusted)."""
+        self.screener.pairs = measured_pairs(trial.study)
         s = self.screener.check(params)
         write(trial, **s.attrs([o.name for o in self.space.objectives]))
         if not s.promising:

@@ -42,3 +42,5 @@ class PrescreenSpec(_Strict):
     warm_start: int = Field(3, ge=0, description="real trials run first: the simulator study's best distinct "
                             "configurations (0 = off)")
     sim_trials: int = Field(60, ge=1, description="trials of the simulator study behind the warm start")
+    min_tau: float = Field(0.5, ge=-1, le=1, description="the gate stays open while the simulator ranks the "
+                           "measured trials worse than this (Kendall tau, from 5 measured on)")
