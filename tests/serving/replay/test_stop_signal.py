@@ -51,14 +51,19 @@ def test_a_stop_signal_mid_replay_ends_it_and_is_raised_after_the_loop(server, s
     from tuner.study.signals import StopSignal, stop_signals_interrupt
     plan = Plan([(0.01 * i, TraceRequest(i, "p", 200, 1)) for i in range(500)])   # 5 s of sends, 10 s streams
     replayer = Replayer(server, OpenAIProtocol("m"))
-    threading.Timer(0.5, os.kill, args=(os.getpid(), sig)).start()
-    t = time.monotonic()
-    with stop_signals_interrupt():
-        handler = signal.getsignal(sig)
-        with pytest.raises(StopSignal):
-            run_loop(replayer.run(plan))
-        assert signal.getsignal(sig) is handler       # tune's handler back in place for the next replay
-    took = time.monotonic() - t
+    # as a terminal has them (a test worker may run with SIGINT ignored, which tune leaves ignored)
+    before = signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    try:
+        threading.Timer(0.5, os.kill, args=(os.getpid(), sig)).start()
+        t = time.monotonic()
+        with stop_signals_interrupt():
+            handler = signal.getsignal(sig)
+            with pytest.raises(StopSignal):
+                run_loop(replayer.run(plan))
+            assert signal.getsignal(sig) is handler       # tune's handler back in place for the next replay
+        took = time.monotonic() - t
+    finally:
+        signal.signal(sig, before)
     assert took < 3, took
     sent = [r for r in replayer.records if r.sent is not None]
     assert 0 < len(sent) < len(plan)                  # no send after the stop
