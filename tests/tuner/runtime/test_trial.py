@@ -16,10 +16,26 @@ def small_params(**kw):
     return p
 
 
-def test_one_full_trial_scores_every_request(project_root):
-    space = load_space("pa_batching", project_root, SMALL)
+def one_trial(project_root, name: str, params=None, overrides=SMALL):
+    """(outcome, space, plan) of one trial of pa_batching in trials/x/<name>."""
+    space = load_space("pa_batching", project_root, list(overrides))
     plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/0", plan), small_params())
+    out = run_trial(TrialContext(space, project_root, project_root / "trials/x" / name, plan),
+                    small_params() if params is None else params)
+    return out, space, plan
+
+
+def with_launch(monkeypatch, launch):
+    """The embedded stack with ``launch`` in place of its own, as the trial gets its stack."""
+    from serving.stacks import get_stack
+    stack = type(get_stack("embedded"))
+    replaced = type("Replaced", (stack,), {"launch": lambda self, spec: launch(spec)})()
+    monkeypatch.setattr("tuner.runtime.trial.get_stack", lambda name: replaced)
+    return replaced
+
+
+def test_one_full_trial_scores_every_request(project_root):
+    out, space, plan = one_trial(project_root, "0")
     assert out.ok, out.fail_detail
     m = out.metrics
     assert m["requests"] == m["requests_ok"] == len(plan) == 20
@@ -32,9 +48,7 @@ def test_one_full_trial_scores_every_request(project_root):
 
 
 def test_impossible_config_is_rejected_before_launch(project_root):
-    space = load_space("pa_batching", project_root, SMALL)
-    plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/1", plan), small_params(**{"pa_config.num_blocks": 4}))
+    out, space, plan = one_trial(project_root, "1", small_params(**{"pa_config.num_blocks": 4}))
     assert out.fail_class == "config_rejected" and "(num_blocks - 1) * block_size" in out.fail_detail
     assert not (project_root / "trials/x/1/engine.log").exists()
 
@@ -54,9 +68,7 @@ def test_a_fast_plan_goes_out_from_the_stacks_sender_pool_which_ends_with_the_tr
         started.append(list(self.pids))
     monkeypatch.setattr(pool_mod.SenderPool, "__init__", spy)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)               # several senders whatever the host
-    space = load_space("pa_batching", project_root, ["load.qps=400", "load.duration=0.2", "load.request_timeout=60"])
-    plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/2", plan), small_params())
+    out, space, plan = one_trial(project_root, "2", overrides=["load.qps=400", "load.duration=0.2", "load.request_timeout=60"])
     assert out.ok, out.fail_detail
     m = out.metrics
     assert m["requests"] == m["requests_ok"] == len(plan) == 80
@@ -70,9 +82,7 @@ def test_a_fast_plan_goes_out_from_the_stacks_sender_pool_which_ends_with_the_tr
 
 def test_a_trial_whose_client_fell_behind_fails_as_client_overloaded_with_its_records_kept(project_root):
     """Judged on every replay, not only capacity searches: bounds below any real lag make every client late."""
-    space = load_space("pa_batching", project_root, SMALL + ["capacity.max_read_lag=1e-9"])
-    plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/3", plan), small_params())
+    out, space, plan = one_trial(project_root, "3", overrides=SMALL + ["capacity.max_read_lag=1e-9"])
     assert out.fail_class == "client_overloaded" and "read lag p99" in out.fail_detail
     m = out.metrics
     assert m["client_kept_up"] is False and m["read_lag_p99"] > 0 and m["requests_ok"] == 20
@@ -81,9 +91,7 @@ def test_a_trial_whose_client_fell_behind_fails_as_client_overloaded_with_its_re
 
 
 def test_every_trial_records_where_its_time_went(project_root):
-    space = load_space("pa_batching", project_root, SMALL)
-    plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/4", plan), small_params())
+    out, space, plan = one_trial(project_root, "4")
     assert out.ok, out.fail_detail
     m = out.metrics
     assert m["startup_s"] > 0 and m["replay_s"] >= m["total_time"] > 0 and m["stop_s"] >= 0
@@ -93,43 +101,36 @@ def test_every_trial_records_where_its_time_went(project_root):
 def test_a_stack_refusing_the_configuration_at_launch_fails_that_trial_only(project_root, monkeypatch):
     """A ConfigError from a stack's launch is the configuration's failure (config_rejected), not the study's end."""
     from serving.config.errors import ConfigError
-    from serving.stacks import get_stack
-    stack = get_stack("embedded")
 
-    class Refusing(type(stack)):
-        def launch(self, spec):
-            raise ConfigError("must be a power of two, got 24", "pa_config", "block_size")
+    def refuse(spec):
+        raise ConfigError("must be a power of two, got 24", "pa_config", "block_size")
 
-    monkeypatch.setattr("tuner.runtime.trial.get_stack", lambda name: Refusing())
-    space = load_space("pa_batching", project_root, SMALL)
-    plan = StudyRun(space, project_root, "").plan()
-    out = run_trial(TrialContext(space, project_root, project_root / "trials/x/5", plan), small_params())
+    with_launch(monkeypatch, refuse)
+    out, space, plan = one_trial(project_root, "5")
     assert out.fail_class == "config_rejected" and "power of two" in out.fail_detail
 
 
 def test_the_launch_spec_carries_the_config_the_trial_loaded_and_checked(project_root, monkeypatch):
     """The stack gets the typed config the trial rendered, loaded and checked, not a path to parse again."""
+    from dataclasses import replace
+
+    import pytest
+
+    from serving.config.errors import ConfigError
     from serving.config.schema import load_serving_yaml
-    from serving.stacks import LaunchError, get_stack
+    from serving.stacks import LaunchError
     seen = []
-    stack = get_stack("embedded")
 
-    class Spy(type(stack)):
-        def launch(self, spec):
-            seen.append(spec)
-            raise LaunchError("crash_at_start", "spied")
+    def spy(spec):
+        seen.append(spec)
+        raise LaunchError("crash_at_start", "spied")
 
-    monkeypatch.setattr("tuner.runtime.trial.get_stack", lambda name: Spy())
-    space = load_space("pa_batching", project_root, SMALL)
-    plan = StudyRun(space, project_root, "").plan()
-    run_trial(TrialContext(space, project_root, project_root / "trials/x/6", plan), small_params())
+    stack = with_launch(monkeypatch, spy)
+    one_trial(project_root, "6")
     [spec] = seen
     assert spec.config == load_serving_yaml(spec.config_path) and spec.config.model_config_.decode_batch_size == [8]
     assert spec.loaded(lambda path: 1 / 0) is spec.config        # never parsed again
     # and its options typed once: the stack's launch takes them as they are
-    assert Spy().options_of(spec) is spec.settings and spec.settings.host == "127.0.0.1"
-    from dataclasses import replace
-    from serving.config.errors import ConfigError
-    import pytest
+    assert stack.options_of(spec) is spec.settings and spec.settings.host == "127.0.0.1"
     with pytest.raises(ConfigError, match="colour"):                 # untyped, bad: one clear error
-        Spy().options_of(replace(spec, settings=None, options={"colour": 1}))
+        stack.options_of(replace(spec, settings=None, options={"colour": 1}))
