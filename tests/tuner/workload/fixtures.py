@@ -6,6 +6,19 @@ import json
 from pathlib import Path
 
 
+def refused(path: Path, text: str, match: str) -> str:
+    """``text`` written to ``path`` is refused by load_trace with one line matching ``match``; that line."""
+    import pytest
+
+    from serving.config.errors import ConfigError
+    from tuner.workload.trace import load_trace
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as err:
+        load_trace(path)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
 def lines(path: Path, records) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
     return path
