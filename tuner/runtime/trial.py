@@ -35,6 +35,12 @@ class TrialOutcome:
     more_replays: list[dict[str, float]] = field(default_factory=list)   # run_trial(replays=N): replays 2..N
 
     @property
+    def launched(self) -> bool:
+        """Whether a launch was tried: run_trial times the start-up of every launch (``startup_s``), and
+        a configuration its checks refuse never gets that far."""
+        return "startup_s" in self.metrics
+
+    @property
     def ok(self) -> bool:
         return self.fail_class is None
 
@@ -121,9 +127,7 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
             running = launch(stack, spec)   # relaunched on fresh ports when one was taken
         readback.verify(running, config_path, space.param_specs(), run_dir)  # never measured unless applied
     except LaunchError as err:
-        out = _fail(err.fail_class, err.detail, err.log_tail)
-        out.metrics = dict(phases.times)
-        return out
+        return _fail(err.fail_class, err.detail, err.log_tail, metrics=dict(phases.times))
     opts = replay_options(space)
     if space.capacity_search:
         return _capacity_trial(ctx, running, opts, phases)
@@ -146,15 +150,12 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
     metrics |= kept_up([(metrics, burst)], space.capacity)
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
     if lagging and alive:  # what was measured is the client: never a result of the configuration
-        out = _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records)
-        out.metrics = metrics
-        return out
+        return _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records,
+                     metrics=metrics)
     # a stack that lost a process but answered every request kept serving: measured, not crashed
     if failed > space.max_failed_fraction or (not alive and failed > 0) or math.isnan(metrics["total_time"]):
         cls, detail = _classify_replay(records, alive, tail, running.died)
-        out = _fail(cls, detail, tail, records=records)
-        out.metrics = metrics
-        return out
+        return _fail(cls, detail, tail, records=records, metrics=metrics)
     return TrialOutcome(metrics=metrics, records=records, more_replays=more)
 
 
@@ -210,11 +211,8 @@ def _capacity_trial(ctx: TrialContext, running, opts: ReplayOptions, phases: Pha
     else:
         metrics["capacity_probes"] = [p.row() for p in probes]
     if error is not None:
-        out = _fail(CLIENT_OVERLOADED, str(error), tail, records=rep.records)
-    elif not alive:
-        out = _fail(failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
-                    "stack exited during the capacity search", tail, records=rep.records)
-    else:
-        return TrialOutcome(metrics=metrics, records=rep.records)
-    out.metrics = metrics
-    return out
+        return _fail(CLIENT_OVERLOADED, str(error), tail, records=rep.records, metrics=metrics)
+    if not alive:
+        return _fail(failures.classify_log(tail, failures.CRASH_DURING_REPLAY),
+                     "stack exited during the capacity search", tail, records=rep.records, metrics=metrics)
+    return TrialOutcome(metrics=metrics, records=rep.records)

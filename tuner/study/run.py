@@ -148,7 +148,7 @@ class StudyRun:
         except KeyboardInterrupt:
             write(trial, fail_class="interrupted")
             if params is not None:
-                trial.study.enqueue_trial(self.space.stored_params(params), user_attrs=enqueued_attrs(retry_of=trial.number))
+                self._enqueue_again(trial, params)
             raise
 
     def _trial(self, trial: optuna.Trial, params: dict) -> list[float]:
@@ -226,7 +226,7 @@ class StudyRun:
         elif not out.ok and not constraints.is_infra_failure(out.fail_class):
             constraints.apply(trial, constraints.constraint_values(self.space, out.metrics, failed=True))
             state = "infeasible"
-            if out.fail_class == failures.CONFIG_REJECTED and "startup_s" not in out.metrics:
+            if out.fail_class == failures.CONFIG_REJECTED and not out.launched:
                 write(trial, rejected_before_launch=True)
         if self.progress:
             self.progress.trial_finished(trial.number, out, state)
@@ -249,7 +249,7 @@ class StudyRun:
         """Not the configuration's failure: the study stops (the command says why, once) and the
         configuration is measured once the host is fixed."""
         write(trial, fail_class="host_setup", fail_detail=err.message[:2000])
-        trial.study.enqueue_trial(self.space.stored_params(params), user_attrs=enqueued_attrs(retry_of=trial.number))
+        self._enqueue_again(trial, params)
         _LINES.silenced.add(trial.number)
 
     def _requeue(self, trial: optuna.Trial) -> None:
@@ -257,8 +257,12 @@ class StudyRun:
         retry that fails the same way stays FAIL, so a broken machine cannot loop on it)."""
         rec = record(trial)
         if rec.config and rec.retry_of is None:
-            trial.study.enqueue_trial(self.space.stored_params(rec.config), user_attrs=enqueued_attrs(retry_of=trial.number))
+            self._enqueue_again(trial, rec.config)
             write(trial, requeued=True)
+
+    def _enqueue_again(self, trial: optuna.Trial, config: dict[str, Any]) -> None:
+        """``config`` queued to be measured by a later trial, which records that it retries this one."""
+        trial.study.enqueue_trial(self.space.stored_params(config), user_attrs=enqueued_attrs(retry_of=trial.number))
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, run_dir: Path) -> None:
         write_metrics(trial, outcome.metrics)
