@@ -30,7 +30,7 @@ from _common import ROOT
 
 from tuner.runtime import constraints
 from tuner.screening import warm_start
-from tuner.screening.prescreen import PreScreener
+from tuner.screening.prescreen import PreScreener, measured_pairs
 from tuner.space.compose import load_space
 from tuner.space.rigour import PrescreenSpec
 from tuner.space.spec import Objective, StudySpace
@@ -95,6 +95,7 @@ def ours_method(sims: list[float] | None, spec: PrescreenSpec = PRESCREEN):
             asks += 1
             trial = study.ask()
             params = space.suggest(trial)
+            screener.pairs = measured_pairs(study)        # as the study's gate reads its complete trials
             screened = screener.judge(params, sim(params))
             for k, v in screened.attrs(["total_time"]).items():
                 trial.set_user_attr(k, v)
@@ -104,7 +105,6 @@ def ours_method(sims: list[float] | None, spec: PrescreenSpec = PRESCREEN):
             v = rep(params)
             if not math.isinf(v):
                 trial.set_user_attr("total_time", v)
-                screener.measured(sim(params), v)      # as the study's gate reads its complete trials
             _tell(study, trial, space, v)
     return run
 

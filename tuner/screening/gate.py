@@ -13,22 +13,12 @@ from typing import Any
 
 import optuna
 
-from tuner.trial_record import record, write
+from tuner.trial_record import write
 from tuner.runtime.context import TrialContext
 from tuner.runtime.measure import Measurement
-from tuner.screening.prescreen import PreScreener, Screened, needs_probe, probe_then_full
+from tuner.screening.prescreen import PreScreener, Screened, measured_pairs, needs_probe, probe_then_full
 from tuner.space.spec import StudySpace
 from tuner.search.selection import best_value
-
-
-def measured_pairs(study: optuna.Study) -> list[tuple[float, float]]:
-    """(simulated, measured) first objective of every complete trial the pre-screen simulated."""
-    out = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        sim = record(t).prescreen_value
-        if sim is not None and t.values:
-            out.append((float(sim), float(t.values[0])))
-    return out
 
 
 class StudyScreen:

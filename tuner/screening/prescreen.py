@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from serving.stacks import get_stack
+from tuner.trial_record import record
 from tuner.space.rigour import PrescreenSpec  # noqa: F401  (the section's model, typed at load)
 from tuner.space.spec import StudySpace
 from serving.workload import TraceRequest
@@ -113,6 +116,16 @@ def rank(space: StudySpace, root: Path, candidates: list[dict[str, Any]], plan: 
 MIN_PAIRS = 5   # measured trials before the simulator's ranking is judged
 
 
+def measured_pairs(study: optuna.Study) -> list[tuple[float, float]]:
+    """(simulated, measured) first objective of every complete trial the pre-screen simulated, both finite."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        sim = record(t).prescreen_value
+        if sim is not None and t.values and math.isfinite(sim) and math.isfinite(t.values[0]):
+            out.append((float(sim), float(t.values[0])))
+    return out
+
+
 class PreScreener:
     """For a study loop: ``check(params)`` simulates one candidate and gates it against all seen.
 
@@ -123,12 +136,7 @@ class PreScreener:
         self.space, self.root, self.plan, self.spec = space, root, plan, spec
         self.seen: list[float] = []
         self.seeded = 0
-        self.pairs: list[tuple[float, float]] = []   # (simulated, measured) first objective of real trials
-
-    def measured(self, simulated: float, real: float) -> None:
-        """A real trial's measured first objective beside what the simulator said of it."""
-        if not (math.isnan(simulated) or math.isnan(real) or math.isinf(real)):
-            self.pairs.append((simulated, real))
+        self.pairs: list[tuple[float, float]] = []   # measured_pairs of the study, set before each check
 
     def trusted(self) -> tuple[bool, str]:
         """Whether the gate may prune: the simulator must rank the measured trials as they measured

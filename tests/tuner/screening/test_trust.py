@@ -4,8 +4,7 @@ import math
 import optuna
 
 from tests.conftest import ROOT
-from tuner.screening.gate import measured_pairs
-from tuner.screening.prescreen import MIN_PAIRS, PreScreener
+from tuner.screening.prescreen import MIN_PAIRS, PreScreener, measured_pairs
 from tuner.space.compose import load_space
 from tuner.space.rigour import PrescreenSpec
 
@@ -19,8 +18,7 @@ def screener():
 def test_a_simulator_that_ranks_the_measurements_well_keeps_pruning():
     s = screener()
     s.seed([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
-    for sim in (1.0, 2.0, 3.0, 4.0, 5.0):
-        s.measured(sim, 2 * sim + 0.1)                 # same order: tau 1
+    s.pairs = [(sim, 2 * sim + 0.1) for sim in (1.0, 2.0, 3.0, 4.0, 5.0)]    # same order: tau 1
     assert s.trusted()[0]
     assert not s.judge({}, 9.5).promising              # far from the best simulated: pruned
 
@@ -28,27 +26,27 @@ def test_a_simulator_that_ranks_the_measurements_well_keeps_pruning():
 def test_a_simulator_that_mis_ranks_them_opens_the_gate_but_still_keeps_out_its_failures():
     s = screener()
     s.seed([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
-    for i, sim in enumerate((1.0, 2.0, 3.0, 4.0)):
-        s.measured(sim, 10.0 - i)                      # reversed order
+    s.pairs = [(sim, 10.0 - i) for i, sim in enumerate((1.0, 2.0, 3.0, 4.0))]   # reversed order
     assert s.trusted()[0] and not s.judge({}, 9.5).promising   # fewer than MIN_PAIRS: not judged yet
-    s.measured(5.0, 5.5)
+    s.pairs.append((5.0, 5.5))
     assert len(s.pairs) == MIN_PAIRS
     trusted, why = s.trusted()
     assert not trusted and "Kendall tau" in why and "min_tau 0.5" in why
     let_through = s.judge({}, 9.5)
     assert let_through.promising and let_through.reason == why
     assert not s.judge({}, math.nan).promising        # a configuration the simulator saw fail stays out
-    s.measured(math.nan, 1.0)
-    s.measured(1.0, math.inf)
-    assert len(s.pairs) == MIN_PAIRS                   # nothing unmeasured counts
 
 
-def test_the_study_gate_reads_its_pairs_from_complete_trials():
+def test_the_pairs_are_the_complete_trials_the_pre_screen_simulated_both_figures_finite():
     study = optuna.create_study()
     d = {"x": optuna.distributions.IntDistribution(0, 3)}
-    study.add_trial(optuna.trial.create_trial(value=3.0, params={"x": 1}, distributions=d,
-                                              user_attrs={"prescreen_value": 2.0}))
-    study.add_trial(optuna.trial.create_trial(value=4.0, params={"x": 2}, distributions=d))          # not simulated
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"x": 3},
-                                              distributions=d, user_attrs={"prescreen_value": 1.0}))
+
+    def add(**kw):
+        study.add_trial(optuna.trial.create_trial(params={"x": 1}, distributions=d, **kw))
+
+    add(value=3.0, user_attrs={"prescreen_value": 2.0})
+    add(value=4.0)                                                        # not simulated
+    add(state=optuna.trial.TrialState.PRUNED, user_attrs={"prescreen_value": 1.0})
+    add(value=math.inf, user_attrs={"prescreen_value": 1.0})              # nothing unmeasured counts
+    add(value=5.0, user_attrs={"prescreen_value": math.inf})
     assert measured_pairs(study) == [(2.0, 3.0)]
