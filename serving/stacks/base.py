@@ -108,6 +108,13 @@ class RunningStack(abc.ABC):
     protocol: WireProtocol
     #: the probe whose mean is the trial's ``utilisation`` (None: the stack has no usage figure)
     utilisation: str | None = None
+    #: seconds between polls of the usage probes during a replay (a poll's work shares the replay
+    #: client's process: a stack whose probes cost more polls less often)
+    probe_interval: float = 0.25
+    #: why the stack's death ended a replay (serving.stacks.watch); None while it serves
+    died: str | None = None
+    _watch: ProcessWatch | None = None      # the stack's processes as the first replay found them
+    _senders: SenderPool | None = None      # sender processes of fast replays (senders())
 
     @property
     @abc.abstractmethod
@@ -163,17 +170,9 @@ class RunningStack(abc.ABC):
             self.died = stop.died
         return ReplayResult(records, sampler.summary(), lags)
 
-    #: why the stack's death ended a replay (serving.stacks.watch); None while it serves
-    died: str | None = None
-    #: seconds between polls of the usage probes during a replay (a poll's work shares the replay
-    #: client's process: a stack whose probes cost more polls less often)
-    probe_interval: float = 0.25
-
     def whole(self) -> bool:
         """Alive, and no process of it died during a replay (a leader may outlive its agents)."""
         return self.alive() and self.died is None
-    _watch: ProcessWatch | None = None
-    _senders: SenderPool | None = None
 
     def senders(self, workers: int) -> SenderPool:
         """This stack's sender processes: started by the first fast replay, reused by every later one
