@@ -36,6 +36,8 @@ from typing import Any
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT
 
+from tuner.runtime.constraints import is_infra_failure
+
 DATA = ROOT / "bench" / "data"
 PROFILE = "ascend910b_llama2_7b"
 
@@ -121,7 +123,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def launches_made(rows: list[dict[str, str]], counted: bool = False) -> dict[str, int]:
     """Launches per configuration; ``counted``: only those that measured it (a launch that failed for the
     host, e.g. its client fell behind, says nothing about the configuration: kept, and measured again)."""
-    from tuner.runtime.constraints import is_infra_failure
     made: dict[str, set] = {}
     for r in rows:
         if not (counted and is_infra_failure(r["fail_class"])):
@@ -184,7 +185,6 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
     """Measure the table's missing launches; ``first``: a sub-grid measured through all its passes before
     the rest (a table cut short then holds a complete smaller grid a tabular replay can use)."""
     from tuner.space.compose import load_space
-    from tuner.runtime.constraints import is_infra_failure
     from tuner.study.run import StudyRun
     missing = [v for v in table.needs if not os.environ.get(v)]
     if missing:
