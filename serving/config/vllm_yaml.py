@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.format import ConfigFormat
 
-__all__ = ["VLLMConfig", "VLLMYamlFormat", "ignored_keys", "launch_text", "load_vllm_yaml", "model_dims", "resolve_model", "GIB"]
+__all__ = ["VLLMConfig", "VLLMYamlFormat", "ignored_keys", "launch_text", "load_vllm_yaml", "missing_model", "model_dims", "resolve_model", "GIB"]
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp8": 1}
@@ -118,6 +118,17 @@ def resolve_model(model: str, base: Path | None = None) -> Path | None:
         if (cand / "config.json").is_file():
             return cand.resolve()
     return None
+
+
+def missing_model(model: str) -> str | None:
+    """Why ``model`` cannot start vLLM here, or None: a name that is a path (it starts with ``/``, ``.``
+    or ``~``, or has more than one ``/``; a hub id is ``name`` or ``org/name``) with no config.json
+    under it, relative to the current directory. vLLM would take it for a hub id and crash at start."""
+    if resolve_model(model) is not None or not (model.startswith(("/", ".", "~")) or model.count("/") > 1):
+        return None
+    return (f"model must be a local folder with a config.json or a hub id (org/name), got {model!r}: "
+            f"{Path(model).expanduser() if Path(model).expanduser().is_absolute() else Path.cwd() / model} "
+            f"has no config.json (the tiny model: .venv-vllm/bin/python serving/stacks/vllm_tiny_model.py {model})")
 
 
 def model_dims(cfg: VLLMConfig, options: dict[str, Any]) -> dict[str, int | None]:

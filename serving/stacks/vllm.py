@@ -30,7 +30,8 @@ from pydantic import Field, ValidationError
 
 from serving.config.errors import ConfigError, from_validation_error
 from serving.config.render import render_text
-from serving.config.vllm_yaml import VLLMConfig, VLLMYamlFormat, ignored_keys, launch_text, load_vllm_yaml, resolve_model
+from serving.config.vllm_yaml import (VLLMConfig, VLLMYamlFormat, ignored_keys, launch_text, load_vllm_yaml,
+                                      missing_model, resolve_model)
 from serving.probes.base import Probe
 from serving.probes.vllm_metrics import vllm_probes
 from serving.replay.openai import OpenAIProtocol
@@ -200,6 +201,9 @@ class VLLMStack(Stack):
         opts = parse_options(options)
         python = opts.python or sys.executable
         spec = LaunchSpec(config, work_dir, options=dict(options))
+        no_model = missing_model(spec.loaded(load_vllm_yaml).model)
+        if no_model:
+            return [f"{config}: {no_model}"]
         launch_yaml, _ = write_launch_yaml(spec)
         args = ["--config", str(launch_yaml), "--host", "127.0.0.1", "--port", "0"]
         try:

@@ -83,15 +83,31 @@ def test_engine_death_mid_replay_makes_the_stack_not_alive(tmp_path):
     assert_gone(tmp_path / "run")
 
 
-def test_missing_interpreter_is_a_config_error_and_preflight_says_so(tmp_path):
+def test_missing_interpreter_is_a_config_error_and_preflight_says_so(tmp_path, monkeypatch):
     s = spec(tmp_path, "ok", python="/nonexistent/python")
     with pytest.raises(ConfigError, match="python must be an executable"):
         get_stack("vllm").launch(s)
     assert "vllm.python must be an executable" in get_stack("vllm").preflight(s.options)[0]
     work = tmp_path / "dry"
     work.mkdir()
+    monkeypatch.chdir(tmp_path)      # the base config's model folder, relative to where the tuner runs
+    (tmp_path / "trials" / "_models" / "tiny_llama").mkdir(parents=True)
+    (tmp_path / "trials" / "_models" / "tiny_llama" / "config.json").write_text("{}")
     broken = get_stack("vllm").dry_start(BASE, {"python": sys.executable}, work)   # our venv has no vllm
     assert broken and "must import vLLM" in broken[0] and "No module named 'vllm'" in broken[0]
+
+
+def test_a_model_path_with_no_folder_is_refused_before_a_launch(tmp_path, monkeypatch):
+    # vLLM takes a missing folder for a hub id and crashes at start, trial after trial (crash_at_start)
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "dry"
+    work.mkdir()
+    [why] = get_stack("vllm").dry_start(BASE, {"python": sys.executable}, work)
+    assert why.startswith(f"{BASE}: model must be a local folder with a config.json or a hub id")
+    assert str(tmp_path / "trials/_models/tiny_llama") in why and "vllm_tiny_model.py" in why
+    from serving.config.vllm_yaml import missing_model
+    assert missing_model("Qwen/Qwen2.5-0.5B") is None and missing_model("gpt2") is None   # hub ids pass
+    assert missing_model("./tiny") and missing_model("/nonexistent/model")
 
 
 def test_cpu_kv_space_is_whole_gib_as_vllm_reads_it():
