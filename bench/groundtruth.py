@@ -218,8 +218,8 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
             for i in phase:  # passes: everything once before anything twice
                 params = configs[i]
                 key = key_of(params)
-                tries = 0
-                while done.get(key, 0) <= rep and tries < HOST_TRIES:   # a launch the host failed goes again
+                # a launch the host failed goes again, up to HOST_TRIES a pass, counted from the rows (resumable)
+                while done.get(key, 0) <= rep and made.get(key, 0) - done.get(key, 0) < (rep + 1) * HOST_TRIES:
                     if (until is not None and time.time() >= until) or (limit is not None and new >= limit):
                         print(f"stopped: {new} launches this run; rerun to resume", flush=True)
                         return 0
@@ -230,7 +230,7 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
                     fh.flush()
                     made[key] = made.get(key, 0) + 1
                     done[key] = done.get(key, 0) + (not is_infra_failure(launch_rows[0]["fail_class"]))
-                    new, tries = new + 1, tries + 1
+                    new += 1
                     print(f"{now()} pass {rep + 1}/{repeats} #{new} {params} -> {row['total_time']} s "
                           f"({row['fail_class'] or 'ok'}), trial {row['trial_s']} s, load {row['loadavg1']}",
                           flush=True)

@@ -97,3 +97,23 @@ def test_a_launch_the_host_failed_is_kept_measured_again_and_left_out_of_the_rep
     assert [(r["launch"], r["fail_class"]) for r in got] == [("0", "client_overloaded"), ("1", "")]
     gt = tabular.load_table(tmp_path / "t.csv")
     assert len(gt.runs[0]) == 1 and gt.runs[0][0][0] < float("inf")
+
+
+def test_a_configuration_the_host_always_fails_is_given_up_after_host_tries_even_one_launch_a_run(
+        tmp_path, monkeypatch):
+    """The tries are counted from the table's rows: a bench resumed after every launch (--limit 1)
+    does not relaunch a configuration the host fails for ever."""
+    t = sim_table()
+    t.grid = {"model_config.decode_batch_size": [4, 16], "pa_config.num_blocks": [1024]}
+    real = groundtruth.measure_launch
+
+    def host_fails_batch_4(space, params, *a, **kw):
+        got = real(space, params, *a, **kw)
+        fail = "client_overloaded" if params["model_config.decode_batch_size"] == 4 else ""
+        return [r | {"ok": int(not fail), "fail_class": fail} for r in got]
+
+    monkeypatch.setattr(groundtruth, "measure_launch", host_fails_batch_4)
+    for _ in range(groundtruth.HOST_TRIES + 3):
+        groundtruth.build(t, 1, None, 1, tmp_path, seed=0)
+    got = [(r["model_config.decode_batch_size"], r["fail_class"]) for r in rows(tmp_path)]
+    assert sorted(got) == sorted([("4", "client_overloaded")] * groundtruth.HOST_TRIES + [("16", "")])
