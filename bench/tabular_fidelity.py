@@ -1,11 +1,13 @@
 """The simulator against a ground-truth table: its value per configuration, its error, rank agreement.
 
-The simulator is the one a study's pre-screen and warm start run (tuner.screening.prescreen:
-backend sim, same render, checks and scoring) with the profile a user of that stack has: the
-embedded engine's shipped profile (what `tune calibrate` writes for the tiny model), the 910B
-LLaMA-2-7B profile for llm-serving (the same one whose device time the emulated stack waits).
-vLLM has none yet (None: no simulator). Values are cached beside the table
-(<table>.sim.json, keyed by configuration, with the profile and commit they came from).
+The simulator is the stack's surrogate, as a study's pre-screen and warm start run it
+(tuner.screening.prescreen: same render, checks and scoring) with the profile a user of that stack
+has: `tune calibrate` run on the host that measured the table, kept beside it as
+<table>.profile.yaml (the embedded engine's shipped profile where there is none); the 910B
+LLaMA-2-7B profile for llm-serving (the same one whose device time the emulated stack waits); for
+vLLM its own scheduler with the step time `tune calibrate` fitted (no profile: no simulator).
+Values are cached beside the table (<table>.sim.json, keyed by configuration, with the overrides
+and commit they came from; other overrides start the cache afresh).
 Fidelity: mean and max relative error over configurations both ran, Kendall's tau (scipy), whether
 the real optimum is among the simulator's five best, and the error per regime (a parameter's level):
 the median ratio sim / real there (its bias) and the spread of log ratios around it.
@@ -21,29 +23,41 @@ from _common import table
 
 from tabular import GroundTruth
 
-SIM_OVERRIDES = {"embedded": ["backend=sim"],
-                 "llm_serving": ["backend=sim", "+sim.profile=ascend910b_llama2_7b"]}
+
+
+def sim_overrides(backend: str, table: str, data: Path) -> list[str] | None:
+    """The overrides that put a table's study on its simulator (None: the stack has none here)."""
+    calibrated = data / f"{table}.profile.yaml"
+    if backend == "embedded":
+        return ["backend=sim"] + ([f"++sim.profile={calibrated}"] if calibrated.exists() else [])
+    if backend == "llm_serving":
+        return ["backend=sim", "++sim.profile=ascend910b_llama2_7b"]
+    if backend == "vllm" and calibrated.exists():   # the stack's surrogate, vllm_sim
+        return [f"vllm.surrogate_profile={calibrated}"]
+    return None
 
 
 def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: bool = True) -> list[float] | None:
     """The simulator's total_time per configuration of ``gt`` (NaN: the simulated trial failed);
     ``compute=False``: only what the cache holds (NaN for the rest), nothing simulated or written."""
-    backend = gt.meta["backend"]
-    if backend not in SIM_OVERRIDES:
+    data = data or root / "bench" / "data"
+    overrides = sim_overrides(gt.meta["backend"], gt.meta["table"], data)
+    if overrides is None:
         return None
     from groundtruth import git_commit, key_of
     from tabular_methods import grid_space
     from tuner.screening.prescreen import first_objective, simulate_params
     from tuner.study.run import StudyRun
-    cache_path = (data or root / "bench" / "data") / f"{gt.meta['table']}.sim.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {"overrides": SIM_OVERRIDES[backend],
-                                                                             "commit": git_commit(), "values": {}}
+    cache_path = data / f"{gt.meta['table']}.sim.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    if cache.get("overrides") != overrides:
+        cache = {"overrides": overrides, "commit": git_commit(), "values": {}}
     values = cache["values"]
     missing = [c for c in gt.configs if key_of(c) not in values]
     if missing and not compute:
         return [math.nan if values.get(key_of(c)) is None else values[key_of(c)] for c in gt.configs]
     if missing:
-        space = grid_space(gt, extra=SIM_OVERRIDES[backend])
+        space = grid_space(gt, extra=overrides)
         plan = StudyRun(space, root, "").plan()
         for c in missing:
             v = first_objective(space, simulate_params(space, root, c, plan))

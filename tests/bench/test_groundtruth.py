@@ -117,3 +117,21 @@ def test_a_configuration_the_host_always_fails_is_given_up_after_host_tries_even
         groundtruth.build(t, 1, None, 1, tmp_path, seed=0)
     got = [(r["model_config.decode_batch_size"], r["fail_class"]) for r in rows(tmp_path)]
     assert sorted(got) == sorted([("4", "client_overloaded")] * groundtruth.HOST_TRIES + [("16", "")])
+
+
+def test_the_tables_simulator_is_the_calibrated_profile_beside_it_and_its_cache_follows_it(tmp_path):
+    import shutil
+    import tabular_fidelity
+    from serving.sim.profile_io import PROFILES
+    assert groundtruth.build(sim_table(), 1, None, None, tmp_path, seed=0) == 0
+    gt = tabular.load_table(tmp_path / "t.csv")
+    gt.meta["backend"] = "embedded"        # as a table measured on the embedded engine names it
+    assert tabular_fidelity.sim_overrides("vllm", "t", tmp_path) is None     # no calibrated surrogate: none
+    shipped = tabular_fidelity.sim_values(gt, groundtruth.ROOT, tmp_path)
+    cache = json.loads((tmp_path / "t.sim.json").read_text())
+    assert cache["overrides"] == ["backend=sim"] and len(cache["values"]) == len(gt.configs)
+    shutil.copy(PROFILES / "embedded.yaml", tmp_path / "t.profile.yaml")   # `tune calibrate --out` on this host
+    again = tabular_fidelity.sim_values(gt, groundtruth.ROOT, tmp_path)
+    cache = json.loads((tmp_path / "t.sim.json").read_text())
+    assert cache["overrides"] == ["backend=sim", f"++sim.profile={tmp_path / 't.profile.yaml'}"]
+    assert again == shipped                # the same profile under another name simulates the same
