@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, run_recorded, table
 
 from tuner.runtime.constraints import is_infra_failure
 
@@ -248,4 +248,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("tabular", main))
