@@ -31,7 +31,7 @@ def sim_overrides(backend: str, table: str, data: Path) -> list[str] | None:
     if backend == "embedded":
         return ["backend=sim"] + ([f"++sim.profile={calibrated}"] if calibrated.exists() else [])
     if backend == "llm_serving":
-        return ["backend=sim", "++sim.profile=ascend910b_llama2_7b"]
+        return ["backend=sim", "+sim.profile=ascend910b_llama2_7b"]
     if backend == "vllm" and calibrated.exists():   # the stack's surrogate, vllm_sim
         return [f"vllm.surrogate_profile={calibrated}"]
     return None
