@@ -36,6 +36,7 @@ from typing import Any
 import _common  # noqa: F401  (puts the project on sys.path)
 from _common import ROOT
 
+from tuner.runtime.client_check import CLIENT_OVERLOADED
 from tuner.runtime.constraints import is_infra_failure
 
 DATA = ROOT / "bench" / "data"
@@ -171,10 +172,11 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
     m = out.metrics
     rows = [common | {"ok": int(out.ok), "fail_class": out.fail_class or "", "total_time": m.get("total_time", ""),
                       "utilisation": m.get("utilisation", ""), "replay_s": round(first_s, 3)}]
-    for extra in out.more_replays:
-        ok = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction \
+    for extra in out.more_replays:   # judged as the first: requests answered, stack alive, client kept up
+        served = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction \
             and extra["alive"] == 1.0
-        rows.append(common | {"ok": int(ok), "fail_class": "" if ok else "replay_failed",
+        fail = "" if served and not extra["client_behind"] else "replay_failed" if not served else CLIENT_OVERLOADED
+        rows.append(common | {"ok": int(not fail), "fail_class": fail,
                               "total_time": extra.get("total_time", ""), "utilisation": "",
                               "replay_s": round(extra["replay_s"], 3)})
     return rows
@@ -229,7 +231,8 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
                                                "commit": commit} | params)
                     fh.flush()
                     made[key] = made.get(key, 0) + 1
-                    done[key] = done.get(key, 0) + (not is_infra_failure(launch_rows[0]["fail_class"]))
+                    # a launch counts when one of its replays measured the configuration
+                    done[key] = done.get(key, 0) + any(not is_infra_failure(r["fail_class"]) for r in launch_rows)
                     new += 1
                     print(f"{now()} pass {rep + 1}/{repeats} #{new} {params} -> {row['total_time']} s "
                           f"({row['fail_class'] or 'ok'}), trial {row['trial_s']} s, load {row['loadavg1']}",

@@ -135,3 +135,24 @@ def test_the_tables_simulator_is_the_calibrated_profile_beside_it_and_its_cache_
     cache = json.loads((tmp_path / "t.sim.json").read_text())
     assert cache["overrides"] == ["backend=sim", f"++sim.profile={tmp_path / 't.profile.yaml'}"]
     assert again == shipped                # the same profile under another name simulates the same
+
+
+def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_counts(tmp_path, monkeypatch):
+    """vLLM's launch is the slow part: a launch whose first replay's client fell behind still measures
+    the configuration when its second kept up; a second replay whose client fell behind is a host row."""
+    import tuner.runtime.trial as trial
+    from tuner.space.compose import load_space
+    t = sim_table()
+    space = load_space(t.study, groundtruth.ROOT, t.overrides)
+    from tuner.study.run import StudyRun
+    plan = StudyRun(space, groundtruth.ROOT, "").plan()
+    params = {"model_config.decode_batch_size": 16, "pa_config.num_blocks": 1024}
+    real = trial.run_trial(trial.TrialContext(space, groundtruth.ROOT, tmp_path / "r", plan), params, replays=2)
+    assert real.ok and real.more_replays[0]["client_behind"] == ""     # judged, and it kept up
+    second = {"requests": 10, "requests_failed": 0, "alive": 1.0, "total_time": 1.0, "replay_s": 1.0}
+    for behind, want in (("", ["client_overloaded", ""]), ("send lag p99 90 ms", ["client_overloaded"] * 2)):
+        out = trial.TrialOutcome(fail_class="client_overloaded", metrics={"total_time": 1.2},
+                                 more_replays=[second | {"client_behind": behind}])
+        monkeypatch.setattr(trial, "run_trial", lambda *a, _o=out, **kw: _o)
+        rows = groundtruth.measure_launch(space, params, plan, tmp_path / "x", replays=2)
+        assert [r["fail_class"] for r in rows] == want

@@ -151,7 +151,7 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
     failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
     if lagging and alive:  # what was measured is the client: never a result of the configuration
         return _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records,
-                     metrics=metrics)
+                     metrics=metrics, more_replays=more)
     # a stack that lost a process but answered every request kept serving: measured, not crashed
     if failed > space.max_failed_fraction or (not alive and failed > 0) or math.isnan(metrics["total_time"]):
         cls, detail = _classify_replay(records, alive, tail, running.died)
@@ -159,11 +159,14 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
     return TrialOutcome(metrics=metrics, records=records, more_replays=more)
 
 
-def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace) -> dict[str, float]:
-    """Another replay of the plan on the running stack: its score and its seconds (``replay_s``)."""
+def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace) -> dict[str, Any]:
+    """Another replay of the plan on the running stack: its score, its seconds (``replay_s``) and
+    why its client fell behind (``client_behind``, "" when it kept up), judged as the first replay's."""
     t = time.monotonic()
     result = running.replay(plan, opts, deadline=space.timeouts.replay)
-    return score(result.records, {}) | {"replay_s": time.monotonic() - t, "alive": float(running.alive())}
+    m = score(result.records, {}, result.read_lags)
+    return m | {"replay_s": time.monotonic() - t, "alive": float(running.alive()),
+                "client_behind": behind(m, space.capacity, is_burst(plan)) or ""}
 
 
 def with_usage(running, metrics: dict[str, Any], usage: dict[str, float], phases: Phases) -> dict[str, Any]:
