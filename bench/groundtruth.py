@@ -183,7 +183,7 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
 
 
 def build(table: Table, repeats: int, until: float | None, limit: int | None, out_dir: Path, seed: int,
-          first: dict[str, list] | None = None) -> int:
+          first: dict[str, list] | None = None, host_tries: int = HOST_TRIES) -> int:
     """Measure the table's missing launches; ``first``: a sub-grid measured through all its passes before
     the rest (a table cut short then holds a complete smaller grid a tabular replay can use)."""
     from tuner.space.compose import load_space
@@ -220,8 +220,8 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
             for i in phase:  # passes: everything once before anything twice
                 params = configs[i]
                 key = key_of(params)
-                # a launch the host failed goes again, up to HOST_TRIES a pass, counted from the rows (resumable)
-                while done.get(key, 0) <= rep and made.get(key, 0) - done.get(key, 0) < (rep + 1) * HOST_TRIES:
+                # a launch the host failed goes again, up to host_tries a pass, counted from the rows (resumable)
+                while done.get(key, 0) <= rep and made.get(key, 0) - done.get(key, 0) < (rep + 1) * host_tries:
                     if (until is not None and time.time() >= until) or (limit is not None and new >= limit):
                         print(f"stopped: {new} launches this run; rerun to resume", flush=True)
                         return 0
@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", nargs="*", default=[], help="KEY=V1,V2: replace a parameter's levels "
                     "(the table's grid becomes the union with what it has)")
     ap.add_argument("--out", type=Path, default=DATA, help="folder of the tables (default bench/data)")
+    ap.add_argument("--host-tries", type=int, default=HOST_TRIES, help="launches of a configuration in a pass while "
+                    "the host fails them (client_overloaded, port taken, ...); raise it to try those again")
     ap.add_argument("--seed", type=int, default=0, help="order of the launches within a pass")
     ap.add_argument("--first", nargs="*", default=[], help="KEY=V1,V2: the sub-grid of these levels first, "
                     "all its passes, then the rest")
@@ -276,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.stack == "embedded" else 2)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return build(table, repeats, parse_until(args.until), args.limit, args.out, args.seed, parse_grid(args.first))
+    return build(table, repeats, parse_until(args.until), args.limit, args.out, args.seed, parse_grid(args.first),
+                 args.host_tries)
 
 
 if __name__ == "__main__":
