@@ -101,3 +101,12 @@ def test_the_910b_model_errs_by_regime_as_the_table_measured():
     assert sim({"model_config.decode_batch_size": 32}) == 5.0       # nearest measured level (log scale)
     assert math.isnan(H.simulator(lambda p: math.inf, structure)({"model_config.decode_batch_size": 1}))
     assert "as measured on bench/data/t" in H.basis(structure) and "independent 5 %" in H.basis(None)
+
+
+def test_the_goal_ratio_is_a_bound_when_random_never_reaches_2_percent():
+    inf = math.inf
+    assert tabular.ratio_goal(3, 12, 30) == ("0.25", True)
+    assert tabular.ratio_goal(1, inf, 30) == ("< 0.03 (random's median is past the 30-trial horizon)", True)
+    text, met = tabular.ratio_goal(20, inf, 30)        # 20 / 31 bounds nothing useful
+    assert text.startswith("< 0.65") and not met
+    assert tabular.ratio_goal(inf, inf, 30)[1] is False
