@@ -133,3 +133,15 @@ def test_capacity_bench_runs_both_searches_on_the_simulator():
                           "--requests", "20"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "requests replayed ours" in out.stdout and "auto_tune" in out.stdout
+
+
+def test_host_bench_counts_stalls_per_core_and_the_ones_both_cores_share():
+    import host
+    late = 'import json; print(json.dumps([[10.0, 0.3], [20.0, 0.2]]))'
+    once = 'import json; print(json.dumps([[10.1, 0.25]]))'
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for code in (late, once)]
+    name, core0, core1, longest, both, _load = host.summary("x", procs)
+    assert (name, core0, core1, longest, both) == ("x", 2, 1, "300 ms", 1)   # only the stall at 10 s is shared
+    out = subprocess.run([sys.executable, str(BENCH / "host.py"), "--seconds", "0.3"], capture_output=True, text=True,
+                         timeout=60, env={**__import__("os").environ, "TUNER_BENCH_RESULTS": "-"})
+    assert out.returncode == 0 and "idle" in out.stdout and "2 CPU burners" in out.stdout, out.stderr
