@@ -18,6 +18,23 @@ def pytest_testnodedown(node, error):  # xdist controller: a worker ended; keep 
         seen.setdefault(kind, set()).update(values)
 
 
+#: the suite's longest tests (--durations, 2 cores), started first: pytest-xdist hands tests out in
+#: collection order, and one of these started last keeps the whole suite waiting on one worker
+LONGEST = ("tests/bench/test_tabular.py::test_a_shuffled_objective",
+           "tests/tuner/study/test_rigour_faults.py::test_each_fault",
+           "tests/test_docs.py::test_the_readme_first_study",
+           "tests/tuner/study/test_resume.py::test_sigkilled_tune",
+           "tests/tuner/runtime/test_closed_output.py::",
+           "tests/tuner/workload/test_streaming.py::test_a_large_trace",
+           "tests/tuner/screening/test_warm_start.py::test_the_sims_best",
+           "tests/bench/test_bench_smoke.py::test_hours_to_tuned")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {p: i for i, p in enumerate(LONGEST)}
+    items.sort(key=lambda it: next((rank[p] for p in LONGEST if it.nodeid.startswith(p)), len(LONGEST)))
+
+
 def pytest_terminal_summary(terminalreporter):
     seen = terminalreporter.config.stash.get(FUZZ_SEEN, {})
     if seen:

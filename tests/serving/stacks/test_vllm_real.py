@@ -37,10 +37,13 @@ def test_two_trial_study_end_to_end_and_export(project_root, python, model, caps
     render(base, {"model": str(model)}, base)
     storage = f"sqlite:///{project_root}/trials/study.db"
     common = ["--study", STUDY, "--root", str(project_root), "--storage", storage]
-    # every suggestion launchable (chunked prefill on, (40 - 1) x 32 >= max_model_len 1024): both trials start vLLM
+    # every suggestion launchable (chunked prefill on, (40 - 1) x 32 >= max_model_len 1024): both trials start vLLM;
+    # while vLLM runs, a 2-core VM like CI's stops whole for up to seconds (bench/host.py): the client's
+    # judgement is tested elsewhere, so here its bounds are wide
     argv = [*common, "--n-trials", "2", "--no-progress", f"vllm.python={python}", "seed=0",
             "load.qps=10", "load.duration=2", "params.enable_chunked_prefill.choices=[true]",
-            "params.num_gpu_blocks_override.low=40", "params.num_gpu_blocks_override.high=128"]
+            "params.num_gpu_blocks_override.low=40", "params.num_gpu_blocks_override.high=128",
+            "capacity.max_send_lag=10", "capacity.max_read_lag=10"]
     assert main(argv) == 0
     trials = optuna.load_study(study_name=STUDY, storage=storage).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
