@@ -233,6 +233,8 @@ def main() -> int:
     ap.add_argument("--grid", nargs="*", default=[], help="KEY=V1,V2: replay on this sub-grid of the table")
     ap.add_argument("--shuffle", type=int, help="permute the objective column with this seed (a control)")
     ap.add_argument("--json", type=Path, help="write the per-seed outcomes here")
+    ap.add_argument("--fidelity-only", action="store_true", help="only the simulator's fidelity, on the "
+                    "configurations measured so far (a table still being built)")
     args = ap.parse_args()
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -240,6 +242,17 @@ def main() -> int:
     gt = load_table(args.table, parse_grid(args.grid))
     with args.table.open(newline="") as fh:
         gt.meta["_loads"] = [r["loadavg1"] for r in csv.DictReader(fh)]
+    if args.fidelity_only:
+        from tabular_fidelity import fidelity, report_fidelity, sim_values
+        gt = gt.measured_only()
+        sims = sim_values(gt, ROOT, args.table.parent)
+        if sims is None:
+            print(f"tabular: error: {args.table}: no simulator for this table's stack here (a vLLM table needs "
+                  f"`tune calibrate` run into {args.table.with_suffix('.profile.yaml')})")
+            return 2
+        print(f"table {gt.name}: {len(gt.configs)} configurations measured so far")
+        report_fidelity(gt, fidelity(gt, sims))
+        return 0
     missing = sum(not r for r in gt.runs)
     if missing:
         print(f"tabular: error: {args.table}: every configuration of the grid must be measured, {missing} of "
@@ -248,7 +261,7 @@ def main() -> int:
     if args.shuffle is not None:
         gt = gt.shuffled(args.shuffle)
     from tabular_fidelity import fidelity, report_fidelity, sim_values
-    sims = sim_values(gt, ROOT)
+    sims = sim_values(gt, ROOT, args.table.parent)
     if sims is not None:
         report_fidelity(gt, fidelity(gt, sims))
     res = run_methods(gt, make_methods(gt, sims, args.methods), args.seeds, args.horizon)

@@ -156,3 +156,20 @@ def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_c
         monkeypatch.setattr(trial, "run_trial", lambda *a, _o=out, **kw: _o)
         rows = groundtruth.measure_launch(space, params, plan, tmp_path / "x", replays=2)
         assert [r["fail_class"] for r in rows] == want
+
+
+def test_fidelity_only_reads_a_table_still_being_built_with_the_profile_beside_it(tmp_path):
+    import os
+    import subprocess
+    assert groundtruth.build(sim_table(), 1, None, 2, tmp_path, seed=0) == 0      # 2 of 4 configurations
+    run = lambda: subprocess.run([sys.executable, str(BENCH / "tabular.py"), str(tmp_path / "t.csv"),  # noqa: E731
+                                  "--fidelity-only"], capture_output=True, text=True, timeout=120,
+                                 env={**os.environ, "TUNER_BENCH_RESULTS": "-"})
+    out = run()
+    assert out.returncode == 2 and "no simulator for this table's stack" in out.stdout    # a sim table has none
+    meta = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps(meta | {"backend": "embedded"}))
+    out = run()
+    assert out.returncode == 0, out.stderr
+    assert "configurations measured so far" in out.stdout and "simulator vs t:" in out.stdout
+    assert (tmp_path / "t.sim.json").exists()           # the cache beside the table, not under bench/data
