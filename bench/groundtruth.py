@@ -177,7 +177,8 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
     for extra in out.more_replays:   # judged as the first: requests answered, stack alive, client kept up
         served = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction \
             and extra["alive"] == 1.0
-        fail = "" if served and not extra["client_behind"] else "replay_failed" if not served else CLIENT_OVERLOADED
+        # as run_trial judges the first: a client that fell behind measured itself, failures included
+        fail = CLIENT_OVERLOADED if extra["client_behind"] else "" if served else "replay_failed"
         rows.append(common | {"ok": int(not fail), "fail_class": fail,
                               "total_time": extra.get("total_time", ""), "utilisation": "",
                               "replay_s": round(extra["replay_s"], 3)})
