@@ -55,8 +55,10 @@ def project_root(tmp_path: Path) -> Path:
         text = space.read_text()
         text = text.replace("\nsampler: gp", "\nsampler: random")
         # every trial judges its client (tuner.runtime.client_check); on a test host running 3 workers
-        # on 2 cores the OS delays every client now and then: tests of that judgement set their bounds
-        relaxed = "max_send_lag: 1.0, max_read_lag: 1.0"
+        # on 2 cores the OS delays every client now and then, and a 2-core VM like CI's stops whole for
+        # up to seconds while vLLM runs in another worker (bench/host.py: 5.7 s seen): tests of that
+        # judgement set their bounds
+        relaxed = "max_send_lag: 10.0, max_read_lag: 10.0"
         if "\ncapacity:" in text:
             text = text.replace("max_send_lag: 0.025, max_read_lag: 0.025", relaxed)
         else:
