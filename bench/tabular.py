@@ -242,19 +242,10 @@ def main() -> int:
     gt = load_table(args.table, parse_grid(args.grid))
     with args.table.open(newline="") as fh:
         gt.meta["_loads"] = [r["loadavg1"] for r in csv.DictReader(fh)]
-    if args.fidelity_only:
-        from tabular_fidelity import fidelity, report_fidelity, sim_values
-        gt = gt.measured_only()
-        sims = sim_values(gt, ROOT, args.table.parent)
-        if sims is None:
-            print(f"tabular: error: {args.table}: no simulator for this table's stack here (a vLLM table needs "
-                  f"`tune calibrate` run into {args.table.with_suffix('.profile.yaml')})")
-            return 2
-        print(f"table {gt.name}: {len(gt.configs)} configurations measured so far")
-        report_fidelity(gt, fidelity(gt, sims))
-        return 0
     missing = sum(not r for r in gt.runs)
-    if missing:
+    if args.fidelity_only:
+        gt = gt.measured_only()
+    elif missing:
         print(f"tabular: error: {args.table}: every configuration of the grid must be measured, {missing} of "
               f"{len(gt.runs)} are not (resume bench/groundtruth.py, or --grid a measured sub-grid)")
         return 2
@@ -262,8 +253,16 @@ def main() -> int:
         gt = gt.shuffled(args.shuffle)
     from tabular_fidelity import fidelity, report_fidelity, sim_values
     sims = sim_values(gt, ROOT, args.table.parent)
+    if args.fidelity_only:
+        if sims is None:
+            print(f"tabular: error: {args.table}: no simulator for this table's stack here (a vLLM table needs "
+                  f"`tune calibrate` run into {args.table.with_suffix('.profile.yaml')})")
+            return 2
+        print(f"table {gt.name}: {len(gt.configs)} configurations measured so far")
     if sims is not None:
         report_fidelity(gt, fidelity(gt, sims))
+    if args.fidelity_only:
+        return 0
     res = run_methods(gt, make_methods(gt, sims, args.methods), args.seeds, args.horizon)
     report(gt, res, args.seeds, args.horizon)
     if args.json:

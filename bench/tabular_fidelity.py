@@ -24,7 +24,6 @@ from _common import table
 from tabular import GroundTruth
 
 
-
 def sim_overrides(backend: str, table: str, data: Path) -> list[str] | None:
     """The overrides that put a table's study on its simulator (None: the stack has none here)."""
     calibrated = data / f"{table}.profile.yaml"

@@ -126,9 +126,9 @@ def missing_model(model: str) -> str | None:
     under it, relative to the current directory. vLLM would take it for a hub id and crash at start."""
     if resolve_model(model) is not None or not (model.startswith(("/", ".", "~")) or model.count("/") > 1):
         return None
+    where = Path(model).expanduser()
     return (f"model must be a local folder with a config.json or a hub id (org/name), got {model!r}: "
-            f"{Path(model).expanduser() if Path(model).expanduser().is_absolute() else Path.cwd() / model} "
-            f"has no config.json (the tiny model: .venv-vllm/bin/python serving/stacks/vllm_tiny_model.py {model})")
+            f"{where if where.is_absolute() else Path.cwd() / where} has no config.json (the tiny model: .venv-vllm/bin/python serving/stacks/vllm_tiny_model.py {model})")
 
 
 def model_dims(cfg: VLLMConfig, options: dict[str, Any]) -> dict[str, int | None]:

@@ -200,8 +200,8 @@ class VLLMStack(Stack):
         crash of every trial after its import."""
         opts = parse_options(options)
         python = opts.python or sys.executable
-        spec = LaunchSpec(config, work_dir, options=dict(options))
-        no_model = missing_model(spec.loaded(load_vllm_yaml).model)
+        spec = LaunchSpec(config, work_dir, options=dict(options), config=load_vllm_yaml(config))
+        no_model = missing_model(spec.config.model)
         if no_model:
             return [f"{config}: {no_model}"]
         launch_yaml, _ = write_launch_yaml(spec)

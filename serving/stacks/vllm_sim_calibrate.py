@@ -75,8 +75,9 @@ def measure(running: RunningStack, counter: Callable[[str], int] | None, log=pri
                 if steady(res.read_lags):
                     obs += observations(res.records, budget)
                     break
-                again += k < TRIES - 1
-                lost += k == TRIES - 1
+            else:
+                lost += 1
+            again += k      # the tries before the last
         log(f"calibrate: pass {i + 1}/{passes}: {len(obs)} observations"
             + (f" ({again} replays measured again, {lost} left out: the host stalled the client)" if again else ""))
     return obs
