@@ -175,10 +175,10 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
     rows = [common | {"ok": int(out.ok), "fail_class": out.fail_class or "", "total_time": m.get("total_time", ""),
                       "utilisation": m.get("utilisation", ""), "replay_s": round(first_s, 3)}]
     for extra in out.more_replays:   # judged as the first: requests answered, stack alive, client kept up
-        served = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction \
-            and extra["alive"] == 1.0
-        # as run_trial judges the first: a client that fell behind measured itself, failures included
-        fail = CLIENT_OVERLOADED if extra["client_behind"] else "" if served else "replay_failed"
+        alive = extra["alive"] == 1.0
+        served = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction
+        # as run_trial judges the first: a client that fell behind while the stack lived measured itself
+        fail = CLIENT_OVERLOADED if extra["client_behind"] and alive else "" if served and alive else "replay_failed"
         rows.append(common | {"ok": int(not fail), "fail_class": fail,
                               "total_time": extra.get("total_time", ""), "utilisation": "",
                               "replay_s": round(extra["replay_s"], 3)})

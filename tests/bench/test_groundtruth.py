@@ -150,11 +150,15 @@ def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_c
     real = trial.run_trial(trial.TrialContext(space, groundtruth.ROOT, tmp_path / "r", plan), params, replays=2)
     assert real.ok and real.more_replays[0]["client_behind"] == ""     # judged, and it kept up
     second = {"requests": 10, "requests_failed": 0, "alive": 1.0, "total_time": 1.0, "replay_s": 1.0}
-    for behind, failed, want in (("", 0, ["client_overloaded", ""]), ("", 10, ["client_overloaded", "replay_failed"]),
-                                 ("send lag p99 90 ms", 0, ["client_overloaded"] * 2),
-                                 ("send lag p99 90 ms", 10, ["client_overloaded"] * 2)):   # the client's, first
+    lag = "send lag p99 90 ms"
+    for behind, failed, alive, want in (("", 0, 1.0, ["client_overloaded", ""]),
+                                        ("", 10, 1.0, ["client_overloaded", "replay_failed"]),
+                                        (lag, 0, 1.0, ["client_overloaded"] * 2),
+                                        (lag, 10, 1.0, ["client_overloaded"] * 2),    # the client's, first
+                                        (lag, 10, 0.0, ["client_overloaded", "replay_failed"])):   # the stack died
         out = trial.TrialOutcome(fail_class="client_overloaded", metrics={"total_time": 1.2},
-                                 more_replays=[second | {"client_behind": behind, "requests_failed": failed}])
+                                 more_replays=[second | {"client_behind": behind, "requests_failed": failed,
+                                                         "alive": alive}])
         monkeypatch.setattr(trial, "run_trial", lambda *a, _o=out, **kw: _o)
         rows = groundtruth.measure_launch(space, params, plan, tmp_path / "x", replays=2)
         assert [r["fail_class"] for r in rows] == want
