@@ -11,7 +11,8 @@ import pytest
 from serving.stacks import get_stack
 from tests.serving.stacks.real_llm_serving import STUDY as REAL_STUDY, require_real
 from tests.serving.stacks.standin import build_standin, write_base_config
-from tests.serving.stacks.vllm_model import vllm_python
+from serving.config.render import render
+from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
 from tests.conftest import ROOT
 from tuner.cli import main
 
@@ -87,9 +88,12 @@ def test_real_llm_serving_checks_the_rendered_config_with_its_own_parser(real_ro
     assert "check_valid_config" in why and "ERROR: got different size of agent_ports and models" in why, why
 
 
-def test_real_vllm_refuses_an_option_it_does_not_know_before_the_first_trial(project_root, capsys):
+def test_real_vllm_refuses_an_option_it_does_not_know_before_the_first_trial(project_root, capsys, tmp_path):
     python = vllm_python()
+    # the model made here: a clean clone has none under trials/_models (that is refused on its own, earlier)
+    model = make_tiny_llama(python, tmp_path / "tiny_llama")
     base = project_root / "configs" / "vllm" / "tiny_llama.yaml"
+    render(base, {"model": str(model)}, base)
     base.write_text(base.read_text() + "bogus_knob: 3\n")
     rc, err, took = run_tune(project_root, capsys, f"vllm.python={python}", study="vllm_batching")
     assert rc == 2
@@ -98,5 +102,6 @@ def test_real_vllm_refuses_an_option_it_does_not_know_before_the_first_trial(pro
     assert not (project_root / "trials" / "setup.db").exists()
     work = project_root / "dry"
     work.mkdir()
-    good = ROOT / "configs" / "vllm" / "tiny_llama.yaml"
+    good = tmp_path / "good.yaml"
+    render(ROOT / "configs" / "vllm" / "tiny_llama.yaml", {"model": str(model)}, good)
     assert get_stack("vllm").dry_start(good, {"python": python, "device": "cpu"}, work) == []

@@ -34,6 +34,8 @@ N, RATE = 50, 5.0
 # 9.8 and 19.4 ms, vLLM's 34 ms.
 # What it catches is a gross disagreement (e.g. TPOT near 0 when one read carries a request's tokens).
 TOLERANCE = {"ttft_p50": (0.5, 0.030), "e2e_p50": (0.5, 0.050), "tpot_p50": (0.5, 0.005)}
+PEER = {"ttft_p50": "median_ttft_ms", "e2e_p50": "median_e2el_ms", "tpot_p50": "median_tpot_ms"}
+TRIES = 3
 # `vllm bench serve` run from its module; -P: the working directory never shadows a package
 BENCH_SERVE = ("from vllm.utils.argparse_utils import FlexibleArgumentParser as P;"
                "from vllm.benchmarks.serve import add_cli_args, main;"
@@ -66,19 +68,40 @@ def test_our_client_and_vllms_agree_on_one_server(tmp_path):
     dataset.write_text("".join(json.dumps({"prompt": r.prompt, "output_tokens": r.output_len}) + "\n"
                                for r in requests))
     opts = ReplayOptions(parameters={"do_sample": False}, request_timeout=120)
+    ours, theirs, misses = [], [], []
     with stack.launch(LaunchSpec(config, tmp_path / "run", 300, None, options)) as running:
         running.replay(Plan([(0.0, r) for r in requests[:5]]), opts)   # warm-up, as vLLM's client does its own
         plan = Plan([(i / RATE, r) for i, r in enumerate(requests)])
-        before = score(running.replay(plan, opts).records)
-        theirs = vllm_client(python, running.url, running.protocol.model, folder, dataset, tmp_path)
-        after = score(running.replay(plan, opts).records)
-    for ours in (before, after):
-        print(f"ours: {json.dumps({k: ours[k] for k in ('requests_ok', 'tokens_out', *TOLERANCE)})}", file=sys.stderr)
-        assert ours["requests_ok"] == theirs["completed"] == N
-        assert ours["tokens_out"] == theirs["total_output_tokens"] == sum(r.output_len for r in requests)
+        ours.append(score(running.replay(plan, opts).records))
+        # vLLM's client between two of ours; again (at most TRIES times) when it falls outside them: on
+        # this 2-core VM the whole machine stops for up to seconds while vLLM runs (bench/host.py), and a
+        # stop inside one 10 s run moves its medians by more than any tolerance (CI: vLLM's TTFT p50
+        # 337 ms between ours of 85 and 133 ms). A disagreement that is the clients' own repeats.
+        for _ in range(TRIES):
+            theirs.append(vllm_client(python, running.url, running.protocol.model, folder, dataset, tmp_path))
+            ours.append(score(running.replay(plan, opts).records))
+            misses = outside(ours[-2], ours[-1], theirs[-1])
+            if not misses:
+                break
+    for run in ours:
+        print(f"ours: {json.dumps({k: run[k] for k in ('requests_ok', 'tokens_out', *TOLERANCE)})}", file=sys.stderr)
+        assert run["requests_ok"] == N
+        assert run["tokens_out"] == sum(r.output_len for r in requests)
+    for run in theirs:
+        print(f"vLLM's: {json.dumps({k: run[k] for k in ('completed', 'total_output_tokens', *PEER.values())})}",
+              file=sys.stderr)
+        assert run["completed"] == N
+        assert run["total_output_tokens"] == sum(r.output_len for r in requests)
+    assert not misses, f"in {len(theirs)} runs of vLLM's client, the last: " + "; ".join(misses)
+
+
+def outside(before: dict, after: dict, theirs: dict) -> list[str]:
+    """The medians of vLLM's run outside the tolerance of the range our two runs around it span."""
+    out = []
     for key, (rel, slack) in TOLERANCE.items():
         lo, hi = sorted((before[key], after[key]))
-        peer = theirs[f"median_{key.split('_')[0].replace('e2e', 'e2el')}_ms"] / 1e3
-        assert lo * (1 - rel) - slack <= peer <= hi * (1 + rel) + slack, (
-            f"{key}: vLLM's {peer * 1e3:.1f} ms outside ours {lo * 1e3:.1f}-{hi * 1e3:.1f} ms "
-            f"+- {rel:.0%} + {slack * 1e3:g} ms")
+        peer = theirs[PEER[key]] / 1e3
+        if not lo * (1 - rel) - slack <= peer <= hi * (1 + rel) + slack:
+            out.append(f"{key}: vLLM's {peer * 1e3:.1f} ms outside ours {lo * 1e3:.1f}-{hi * 1e3:.1f} ms "
+                       f"+- {rel:.0%} + {slack * 1e3:g} ms")
+    return out
