@@ -29,8 +29,8 @@ def sim_overrides(backend: str, table: str, data: Path) -> list[str] | None:
     calibrated = data / f"{table}.profile.yaml"
     if backend == "embedded":
         return ["backend=sim"] + ([f"++sim.profile={calibrated}"] if calibrated.exists() else [])
-    if backend == "llm_serving":
-        return ["backend=sim", "+sim.profile=ascend910b_llama2_7b"]
+    if backend == "llm_serving":   # the profile the stub emulates, its host terms fitted by `tune calibrate` if run
+        return ["backend=sim", f"+sim.profile={calibrated if calibrated.exists() else 'ascend910b_llama2_7b'}"]
     if backend == "vllm" and calibrated.exists():   # the stack's surrogate, vllm_sim
         return [f"vllm.surrogate_profile={calibrated}"]
     return None

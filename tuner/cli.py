@@ -47,6 +47,7 @@ from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import check_url, default_storage, load_study
 from tuner.study.workers import parse_devices, run_workers
 from tuner.tools import calibrate as cal
+from tuner.tools import calibrate_totals as cal_totals
 from tuner.tools.bare_run import bare_run
 from tuner.tools.profile import make_cells, print_table, profile, write_csv
 from tuner.workload.formats import format_names
@@ -241,6 +242,16 @@ def cmd_calibrate(args) -> int:
             print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
             return 1
         return 0
+    if stack.steps_route is None and stack.calibrated_profile:   # fitted to whole trials (llm-serving's)
+        home = root / "trials" / space.study
+        try:
+            cal_totals.calibrate(space, root, args.out or home / stack.calibrated_profile,
+                                 args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
+                                 refit=bool(args.refit), tag=command_tag(space.study, "calibrate"))
+        except LaunchError as err:
+            print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
+            return 1
+        return 0
     runs = args.runs
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
@@ -371,9 +382,10 @@ def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
     prof.add_argument("--csv", type=Path, help="output (default trials/<study>/profile/profile_generation.csv)")
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine "
-                    "(backend=vllm: the vLLM surrogate's step time, from one vLLM launch)")
+                    "(backend=vllm: the vLLM surrogate's step time, from one vLLM launch; backend=llm_serving: "
+                    "the profile's host terms, from whole trials of the space's corners)")
     calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml; "
-                       "backend=vllm: trials/<study>/vllm_surrogate.yaml)")
+                       "backend=vllm: trials/<study>/vllm_surrogate.yaml; llm_serving: trials/<study>/sim_profile.yaml)")
     calib.add_argument("--runs", type=batch_pairs, default=cal.RUNS,
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,

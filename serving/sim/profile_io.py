@@ -12,10 +12,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from serving.config.errors import ConfigError
+from serving.config.schema import ServingYaml
 from serving.sim.fit import Fit
 from serving.sim.latency import LatencyModel
 
-__all__ = ["PROFILES", "load_profile", "profile_document", "profile_path", "write_profile"]
+__all__ = ["PROFILES", "default_profile", "load_profile", "profile_document", "profile_path", "write_profile"]
 
 PROFILES = Path(__file__).parent / "profiles"
 
@@ -24,6 +25,12 @@ BY_BUCKET_NOTE = "base cost of a decode step padded to each bucket"
 REQUEST_NOTE = ("request delays: half each of the median (client TTFT - prefill step) of {n} lone requests;\n"
                 "arrival_cost: step time added per request the server takes in while a step runs (HTTP\n"
                 "parsing and tokenising share the GIL with the engine thread), fitted on decode steps")
+
+
+def default_profile(cfg: ServingYaml) -> str:
+    """The bundled profile a config is simulated with when none is named: the embedded engine's for
+    its config, else the 910B LLaMA-2-7B one (llm-serving's)."""
+    return "embedded" if cfg.engine_config is not None else "ascend910b_llama2_7b"
 
 
 def profile_path(name_or_path: str | Path) -> Path:

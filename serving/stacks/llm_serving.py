@@ -286,8 +286,18 @@ def _env(opts: LLMServingOptions, root: Path, spec: LaunchSpec) -> dict[str, str
 class LLMServingStack(Stack):
     name = "llm_serving"
     surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
+    calibrated_profile = "sim_profile.yaml"
     options_model = LLMServingOptions
     config_format = ServingYamlFormat()
+
+    def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any] | None:
+        """The profile `tune calibrate` fitted to this study's trials, else the one the stubbed forward
+        emulates (its device time is the stack's), else the space's ``sim:`` section."""
+        calibrated = home / self.calibrated_profile
+        if calibrated.is_file():
+            return {"profile": str(calibrated)}
+        emulated = parse_options(options).emulate_profile
+        return {"profile": emulated} if emulated else None
 
     def stages(self, options: dict) -> list[Stage]:
         """RUN_LEVEL 1-5 of the real code (levels 1-4 need the project's patch), then the real forward

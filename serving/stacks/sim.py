@@ -15,7 +15,7 @@ from serving.config.errors import ConfigError
 from serving.config.schema import ServingYaml, load_serving_yaml
 from serving.probes.base import Probe
 from serving.sim.latency import LatencyModel
-from serving.sim.profile_io import load_profile
+from serving.sim.profile_io import default_profile, load_profile
 from serving.sim.simulator import SimSettings, simulate
 from serving.sim.tokenizer import sim_counter
 from serving.stacks import failures
@@ -35,10 +35,6 @@ class SimOptions(StackOptions):
     profile: str | None = None                    # bundled profile name or YAML path
     busy_window: float = Field(0.25, gt=0)        # seconds per busy-% sample
     tokenizer: str | None = None                  # trace lengths: a tokenizer path or 'words' (serving.sim.tokenizer)
-
-
-def default_profile(cfg: ServingYaml) -> str:
-    return "embedded" if cfg.engine_config is not None else "ascend910b_llama2_7b"
 
 
 def cut_at_deadline(records: list[RequestRecord], deadline: float) -> None:

@@ -47,18 +47,21 @@ class Screened:
         return out
 
 
-def _sim_space(space: StudySpace, root: Path) -> StudySpace:
-    """The space on the stack's surrogate (the space refuses ``prescreen:`` for a stack without one)."""
+def sim_space(space: StudySpace, root: Path, options: dict[str, Any] | None = None) -> StudySpace:
+    """The space on the stack's surrogate (the space refuses ``prescreen:`` for a stack without one): the
+    surrogate's options are the stack's for it, then what the space's own section for the surrogate sets,
+    then ``options``."""
     stack = get_stack(space.backend)
     backend = stack.surrogate
     if backend is None:
         raise ValueError(f"the {space.backend} stack has no surrogate to simulate it")
     opts = stack.surrogate_options(space.backend_options(), Path(root) / "trials" / space.study)
-    if backend == space.backend and opts is None:
+    if backend == space.backend and opts is None and not options:
         return space
     update: dict[str, Any] = {"backend": backend}
-    if opts is not None:
-        update["stack_options"] = {**space.stack_options, backend: opts}
+    if opts is not None or options:
+        own = {k: v for k, v in (space.stack_options.get(backend) or {}).items() if v is not None}
+        update["stack_options"] = {**space.stack_options, backend: {**(opts or {}), **own, **(options or {})}}
     return space.model_copy(update=update)
 
 
@@ -66,9 +69,9 @@ def simulate_params(space: StudySpace, root: Path, params: dict[str, Any], plan:
                     run_dir: Path | None = None) -> TrialOutcome:
     """One simulated trial of ``params`` (same render, checks and scoring as a real one)."""
     if run_dir is not None:
-        return run_trial(TrialContext(_sim_space(space, root), root, run_dir, plan), params)
+        return run_trial(TrialContext(sim_space(space, root), root, run_dir, plan), params)
     with tempfile.TemporaryDirectory(prefix="prescreen-") as tmp:
-        return run_trial(TrialContext(_sim_space(space, root), root, Path(tmp), plan), params)
+        return run_trial(TrialContext(sim_space(space, root), root, Path(tmp), plan), params)
 
 
 def first_objective(space: StudySpace, outcome: TrialOutcome) -> float:

@@ -10,7 +10,7 @@ from serving.stacks import get_stack, register_stack
 from serving.stacks.vllm import VLLMOptions
 from tests.plugins.test_toy_stack import SPACE as TOY_SPACE
 from tuner.cli import main
-from tuner.screening.prescreen import _sim_space
+from tuner.screening.prescreen import sim_space
 from tuner.space.compose import load_space
 
 PROFILE = VllmProfile(StepTime(base=0.01))
@@ -23,14 +23,14 @@ def test_every_shipped_stack_declares_its_surrogate():
 
 def test_a_vllm_study_simulates_on_vllm_sim_with_its_own_options(project_root):
     space = load_space("vllm_batching", project_root, ["vllm.cpu_kvcache_space_gb=2"])
-    sim = _sim_space(space, project_root)
+    sim = sim_space(space, project_root)
     opts = sim.backend_options()
     assert sim.backend == "vllm_sim" and opts["cpu_kvcache_space_gb"] == 2 and opts["device"] == "cpu"
     assert opts["surrogate_profile"] == str(project_root / "trials" / "vllm_batching" / "vllm_surrogate.yaml")
     mine = load_space("vllm_batching", project_root, ["vllm.surrogate_profile=/x/p.yaml"])
-    assert _sim_space(mine, project_root).backend_options()["surrogate_profile"] == "/x/p.yaml"
+    assert sim_space(mine, project_root).backend_options()["surrogate_profile"] == "/x/p.yaml"
     embedded = load_space("pa_batching", project_root)
-    assert _sim_space(embedded, project_root).backend == "sim"
+    assert sim_space(embedded, project_root).backend == "sim"
 
 
 def test_a_stack_without_a_surrogate_refuses_prescreen_at_load(project_root, capsys):

@@ -185,6 +185,32 @@ def test_emulated_device_time_is_waited_per_step(real, project_root):
     assert_cleaned_up(run)
 
 
+def test_calibrate_fits_the_simulator_to_whole_trials_of_the_real_code(real, project_root, capsys):
+    """`tune calibrate` on llm-serving: the space's diagonal launched (narrowed here to 2 configurations
+    of 8 requests), each trial kept, the 910B profile's decode host terms fitted to what this host's
+    serving layer adds around the emulated device time, and the study's pre-screen simulating with it."""
+    narrow = ["llm_serving.emulate_profile=ascend910b_llama2_7b", "load.duration=1",
+              "params.model_config.decode_batch_size.choices=[1,8]", "params.pa_config.block_size.choices=[32]",
+              "params.pa_config.num_blocks.low=256", "params.pa_config.num_blocks.high=256"]
+    assert main(["calibrate", "--study", STUDY, "--root", str(project_root), *narrow]) == 0
+    kept = project_root / "trials" / "_calibrate" / STUDY
+    measured = json.loads((kept / "measured.json").read_text())
+    assert [m["params"]["model_config.decode_batch_size"] for m in measured] == [1, 8], measured
+    assert all(m["fail"] is None and m["value"] > 0 for m in measured), measured
+    assert measured[0]["value"] > measured[1]["value"]        # 8 requests one at a time take longer
+    for run in kept.glob("pass0_*"):
+        assert_cleaned_up(run)
+    out = capsys.readouterr().out
+    after = [float(line.rsplit("(", 1)[1].split(" %")[0]) for line in out.splitlines() if "simulated" in line]
+    assert len(after) == 2 and all(abs(e) < 15 for e in after), out   # two terms, two totals: near each
+    profile = project_root / "trials" / STUDY / "sim_profile.yaml"
+    from serving.sim.profile_io import load_profile
+    from tuner.screening.prescreen import sim_space
+    assert load_profile(profile).decode_host != load_profile("ascend910b_llama2_7b").decode_host
+    space = load_space(STUDY, project_root, narrow)
+    assert sim_space(space, project_root).backend_options()["profile"] == str(profile)
+
+
 def test_seq_type_dyn_means_what_llm_serving_does(real, tmp_path):
     # mismatch 5: 'dyn' is accepted with llm-serving's meaning (pad to the longest prompt); on kbk with
     # PagedAttention the real agent then crashes on its first batch, so the stack rejects it before launch

@@ -3,7 +3,8 @@ import optuna
 import pytest
 
 from serving.config.schema import load_serving_yaml
-from serving.stacks.sim import SimStack, default_profile
+from serving.sim.profile_io import default_profile
+from serving.stacks.sim import SimStack
 from serving.stacks.base import LaunchError, LaunchSpec
 from tests.conftest import ROOT, TINY
 from tuner.cli import main
