@@ -6,14 +6,16 @@ has: `tune calibrate` run on the host that measured the table, kept beside it as
 <table>.profile.yaml (the embedded engine's shipped profile where there is none); the 910B
 LLaMA-2-7B profile for llm-serving (the same one whose device time the emulated stack waits); for
 vLLM its own scheduler with the step time `tune calibrate` fitted (no profile: no simulator).
-Values are cached beside the table (<table>.sim.json, keyed by configuration, with the overrides
-and commit they came from; other overrides start the cache afresh).
+Values are cached beside the table (<table>.sim.json, keyed by configuration, with the overrides,
+the calibrated profile's digest and commit they came from; other overrides or a refitted profile
+start the cache afresh).
 Fidelity: mean and max relative error over configurations both ran, Kendall's tau (scipy), whether
 the real optimum is among the simulator's five best, and the error per regime (a parameter's level):
 the median ratio sim / real there (its bias) and the spread of log ratios around it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -49,8 +51,10 @@ def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: b
     from tuner.study.run import StudyRun
     cache_path = data / f"{gt.meta['table']}.sim.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    if cache.get("overrides") != overrides:
-        cache = {"overrides": overrides, "commit": git_commit(), "values": {}}
+    calibrated = data / f"{gt.meta['table']}.profile.yaml"   # refitted in place: its content keys the cache too
+    profile = hashlib.sha1(calibrated.read_bytes()).hexdigest()[:12] if calibrated.exists() else None
+    if cache.get("overrides") != overrides or cache.get("profile") != profile:
+        cache = {"overrides": overrides, "profile": profile, "commit": git_commit(), "values": {}}
     values = cache["values"]
     missing = [c for c in gt.configs if key_of(c) not in values]
     if missing and not compute:
@@ -71,11 +75,17 @@ def fidelity(gt: GroundTruth, sims: list[float], regime: str | None = None) -> d
     both = [i for i, (s, t) in enumerate(zip(sims, truth)) if not math.isnan(s) and not math.isinf(t)]
     err = [abs(sims[i] - truth[i]) / truth[i] for i in both]
     tau = kendalltau([sims[i] for i in both], [truth[i] for i in both]).statistic if len(both) > 1 else math.nan
-    by_sim = sorted((i for i in range(len(sims)) if not math.isnan(sims[i])), key=lambda i: sims[i])
     opt, _ = gt.optimum
+    ranked = [s for s in sims if not math.isnan(s)]
+    # the optimum's rank among the simulator's values; where it ties others (a knob the simulator does not
+    # model, e.g. num_blocks with no KV pressure) the mid-rank of the tie decides "in the top 5"
+    better = sum(s < sims[opt] for s in ranked) if not math.isnan(sims[opt]) else None
+    tied = sum(s == sims[opt] for s in ranked) if better is not None else 0
+    mid = better + (tied + 1) / 2 if better is not None else None
     regime = regime or default_regime(gt)
     return {"n": len(both), "mean_err": statistics.fmean(err) if err else math.nan, "max_err": max(err, default=math.nan),
-            "tau": tau, "opt_in_top5": opt in by_sim[:5], "opt_sim_rank": by_sim.index(opt) + 1 if opt in by_sim else None,
+            "tau": tau, "opt_in_top5": mid is not None and mid <= 5, "opt_sim_rank": mid,
+            "opt_sim_ranks": (better + 1, better + tied) if better is not None else None,
             "regime": regime, "regimes": regimes(gt, sims, regime),
             "infeasible_disagree": sum(math.isnan(s) != math.isinf(t) for s, t in zip(sims, truth))}
 
@@ -98,10 +108,15 @@ def regimes(gt: GroundTruth, sims: list[float], key: str) -> dict:
     return out
 
 
+def rank_text(f: dict) -> str:
+    lo, hi = f["opt_sim_ranks"] or (None, None)
+    return "none (it fails there)" if lo is None else str(lo) if lo == hi else f"{lo}-{hi}, {hi - lo + 1} tied, mid-rank {f['opt_sim_rank']:g}"
+
+
 def report_fidelity(gt: GroundTruth, f: dict) -> None:
     print(f"simulator vs {gt.name}: {f['n']} configurations both ran; error mean {f['mean_err']:.1%}, max "
           f"{f['max_err']:.1%}; Kendall tau {f['tau']:.3f}; real optimum in the simulator's top 5: "
-          f"{'yes' if f['opt_in_top5'] else 'no'} (its rank there: {f['opt_sim_rank']}); feasibility disagrees "
+          f"{'yes' if f['opt_in_top5'] else 'no'} (its rank there: {rank_text(f)}); feasibility disagrees "
           f"on {f['infeasible_disagree']}")
     table([f["regime"], "sim/real (median)", "spread (log)", "configs"],
           [[lv, r["bias"], r["spread"], r["n"]] for lv, r in f["regimes"].items()])

@@ -47,7 +47,7 @@ from tuner.study.signals import stop_signals_interrupt
 from tuner.study.storage import check_url, default_storage, load_study
 from tuner.study.workers import parse_devices, run_workers
 from tuner.tools import calibrate as cal
-from tuner.tools import calibrate_totals as cal_totals
+from tuner.tools import calibrate_replays as cal_replays
 from tuner.tools.bare_run import bare_run
 from tuner.tools.profile import make_cells, print_table, profile, write_csv
 from tuner.workload.formats import format_names
@@ -245,7 +245,7 @@ def cmd_calibrate(args) -> int:
     if stack.steps_route is None and stack.calibrated_profile:   # fitted to whole trials (llm-serving's)
         home = root / "trials" / space.study
         try:
-            cal_totals.calibrate(space, root, args.out or home / stack.calibrated_profile,
+            cal_replays.calibrate(space, root, args.out or home / stack.calibrated_profile,
                                  args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
                                  refit=bool(args.refit), tag=command_tag(space.study, "calibrate"))
         except LaunchError as err:

@@ -107,6 +107,9 @@ def fit_decode(steps: list[dict]) -> tuple[Fit, dict[int, float]]:
     return f, table
 
 
+GAP_TERMS = ("base", "per_live_row")
+
+
 def _gaps(steps: list[dict], kind: str, max_gap: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Host time after each ``kind`` step that was followed at once by another in the same run
     (not after the engine ran dry and waited for the client's next burst)."""
@@ -124,8 +127,10 @@ def fit(steps: list[dict], delays: list[float] = ()) -> tuple[LatencyModel, dict
     (client TTFT minus the prefill step, s), with each part's fit statistics."""
     (fp, tp), (fd, td) = fit_prefill(steps), fit_decode(steps)
     fits = {"prefill.compute": fp, "decode.compute": fd,
-            "prefill.host": fit_terms(*_gaps(steps, "prefill"), HOST),
-            "decode.host": fit_terms(*_gaps(steps, "decode"), HOST)}
+            "prefill.host": fit_terms(*_gaps(steps, "prefill"), GAP_TERMS),
+            "decode.host": fit_terms(*_gaps(steps, "decode"), GAP_TERMS)}
+    for part in ("prefill.host", "decode.host"):   # the engine's gap is per live row: it pads nothing on the host
+        fits[part].coef = {n: fits[part].coef.get(n, 0.0) for n in HOST}
     half = max(float(np.median(delays)), 0.0) / 2 if len(delays) else 0.0
     decode = {n: v for n, v in fd.coef.items() if n in DECODE_COMPUTE}
     model = LatencyModel(prefill_compute=fp.coef, prefill_host=fits["prefill.host"].coef,

@@ -9,7 +9,7 @@ unit of their feature:
   prefill compute: base, per_row (bucket), per_padded_token (bucket * longest prompt),
                    per_padded_token_sq (bucket * longest prompt ** 2, attention)
   decode compute:  base, per_row (bucket), per_live_row, per_context_token (context of live rows)
-  host (both):     base, per_live_row
+  host (both):     base, per_row (bucket: llm-serving's host work on its padded batch), per_live_row
 
 Measured tables may replace the row terms, because a CPU's cost is not linear in
 small batches: ``decode.by_bucket`` {bucket: s} replaces base + per_row * bucket,
@@ -68,14 +68,14 @@ class LatencyModel:
             t = self.prefill_table
             compute += (interp(t[bucket], longest) if bucket in t
                         else interp({b: interp(t[b], longest) for b in t}, bucket))
-        return compute, h["base"] + h["per_live_row"] * rows
+        return compute, h["base"] + h["per_row"] * bucket + h["per_live_row"] * rows
 
     def decode(self, rows: int, bucket: int, context: int) -> tuple[float, float]:
         """(compute, host) seconds of one decode step of ``rows`` live rows in a ``bucket``."""
         c, h = self.decode_compute, self.decode_host
         base = interp(self.decode_by_bucket, bucket) if self.decode_by_bucket else c["base"] + c["per_row"] * bucket
         compute = base + c["per_live_row"] * rows + c["per_context_token"] * context
-        return compute, h["base"] + h["per_live_row"] * rows
+        return compute, h["base"] + h["per_row"] * bucket + h["per_live_row"] * rows
 
     def to_dict(self) -> dict[str, Any]:
         """The profile file's sections (serving.sim.profile_schema), empty tables left out."""

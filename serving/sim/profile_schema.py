@@ -38,6 +38,7 @@ class DecodeCompute(_Section):
 
 class Host(_Section):
     base: Seconds = 0.0
+    per_row: Seconds = 0.0                 # per row of the bucket (llm-serving's host work on its padded batch)
     per_live_row: Seconds = 0.0
 
 

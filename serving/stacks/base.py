@@ -207,7 +207,7 @@ class Stack(abc.ABC):
     #: the backend that simulates this stack (pre-screen, warm start, probes); None: it has no surrogate
     surrogate: str | None = None
     #: where under trials/<study>/ `tune calibrate` keeps the simulator profile it fits to whole trials of
-    #: this stack (tuner.tools.calibrate_totals), for a stack with no steps route; None: not calibrated so
+    #: this stack (tuner.tools.calibrate_replays), for a stack with no steps route; None: not calibrated so
     calibrated_profile: str | None = None
 
     def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any] | None:
