@@ -86,7 +86,7 @@ def error_structure(data=ROOT / "bench" / "data") -> dict | None:
             pooled = math.sqrt(sum(r["spread"] ** 2 * r["n"] for r in regs.values()) / sum(r["n"] for r in regs.values()))
             regs = {lv: r | {"spread": pooled} if r["n"] < 3 else r for lv, r in regs.items()}
             return {"table": name, "key": fid["regime"], "regimes": regs, "tau": fid["tau"],
-                    "configs": len(gt.configs)}
+                    "configs": len(gt.configs), "calibrated": path.with_suffix(".profile.yaml").exists()}
     return None
 
 
@@ -118,8 +118,19 @@ def basis(structure: dict | None) -> str:
     if structure is None:
         return "simulator error: an independent 5 % per configuration (no ground-truth table in bench/data)"
     regs = ", ".join(f"{lv}: x{r['bias']:.2f} +-{r['spread']:.0%}" for lv, r in structure["regimes"].items())
+    calibrated = (", its profile calibrated by `tune calibrate` on the host that measured it: ours is charged that "
+                  "calibration too, one launch and full replay per configuration of the space's diagonal"
+                  if structure.get("calibrated") else "")
     return (f"simulator error as measured on bench/data/{structure['table']} ({structure['configs']} configurations, "
-            f"tau {structure['tau']:.2f}), per {structure['key']} level: {regs}")
+            f"tau {structure['tau']:.2f}{calibrated}), per {structure['key']} level: {regs}")
+
+
+def calibration(space, f: Callable[[Params], float]) -> tuple[float, int]:
+    """Machine seconds and launches of `tune calibrate` (one pass) on the 910B: each configuration of the
+    space's diagonal launched and replayed in full (one that cannot run costs its start-up)."""
+    from tuner.tools.calibrate_replays import diagonal
+    configs = diagonal(space)
+    return sum(STARTUP + (0.0 if math.isinf(v) else v) for v in map(f, configs)), len(configs)
 
 
 class Ledger:
@@ -181,7 +192,8 @@ def grid(points: list[Params], f: Callable[[Params], float], target: float) -> L
 
 def ours(space, f: Callable[[Params], float], n: int, target: float, spec: PrescreenSpec = DEFAULT_PRESCREEN,
          structure: dict | None = None) -> Ledger:
-    """The default study setup through the product's functions; ``space`` carries the seed."""
+    """The default study setup through the product's functions; ``space`` carries the seed. A simulator
+    calibrated on the host starts the ledger with the calibration's launches."""
     space = space.model_copy(update={"prescreen": spec, "early_stop": EarlyStopSpec(margin=MARGIN),
                                      "objectives": space.objectives[:1]})   # the bench's one objective
     name = space.objectives[0].name
@@ -193,6 +205,8 @@ def ours(space, f: Callable[[Params], float], n: int, target: float, spec: Presc
         warm_start.enqueue(study, space, warm)
         screener.seed(warm.simulated)
     led = Ledger(target)
+    if structure and structure.get("calibrated"):
+        led.spent, led.launches = calibration(space, f)
     for _ in range(n):
         trial = study.ask()
         params = space.suggest(trial)
