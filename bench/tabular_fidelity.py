@@ -53,8 +53,10 @@ def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: b
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     calibrated = data / f"{gt.meta['table']}.profile.yaml"   # refitted in place: its content keys the cache too
     profile = hashlib.sha1(calibrated.read_bytes()).hexdigest()[:12] if calibrated.exists() else None
-    if cache.get("overrides") != overrides or cache.get("profile") != profile:
-        cache = {"overrides": overrides, "profile": profile, "commit": git_commit(), "values": {}}
+    # the profile by its name, not its path: the same table read from another folder is the same simulator
+    key = [o.replace(str(calibrated), calibrated.name) for o in overrides]
+    if cache.get("overrides") != key or cache.get("profile") != profile:
+        cache = {"overrides": key, "profile": profile, "commit": git_commit(), "values": {}}
     values = cache["values"]
     missing = [c for c in gt.configs if key_of(c) not in values]
     if missing and not compute:

@@ -28,6 +28,7 @@ import json
 import math
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,10 +73,12 @@ def measure(space: StudySpace, root: Path, run_dir: Path, passes: int, tag: str 
     for p in range(passes):
         for i, params in enumerate(configs if p % 2 == 0 else configs[::-1]):
             name = f"pass{p}_{i}"
+            t0 = time.monotonic()
             o = run_trial(TrialContext(space, root, run_dir / name, plan, tag=tag), params)
             value = first_objective(space, o)
             out.append({"params": params, "run": name, "value": None if math.isnan(value) else value,
-                        "fail": None if o.ok else f"{o.fail_class}: {o.fail_detail}"[:300]})
+                        "fail": None if o.ok else f"{o.fail_class}: {o.fail_detail}"[:300],
+                        "trial_s": round(time.monotonic() - t0, 3)})   # what the calibration cost
             (run_dir / MEASURED).write_text(json.dumps(out, indent=1) + "\n")
             log(f"calibrate: {json.dumps(params)}: " + (f"{value:.3f} s" if o.ok else f"failed ({out[-1]['fail']})"))
     return out
