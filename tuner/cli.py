@@ -230,6 +230,10 @@ def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
     stack = get_stack(space.backend)
     surrogate = get_stack(stack.surrogate) if stack.surrogate else None
+    from_replays = stack.steps_route is None and bool(stack.calibrated_profile)
+    if not from_replays and (args.points != cal_replays.POINTS or args.requests is not None):
+        raise ConfigError(f"--points and --requests are for a stack calibrated from its replays (llm-serving), "
+                          f"not backend {space.backend!r}", key="--points")
     if hasattr(surrogate, "calibrate"):   # a surrogate that calibrates itself from its real stack (vLLM's)
         opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
         if args.out:
@@ -242,12 +246,13 @@ def cmd_calibrate(args) -> int:
             print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
             return 1
         return 0
-    if stack.steps_route is None and stack.calibrated_profile:   # fitted to whole trials (llm-serving's)
+    if from_replays:   # fitted to the decode steps its replays show (llm-serving's)
         home = root / "trials" / space.study
         try:
             cal_replays.calibrate(space, root, args.out or home / stack.calibrated_profile,
                                  args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
-                                 refit=bool(args.refit), tag=command_tag(space.study, "calibrate"))
+                                 refit=bool(args.refit), tag=command_tag(space.study, "calibrate"),
+                                 points=args.points, requests=args.requests)
         except LaunchError as err:
             print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
             return 1
@@ -390,6 +395,10 @@ def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
                        help="decode x prefill batch pairs, e.g. 1x1,4x2,16x4,32x8")
     calib.add_argument("--passes", type=count(1), default=1,
                        help="repeat the runs (alternate passes reversed) to average out a drifting CPU")
+    calib.add_argument("--points", type=count(2), default=cal_replays.POINTS,
+                       help="backend=llm_serving: configurations along the space's diagonal")
+    calib.add_argument("--requests", type=count(1), help="backend=llm_serving: replay the study's first N requests "
+                       "(default: all; a few hundred decode steps are enough)")
     calib.add_argument("--from", dest="refit", type=Path, metavar="DIR",
                        help=f"refit from the {cal.STEPS_FILE} files an earlier run kept under DIR, measuring nothing")
     _trace_parser(sub, epilog)

@@ -27,15 +27,16 @@ class Fit:
     rmse: float
 
 
-def fit_terms(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], trim: float = 6.0) -> Fit:
-    """NNLS, then once more without points beyond ``trim`` robust sigmas (GC pauses, a busy neighbour)."""
+def fit_terms(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], trim: float = 6.0, floor: float = 1e-6) -> Fit:
+    """NNLS, then once more without points beyond ``trim`` robust sigmas (GC pauses, a busy neighbour),
+    never nearer than ``floor`` seconds (exact data leaves a robust sigma of float noise)."""
     if len(y) == 0:
         return Fit(dict.fromkeys(names, 0.0), 0, float("nan"), float("nan"))
     from scipy.optimize import nnls  # here, not at the top: scipy.optimize adds ~0.5 s to every `tune` start
     coef, _ = nnls(X, y)
     res = y - X @ coef
     mad = 1.4826 * np.median(np.abs(res - np.median(res)))
-    keep = np.abs(res) <= trim * mad if mad > 0 else np.ones(len(y), bool)
+    keep = np.abs(res - np.median(res)) <= max(trim * mad, floor)   # about the median: outliers shift the first fit
     coef, _ = nnls(X[keep], y[keep])
     res = y[keep] - X[keep] @ coef
     var = float(np.var(y[keep]))

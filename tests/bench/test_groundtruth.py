@@ -2,6 +2,7 @@
 the same run_trial path as a real stack's, seconds instead of minutes)."""
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -133,8 +134,17 @@ def test_the_tables_simulator_is_the_calibrated_profile_beside_it_and_its_cache_
     shutil.copy(PROFILES / "embedded.yaml", tmp_path / "t.profile.yaml")   # `tune calibrate --out` on this host
     again = tabular_fidelity.sim_values(gt, groundtruth.ROOT, tmp_path)
     cache = json.loads((tmp_path / "t.sim.json").read_text())
-    assert cache["overrides"] == ["backend=sim", f"++sim.profile={tmp_path / 't.profile.yaml'}"]
+    # the profile named by its file name (the same table read from another folder is the same simulator)
+    assert cache["overrides"] == ["backend=sim", "++sim.profile=t.profile.yaml"] and cache["profile"]
     assert again == shipped                # the same profile under another name simulates the same
+    # refitted in place (tune calibrate --out again): the cache starts afresh, and follows the new profile
+    from serving.sim.profile_io import load_profile, write_profile
+    faster = load_profile(tmp_path / "t.profile.yaml")
+    faster.decode_host["base"] += 0.01
+    write_profile(faster, tmp_path / "t.profile.yaml", "refitted")
+    slower = tabular_fidelity.sim_values(gt, groundtruth.ROOT, tmp_path)
+    assert json.loads((tmp_path / "t.sim.json").read_text())["profile"] != cache["profile"]
+    assert all(b > a for a, b in zip(shipped, slower) if not math.isnan(a))
 
 
 def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_counts(tmp_path, monkeypatch):

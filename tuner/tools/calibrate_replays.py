@@ -63,11 +63,13 @@ def diagonal(space: StudySpace, n: int = POINTS) -> list[dict[str, Any]]:
 
 
 def measure(space: StudySpace, root: Path, run_dir: Path, passes: int, tag: str | None,
+            points: int = POINTS, requests: int | None = None,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Launch and replay each configuration ``passes`` times; every trial appended to ``measured.json``
-    as it ends (``run``: its folder under ``run_dir``, with requests.csv and config.yaml)."""
-    plan = StudyRun(space, root, "").plan()
-    configs = diagonal(space)
+    """Launch and replay each of ``points`` configurations ``passes`` times, the study's plan or its first
+    ``requests``; every trial appended to ``measured.json`` as it ends (``run``: its folder under
+    ``run_dir``, with requests.csv and config.yaml)."""
+    plan = StudyRun(space, root, "").plan()[:requests]
+    configs = diagonal(space, points)
     out: list[dict[str, Any]] = []
     run_dir.mkdir(parents=True, exist_ok=True)
     for p in range(passes):
@@ -78,7 +80,7 @@ def measure(space: StudySpace, root: Path, run_dir: Path, passes: int, tag: str 
             value = first_objective(space, o)
             out.append({"params": params, "run": name, "value": None if math.isnan(value) else value,
                         "fail": None if o.ok else f"{o.fail_class}: {o.fail_detail}"[:300],
-                        "trial_s": round(time.monotonic() - t0, 3)})   # what the calibration cost
+                        "trial_s": round(time.monotonic() - t0, 3), "requests": requests})   # what it cost
             (run_dir / MEASURED).write_text(json.dumps(out, indent=1) + "\n")
             log(f"calibrate: {json.dumps(params)}: " + (f"{value:.3f} s" if o.ok else f"failed ({out[-1]['fail']})"))
     return out
@@ -96,7 +98,8 @@ def client_steps(frame, buckets: list[int]) -> list[dict[str, float]]:
     """The decode steps a replay's requests.csv shows: bursts of tokens less than JOIN apart, each
     with its live rows (tokens), bucket (the smallest of ``buckets`` that holds them), context (the
     rows' prompt + tokens so far) and duration (from the previous burst). A burst holding a first
-    token is a prefill and is left out, as is the first burst (no start)."""
+    token is a prefill and is left out, as are the burst after it (its time holds the prefill's host
+    work) and the first burst (no start)."""
     events = []
     for r in frame.itertuples():
         if not isinstance(r.token_times, str) or not r.token_times:
@@ -112,7 +115,7 @@ def client_steps(frame, buckets: list[int]) -> list[dict[str, float]]:
             bursts.append([e])
     out = []
     for prev, cur in zip(bursts, bursts[1:]):
-        if any(first for *_, first in cur):
+        if any(first for *_, first in prev + cur):   # a prefill's, or the step after one (its host tail is in)
             continue
         rows = len(cur)
         bucket = min([b for b in buckets if b >= rows] or [max(buckets)])
@@ -139,7 +142,7 @@ def fit_host(steps: list[dict[str, float]], source: Path) -> Fit:
     model = load_profile(source)
     X = np.array([[1.0, s["bucket"], s["rows"]] for s in steps]).reshape(-1, len(TERMS))
     y = np.array([s["duration"] - model.decode(s["rows"], s["bucket"], s["context"])[0] for s in steps])
-    return fit_terms(X, y, TERMS)
+    return fit_terms(X, y, TERMS, floor=0.001)   # the client's stamps jitter by a millisecond: never an outlier
 
 
 def medians(measured: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
@@ -172,21 +175,24 @@ def write_refit(source: Path, host: dict[str, float], header: str, out: Path) ->
     return out
 
 
-def check_totals(space: StudySpace, root: Path, profile: Path,
-                 cases: list[tuple[dict[str, Any], float]]) -> list[float]:
-    """The simulated objective of each measured configuration with ``profile``."""
-    plan = StudyRun(space, root, "").plan()
+def check_totals(space: StudySpace, root: Path, profile: Path, cases: list[tuple[dict[str, Any], float]],
+                 requests: int | None = None) -> list[float]:
+    """The simulated objective of each measured configuration with ``profile``, on the plan they replayed."""
+    plan = StudyRun(space, root, "").plan()[:requests]
     on_sim = sim_space(space, root, {"profile": str(profile)})
     return [first_objective(on_sim, simulate_params(on_sim, root, params, plan)) for params, _ in cases]
 
 
 def calibrate(space: StudySpace, root: Path, out: Path, run_dir: Path, passes: int = 1, refit: bool = False,
-              tag: str | None = None, log: Callable[[str], None] = print) -> Path:
-    """Measure (or, ``refit``, read what ``run_dir`` kept), fit, write ``out``; the profile written."""
+              tag: str | None = None, points: int = POINTS, requests: int | None = None,
+              log: Callable[[str], None] = print) -> Path:
+    """Measure (or, ``refit``, read what ``run_dir`` kept), fit, write ``out``; the profile written.
+    ``points`` configurations, each replaying the study's plan or its first ``requests`` (a few hundred
+    decode steps are enough for the fit: on a host whose launch takes minutes, fewer and shorter trials)."""
     surrogate = get_stack(space.backend).surrogate
     named = (sim_space(space, root).stack_options.get(surrogate) or {}).get("profile")
     source = profile_path(named or default_profile(load_serving_yaml(root / space.base_config)))
-    measured = load_measured(run_dir) if refit else measure(space, root, run_dir, passes, tag, log)
+    measured = load_measured(run_dir) if refit else measure(space, root, run_dir, passes, tag, points, requests, log)
     steps = steps_of(measured, run_dir)
     if len(steps) < MIN_STEPS:
         failed = [m["fail"] for m in measured if m.get("fail")][:2]
@@ -199,17 +205,19 @@ def calibrate(space: StudySpace, root: Path, out: Path, run_dir: Path, passes: i
                                                 for k, v in fit.coef.items())
         + f" ({fit.n} steps, R^2 {fit.r2:.2f}, rmse {1e3 * fit.rmse:.1f} ms)")
     cases = medians(measured)
+    shortened = next((m["requests"] for m in measured if m.get("requests")), None)   # as measured, also on --from
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     header = (f"decode.host fitted by `tune calibrate --study {space.study}` on {stamp} to {fit.n} decode steps "
               f"(R^2 {fit.r2:.2f}, rmse {1e3 * fit.rmse:.1f} ms) of {len(measured)} trials ({run_dir / MEASURED})")
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:   # out is written once, whole, at the end
-        sims = check_totals(space, root, write_refit(source, fit.coef, header, Path(tmp) / out.name), cases)
+        sims = check_totals(space, root, write_refit(source, fit.coef, header, Path(tmp) / out.name), cases, shortened)
     errors = [abs(s / m - 1) for s, (_, m) in zip(sims, cases) if not math.isnan(s)]
     for (params, m), s in zip(cases, sims):
         log(f"calibrate: {json.dumps(params)}: measured {m:.3f} s, simulated {s:.3f} s ({100 * (s / m - 1):+.1f} %)")
     if errors:
         header += (f";\ntotal time simulated vs measured: mean error {100 * statistics.mean(errors):.1f} %, "
-                   f"max {100 * max(errors):.1f} % over {len(errors)} configurations")
+                   f"max {100 * max(errors):.1f} % over {len(errors)} configurations"
+                   + (f" (each replaying the first {shortened} requests)" if shortened else ""))
     write_refit(source, fit.coef, header + f". Everything else is {source.name}'s.", out)
     log(f"wrote {out}")
     return out

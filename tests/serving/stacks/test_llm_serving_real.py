@@ -186,23 +186,23 @@ def test_emulated_device_time_is_waited_per_step(real, project_root):
 
 
 def test_calibrate_fits_the_simulator_to_whole_trials_of_the_real_code(real, project_root, capsys):
-    """`tune calibrate` on llm-serving: the space's diagonal launched (narrowed here to 2 configurations
-    of 8 requests), each trial kept, the 910B profile's decode host terms fitted to what this host's
-    serving layer adds around the emulated device time, and the study's pre-screen simulating with it."""
-    narrow = ["llm_serving.emulate_profile=ascend910b_llama2_7b", "load.duration=1",
-              "params.model_config.decode_batch_size.choices=[1,8]", "params.pa_config.block_size.choices=[32]",
-              "params.pa_config.num_blocks.low=256", "params.pa_config.num_blocks.high=256"]
-    assert main(["calibrate", "--study", STUDY, "--root", str(project_root), *narrow]) == 0
+    """`tune calibrate` on llm-serving: the space's diagonal launched (its 2 ends here, each replaying the
+    study's first 8 requests), each trial kept, the 910B profile's decode host terms fitted to what this
+    host's serving layer adds around the emulated device time, and the study's pre-screen simulating with it."""
+    narrow = ["llm_serving.emulate_profile=ascend910b_llama2_7b"]
+    assert main(["calibrate", "--study", STUDY, "--root", str(project_root), "--points", "2", "--requests", "8",
+                 *narrow]) == 0
     kept = project_root / "trials" / "_calibrate" / STUDY
     measured = json.loads((kept / "measured.json").read_text())
-    assert [m["params"]["model_config.decode_batch_size"] for m in measured] == [1, 8], measured
-    assert all(m["fail"] is None and m["value"] > 0 for m in measured), measured
+    assert [m["params"]["model_config.decode_batch_size"] for m in measured] == [1, 16], measured
+    assert all(m["fail"] is None and m["value"] > 0 and m["requests"] == 8 for m in measured), measured
     assert measured[0]["value"] > measured[1]["value"]        # 8 requests one at a time take longer
+    assert len(_requests_csv(kept / "pass0_0")) == 8
     for run in kept.glob("pass0_*"):
         assert_cleaned_up(run)
     out = capsys.readouterr().out
     after = [float(line.rsplit("(", 1)[1].split(" %")[0]) for line in out.splitlines() if "simulated" in line]
-    assert len(after) == 2 and all(abs(e) < 15 for e in after), out   # two terms, two totals: near each
+    assert len(after) == 2 and all(abs(e) < 15 for e in after), out   # the totals of those replays, near each
     profile = project_root / "trials" / STUDY / "sim_profile.yaml"
     from serving.sim.profile_io import load_profile
     from tuner.screening.prescreen import sim_space

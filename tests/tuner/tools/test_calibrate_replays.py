@@ -89,13 +89,14 @@ def test_refit_finds_the_host_terms_again_and_the_study_simulates_with_them(proj
 def test_a_decode_step_is_a_burst_of_tokens():
     import pandas as pd
     # two requests decoding together (steps at 0.10, 0.15, 0.21), then one alone (0.30); request 1's
-    # first token at 0.05 is its prefill, and the burst after a prefill is measured from the prefill
+    # first token at 0.05 is its prefill, and the step after a prefill (0.10: its time holds the
+    # prefill's host work) is left out with it
     frame = pd.DataFrame({"prompt_len": [10, 20], "token_times": ["0.0;0.1001;0.1503;0.2102;0.30", "0.05;0.1;0.15;0.21"]})
     steps = client_steps(frame, buckets=[4])
-    assert [(s["rows"], s["bucket"]) for s in steps] == [(2, 4), (2, 4), (2, 4), (1, 4)]
-    assert [round(s["duration"], 3) for s in steps] == [0.05, 0.05, 0.06, 0.09]
-    assert steps[0]["context"] == (10 + 1) + (20 + 1) and steps[-1]["context"] == 10 + 4
-    assert [s["bucket"] for s in client_steps(frame, buckets=[1, 2, 8])] == [2, 2, 2, 1]
+    assert [(s["rows"], s["bucket"]) for s in steps] == [(2, 4), (2, 4), (1, 4)]
+    assert [round(s["duration"], 3) for s in steps] == [0.05, 0.06, 0.09]
+    assert steps[0]["context"] == (10 + 2) + (20 + 2) and steps[-1]["context"] == 10 + 4
+    assert [s["bucket"] for s in client_steps(frame, buckets=[1, 2, 8])] == [2, 2, 1]
 
 
 def test_medians_leave_out_failures_and_pool_repeats():
@@ -120,3 +121,28 @@ def test_a_refit_without_enough_trials_is_one_line_and_writes_nothing(project_ro
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
     assert not (project_root / "trials" / STUDY).exists()
+
+
+def test_points_and_requests_are_refused_for_a_stack_with_its_own_step_records(project_root, capsys):
+    assert main(["calibrate", "--study", "pa_batching", "--root", str(project_root), "--points", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--points and --requests are for a stack calibrated from its replays" in err
+    assert not (project_root / "trials" / "_calibrate").exists()
+
+
+def test_a_shortened_calibration_is_checked_on_the_replays_it_ran(project_root, tmp_path, capsys):
+    """--requests N: the fit takes the steps of N-request replays, and its check simulates those N."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    space = load_space(STUDY, project_root, [EMULATED])
+    truth = write_refit(profile_path("ascend910b_llama2_7b"), TRUTH, "# truth", kept / "truth.yaml")
+    on_sim = sim_space(space, project_root, {"profile": str(truth)})
+    plan = StudyRun(space, project_root, "").plan()[:6]
+    rows = []
+    for i, p in enumerate(diagonal(space, 3)):
+        o = simulate_params(on_sim, project_root, p, plan, run_dir=kept / f"pass0_{i}")
+        rows.append({"params": p, "run": f"pass0_{i}", "value": first_objective(on_sim, o), "requests": 6})
+    (kept / MEASURED).write_text(json.dumps(rows))
+    assert main(["calibrate", "--study", STUDY, "--root", str(project_root), "--from", str(kept), EMULATED]) == 0
+    text = (project_root / "trials" / STUDY / "sim_profile.yaml").read_text()
+    assert "mean error 0.0 %" in text and "(each replaying the first 6 requests)" in text, text[:600]
