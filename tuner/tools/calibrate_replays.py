@@ -91,7 +91,13 @@ def load_measured(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"no {MEASURED} under {run_dir} (what an earlier `tune calibrate` of this stack keeps)",
                           key="--from")
-    return json.loads(path.read_text())
+    try:
+        rows = json.loads(path.read_text())
+    except ValueError as err:
+        raise ConfigError(f"not valid JSON ({err})", path) from None
+    if not isinstance(rows, list) or not all(isinstance(m, dict) and "params" in m for m in rows):
+        raise ConfigError("must hold a list of trials, each with its params", path)
+    return rows
 
 
 def client_steps(frame, buckets: list[int]) -> list[dict[str, float]]:

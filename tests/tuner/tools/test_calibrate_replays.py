@@ -108,6 +108,8 @@ def test_medians_leave_out_failures_and_pool_repeats():
 
 @pytest.mark.parametrize("content, says", [
     (None, f"no {MEASURED} under"),
+    ("{not json", "not valid JSON"),
+    ({"params": {}}, "must hold a list of trials, each with its params"),
     ([{"params": {"model_config.decode_batch_size": 1}, "run": "gone", "value": 3.0, "fail": None},
       {"params": {"model_config.decode_batch_size": 2}, "run": "x", "value": None, "fail": "crash_at_start: boom"}],
      "at least 20 decode steps from trials that ran, got 0 from 1 trials (failures: ['crash_at_start: boom'])"),
@@ -116,7 +118,7 @@ def test_a_refit_without_enough_trials_is_one_line_and_writes_nothing(project_ro
     kept = tmp_path / "kept"
     kept.mkdir()
     if content is not None:
-        (kept / MEASURED).write_text(json.dumps(content))
+        (kept / MEASURED).write_text(content if isinstance(content, str) else json.dumps(content))
     assert main(["calibrate", "--study", STUDY, "--root", str(project_root), "--from", str(kept), EMULATED]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
