@@ -82,5 +82,8 @@ def run_recorded(name: str, main) -> int:
         finally:
             sys.stdout = real
             out.write(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    if rc == 2:   # bad input: refused before anything was measured, so nothing is kept
+        path.unlink()
+        return rc
     print(f"(kept in {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
     return rc

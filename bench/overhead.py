@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -67,7 +68,8 @@ def main() -> int:
     args = ap.parse_args()
     missing = [v for v in ("TUNER_LLMS_ROOT", "TUNER_MINDFORMERS_ROOT", "TUNER_LLMS_PYTHON") if not os.environ.get(v)]
     if missing:
-        print(f"bench/overhead.py needs the real llm-serving: set {', '.join(missing)} (.ci/llm_serving.sh builds it)")
+        print(f"bench/overhead.py needs the real llm-serving: set {', '.join(missing)} (.ci/llm_serving.sh builds it)",
+              file=sys.stderr)
         return 2
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     tmp = ROOT / "trials" / "_overhead" / stamp       # every run's logs kept, and said where

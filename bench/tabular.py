@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import statistics
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -247,7 +248,7 @@ def main() -> int:
         gt = gt.measured_only()
     elif missing:
         print(f"tabular: error: {args.table}: every configuration of the grid must be measured, {missing} of "
-              f"{len(gt.runs)} are not (resume bench/groundtruth.py, or --grid a measured sub-grid)")
+              f"{len(gt.runs)} are not (resume bench/groundtruth.py, or --grid a measured sub-grid)", file=sys.stderr)
         return 2
     if args.shuffle is not None:
         gt = gt.shuffled(args.shuffle)
@@ -256,7 +257,7 @@ def main() -> int:
     if args.fidelity_only:
         if sims is None:
             print(f"tabular: error: {args.table}: no simulator for this table's stack here (a vLLM table needs "
-                  f"`tune calibrate` run into {args.table.with_suffix('.profile.yaml')})")
+                  f"`tune calibrate` run into {args.table.with_suffix('.profile.yaml')})", file=sys.stderr)
             return 2
         print(f"table {gt.name}: {len(gt.configs)} configurations measured so far")
     if sims is not None:

@@ -182,7 +182,7 @@ def test_fidelity_only_reads_a_table_still_being_built_with_the_profile_beside_i
                                   "--fidelity-only"], capture_output=True, text=True, timeout=120,
                                  env={**os.environ, "TUNER_BENCH_RESULTS": "-"})
     out = run()
-    assert out.returncode == 2 and "no simulator for this table's stack" in out.stdout    # a sim table has none
+    assert out.returncode == 2 and "no simulator for this table's stack" in out.stderr    # a sim table has none
     meta = json.loads((tmp_path / "t.json").read_text())
     (tmp_path / "t.json").write_text(json.dumps(meta | {"backend": "embedded"}))
     out = run()
