@@ -52,6 +52,7 @@ TERMS = ("base", "per_row", "per_live_row")   # decode.host
 POINTS = 5            # configurations along the diagonal
 JOIN = 0.004          # s: tokens this close are one step's (llm-serving's steps take >= 28 ms here)
 MIN_STEPS = 20        # decode steps needed for a fit
+WARN_ERROR = 0.2      # mean error of the simulated totals after the fit above which calibrate warns
 
 
 def diagonal(space: StudySpace, n: int = POINTS) -> list[dict[str, Any]]:
@@ -226,4 +227,8 @@ def calibrate(space: StudySpace, root: Path, out: Path, run_dir: Path, passes: i
                    + (f" (each replaying the first {shortened} requests)" if shortened else ""))
     write_refit(source, fit.coef, header + f". Everything else is {source.name}'s.", out)
     log(f"wrote {out}")
+    if errors and statistics.mean(errors) > WARN_ERROR:   # host terms cannot mend a device time that is not the stack's
+        log(f"calibrate: warning: the simulated total times are {100 * statistics.mean(errors):.0f} % off on average "
+            f"after the fit: {source.name}'s device time is not this stack's (on a host without its accelerator the "
+            f"stack must wait the profile's device time: docs/simulator.md)")
     return out

@@ -148,3 +148,14 @@ def test_a_shortened_calibration_is_checked_on_the_replays_it_ran(project_root, 
     assert main(["calibrate", "--study", STUDY, "--root", str(project_root), "--from", str(kept), EMULATED]) == 0
     text = (project_root / "trials" / STUDY / "sim_profile.yaml").read_text()
     assert "mean error 0.0 %" in text and "(each replaying the first 6 requests)" in text, text[:600]
+
+
+def test_totals_far_off_after_the_fit_are_warned_of(project_root, tmp_path, capsys):
+    """Trials twice as long as their steps add up to: a device time that is not the stack's."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    rows = _measured_by_the_simulator(project_root, kept, TRUTH)
+    (kept / MEASURED).write_text(json.dumps([r | {"value": 2 * r["value"]} for r in rows]))
+    assert main(["calibrate", "--study", STUDY, "--root", str(project_root), "--from", str(kept), EMULATED]) == 0
+    out = capsys.readouterr().out
+    assert "calibrate: warning: the simulated total times are 50 % off on average" in out, out
