@@ -1,6 +1,6 @@
 """Is this host steady enough to measure on? Stalls of every process, idle, under CPU burners, and while vLLM serves.
 
-  python bench/host.py [--seconds 20] [--python .venv-vllm/bin/python]
+  python bench/host.py [--seconds 20] [--python .venv-vllm/bin/python] [--vllm OVERRIDE ...]
 
 One tick process per core (pinned with sched_setaffinity) sleeps 5 ms in a loop and notes each
 wake-up later than 100 ms. Three phases: the host idle; two plain CPU burners (a busy loop each);
@@ -8,8 +8,9 @@ then, with ``--python``, a real vLLM (CPU build, tiny LLaMA) replaying the 100-r
 20 req/s (vllm_batching's load) while the ticks run. A stall on both cores at the same moment is
 the whole machine stopping (a VM descheduled by its host), not one busy core: the replay client
 cannot keep up through it, and its replays fail as client_overloaded (tuner/runtime/client_check.py).
-Per phase: stalls per core, the longest, and how many of core 0's stalls had one on core 1 within
-50 ms.
+Per phase: stalls per core, the longest, how many of core 0's stalls had one on core 1 within
+50 ms, the stalls' total, and the CPU time the hypervisor reports stolen (/proc/stat steal): a stall
+the host's scheduler caused shows as steal, one inside the VM (its own kernel) does not.
 """
 from __future__ import annotations
 
@@ -37,26 +38,42 @@ print(json.dumps(late))
 """
 
 
+def steal() -> float:
+    """Seconds all CPUs have spent stolen so far (/proc/stat: time the hypervisor ran something else
+    while this VM had work); NaN where the kernel does not report it."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def ticks(seconds: float) -> list[subprocess.Popen]:
     cores = sorted(os.sched_getaffinity(0))[:2]
-    return [subprocess.Popen([sys.executable, "-c", TICK, str(c), str(seconds)], stdout=subprocess.PIPE, text=True)
-            for c in cores]
+    procs = [subprocess.Popen([sys.executable, "-c", TICK, str(c), str(seconds)], stdout=subprocess.PIPE, text=True)
+             for c in cores]
+    procs[0].steal_at_start = steal()
+    return procs
 
 
 def summary(name: str, procs: list[subprocess.Popen]) -> list:
     stalls = [json.loads(p.communicate()[0] or "[]") for p in procs]
+    stolen = steal() - procs[0].steal_at_start
     both = sum(any(abs(t - u) < 0.05 + max(d, e) for u, e in stalls[1]) for t, d in stalls[0]) if len(stalls) > 1 else 0
     longest = max((d for s in stalls for _, d in s), default=0.0)
-    return [name, *(len(s) for s in stalls), f"{longest * 1e3:.0f} ms", both, f"{os.getloadavg()[0]:.2f}"]
+    stalled = sum(d for s in stalls for _, d in s)
+    return [name, *(len(s) for s in stalls), f"{longest * 1e3:.0f} ms", both, f"{stalled:.1f} s", f"{stolen:.1f} s",
+            f"{os.getloadavg()[0]:.2f}"]
 
 
-def with_vllm(python: str, seconds: float) -> list:
+def with_vllm(python: str, seconds: float, overrides: list[str] = ()) -> list:
     from serving.config.render import render
     from serving.stacks import LaunchSpec, get_stack
     from tuner.runtime.trial import replay_options
     from tuner.space.compose import load_space
     from tuner.study.run import StudyRun
-    space = load_space("vllm_batching", ROOT, [f"vllm.python={python}"])
+    space = load_space("vllm_batching", ROOT, [f"vllm.python={python}", *overrides])
     plan = StudyRun(space, ROOT, "").plan()
     with tempfile.TemporaryDirectory(prefix="bench_host_") as tmp:
         folder = Path(tmp) / "tiny_llama"
@@ -82,6 +99,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="per phase")
     ap.add_argument("--python", help="interpreter of the venv with vLLM: adds the vLLM phase")
+    ap.add_argument("--vllm", nargs="*", default=[], metavar="OVERRIDE",
+                    help="overrides of the vLLM study, e.g. ++vllm.env.VLLM_CPU_OMP_THREADS_BIND=nobind")
     args = ap.parse_args()
     rows = [summary("idle", ticks(args.seconds))]
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
@@ -92,8 +111,9 @@ def main() -> int:
             b.kill()
             b.wait()
     if args.python:
-        rows.append(with_vllm(args.python, args.seconds))
-    table(["phase", "stalls > 100 ms, core 0", "core 1", "longest", "core 0's with one on core 1", "load"], rows)
+        rows.append(with_vllm(args.python, args.seconds, args.vllm))
+    table(["phase", "stalls > 100 ms, core 0", "core 1", "longest", "core 0's with one on core 1", "stalled (sum)",
+           "steal (all CPUs)", "load"], rows)
     return 0
 
 
