@@ -2,7 +2,7 @@
 
   python bench/groundtruth.py embedded    [--repeats 3] [--until 21:40] [--grid KEY=V1,V2 ...]
   python bench/groundtruth.py llm_serving [--repeats 2]   # needs TUNER_LLMS_* (.ci/llm_serving.sh)
-  python bench/groundtruth.py vllm        [--repeats 2]   # needs TUNER_VLLM_PYTHON; 4 replays per launch
+  python bench/groundtruth.py vllm        [--repeats 2]   # needs TUNER_VLLM_PYTHON; 2 replays per launch
 
 Each launch is one call of tuner.runtime.trial.run_trial, the path a study's trial takes (render,
 check, launch, replay, score, stop), so a row costs what a trial costs. One CSV row per replay under
@@ -54,6 +54,9 @@ class Table:
     needs: list[str] = field(default_factory=list)   # environment variables the stack needs
 
 
+UNBOUND = ["++vllm.env.VLLM_CPU_OMP_THREADS_BIND=nobind"]   # vLLM's OpenMP threads left unbound (below)
+
+
 def tables() -> dict[str, Table]:
     vllm_py = os.environ.get("TUNER_VLLM_PYTHON", "")
     return {
@@ -71,12 +74,12 @@ def tables() -> dict[str, Table]:
             "pa_config.block_size": [16, 32, 64]},
             needs=["TUNER_LLMS_ROOT", "TUNER_MINDFORMERS_ROOT", "TUNER_LLMS_PYTHON"]),
         # only knobs that reach vLLM (issue 23: a false enable_chunked_prefill never did): 6 x 4 = 24;
-        # 4 replays a launch: while vLLM runs, this 2-core VM freezes 0.1-2 s at a time (every process,
-        # both cores at once), and a replay whose client it froze is not a measurement (client_overloaded)
-        "vllm": Table("vllm_batching", "vllm_batching", [f"vllm.python={vllm_py}"] if vllm_py else [], {
+        # 2 replays a launch (vLLM's launch is the slow part); its OpenMP threads unbound: bound, its
+        # worker's core starved the replay client for seconds (bench/host.py), every replay client_overloaded
+        "vllm": Table("vllm_batching", "vllm_batching", [f"vllm.python={vllm_py}", *UNBOUND] if vllm_py else [], {
             "max_num_seqs": [4, 8, 16, 32, 64, 128],
             "max_num_batched_tokens": [512, 1024, 2048, 4096]},
-            replays=4, needs=["TUNER_VLLM_PYTHON"]),
+            replays=2, needs=["TUNER_VLLM_PYTHON"]),
     }
 
 

@@ -49,17 +49,16 @@ def steal() -> float:
         return float("nan")
 
 
-def ticks(seconds: float) -> list[subprocess.Popen]:
+def ticks(seconds: float) -> tuple[list[subprocess.Popen], float]:
+    """The tick processes, and the steal time when they started."""
     cores = sorted(os.sched_getaffinity(0))[:2]
-    procs = [subprocess.Popen([sys.executable, "-c", TICK, str(c), str(seconds)], stdout=subprocess.PIPE, text=True)
-             for c in cores]
-    procs[0].steal_at_start = steal()
-    return procs
+    return [subprocess.Popen([sys.executable, "-c", TICK, str(c), str(seconds)], stdout=subprocess.PIPE, text=True)
+            for c in cores], steal()
 
 
-def summary(name: str, procs: list[subprocess.Popen]) -> list:
+def summary(name: str, procs: list[subprocess.Popen], stolen_before: float) -> list:
     stalls = [json.loads(p.communicate()[0] or "[]") for p in procs]
-    stolen = steal() - procs[0].steal_at_start
+    stolen = steal() - stolen_before
     both = sum(any(abs(t - u) < 0.05 + max(d, e) for u, e in stalls[1]) for t, d in stalls[0]) if len(stalls) > 1 else 0
     longest = max((d for s in stalls for _, d in s), default=0.0)
     stalled = sum(d for s in stalls for _, d in s)
@@ -83,12 +82,12 @@ def with_vllm(python: str, seconds: float, overrides: list[str] = ()) -> list:
         render(ROOT / space.base_config, {"model": str(folder)}, config)
         with get_stack("vllm").launch(LaunchSpec(config, Path(tmp) / "run", 600, None,
                                                  space.backend_options())) as running:
-            procs = ticks(seconds)
+            procs, before = ticks(seconds)
             lags, end = [], time.monotonic() + seconds
             while time.monotonic() < end:
                 res = running.replay(plan, replay_options(space))
                 lags += [r.sent - r.scheduled for r in res.records if r.sent is not None]
-            row = summary("vLLM serving 20 req/s", procs)
+            row = summary("vLLM serving 20 req/s", procs, before)
     lags.sort()
     print(f"replay client while vLLM served: send lag p99 {lags[int(0.99 * (len(lags) - 1))] * 1e3:.1f} ms over "
           f"{len(lags)} requests (bound 25 ms)")
@@ -102,10 +101,10 @@ def main() -> int:
     ap.add_argument("--vllm", nargs="*", default=[], metavar="OVERRIDE",
                     help="overrides of the vLLM study, e.g. ++vllm.env.VLLM_CPU_OMP_THREADS_BIND=nobind")
     args = ap.parse_args()
-    rows = [summary("idle", ticks(args.seconds))]
+    rows = [summary("idle", *ticks(args.seconds))]
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        rows.append(summary("2 CPU burners", ticks(args.seconds)))
+        rows.append(summary("2 CPU burners", *ticks(args.seconds)))
     finally:
         for b in burners:
             b.kill()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -153,12 +152,6 @@ def environment(opts: VLLMOptions, spec: LaunchSpec, device: int | None) -> dict
     extra = {"PYTHONUNBUFFERED": "1"}   # log lines arrive as they happen: the engine watch reads them
     if opts.device == "cpu":
         extra["VLLM_CPU_KVCACHE_SPACE"] = f"{opts.cpu_kvcache_space_gb:g}"
-        # vLLM's default binds its worker's OpenMP threads to cores, and on the bound core every other
-        # process (the replay client included) then waits for seconds: on 2 cores 125 stalls over 100 ms
-        # in 40 s (up to 24 s), client send lag p99 3.5 s; unbound, 2 stalls and 91 ms (bench/host.py).
-        # The host's own setting, or vllm.env's, wins.
-        if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            extra["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     elif device is not None:
         extra["CUDA_VISIBLE_DEVICES" if opts.device == "gpu" else "ASCEND_RT_VISIBLE_DEVICES"] = str(device)
     extra.update({k: str(v) for k, v in opts.env.items()})

@@ -140,8 +140,9 @@ def test_host_bench_counts_stalls_per_core_and_the_ones_both_cores_share():
     late = 'import json; print(json.dumps([[10.0, 0.3], [20.0, 0.2]]))'
     once = 'import json; print(json.dumps([[10.1, 0.25]]))'
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for code in (late, once)]
-    name, core0, core1, longest, both, _load = host.summary("x", procs)
+    name, core0, core1, longest, both, stalled, stolen, _load = host.summary("x", procs, host.steal())
     assert (name, core0, core1, longest, both) == ("x", 2, 1, "300 ms", 1)   # only the stall at 10 s is shared
+    assert stalled == "0.8 s" and stolen.endswith(" s")                      # 0.3 + 0.2 + 0.25
     out = subprocess.run([sys.executable, str(BENCH / "host.py"), "--seconds", "0.3"], capture_output=True, text=True,
                          timeout=60, env={**__import__("os").environ, "TUNER_BENCH_RESULTS": "-"})
     assert out.returncode == 0 and "idle" in out.stdout and "2 CPU burners" in out.stdout, out.stderr

@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--port", type=int)
     args = ap.parse_args()
     print(f"non-default args: {open(args.config).read()!r} env KV={os.environ.get('VLLM_CPU_KVCACHE_SPACE')} "
-          f"bind={os.environ.get('VLLM_CPU_OMP_THREADS_BIND')} tag={os.environ.get('TUNER_TRIAL_TAG')}", flush=True)
+          f"tag={os.environ.get('TUNER_TRIAL_TAG')}", flush=True)
     if MODE == "kv_pool":
         print("(EngineCore pid=2) ERROR ValueError: To serve at least one request with the model's max seq len "
               "(512), (0.0 GiB KV cache is needed, which is larger than the available KV cache memory (0.0 GiB).",
