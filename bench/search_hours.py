@@ -222,7 +222,7 @@ def ours(space, f: Callable[[Params], float], n: int, target: float, spec: Presc
         warm_start.enqueue(study, space, warm)
         screener.seed(warm.simulated)
     led = Ledger(target)
-    if structure and structure.get("calibrated"):
+    if structure and "calibration" in structure:   # hours_to_tuned's: what the calibration cost
         led.spent, led.launches = structure["calibration"]
     for _ in range(n):
         trial = study.ask()

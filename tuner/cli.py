@@ -246,16 +246,12 @@ def cmd_calibrate(args) -> int:
             print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
             return 1
         return 0
-    if from_replays:   # fitted to the decode steps its replays show (llm-serving's)
-        home = root / "trials" / space.study
-        try:
-            cal_replays.calibrate(space, root, args.out or home / stack.calibrated_profile,
-                                 args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
-                                 refit=bool(args.refit), tag=command_tag(space.study, "calibrate"),
-                                 points=args.points, requests=args.requests)
-        except LaunchError as err:
-            print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
-            return 1
+    if from_replays:   # fitted to the decode steps its replays show (llm-serving's); a launch that fails is
+        home = root / "trials" / space.study   # a failed trial there (run_trial), named if too few steps are left
+        cal_replays.calibrate(space, root, args.out or home / stack.calibrated_profile,
+                              args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
+                              refit=bool(args.refit), tag=command_tag(space.study, "calibrate"),
+                              points=args.points, requests=args.requests)
         return 0
     runs = args.runs
     out = args.out or PROFILES / "embedded.yaml"
@@ -388,7 +384,7 @@ def build_parser(full_help: bool = True) -> argparse.ArgumentParser:
     prof.add_argument("--device", type=count(0), help="accelerator device id for the stack")
     calib = command("calibrate", cmd_calibrate, "fit the simulator's latency profile to the embedded engine "
                     "(backend=vllm: the vLLM surrogate's step time, from one vLLM launch; backend=llm_serving: "
-                    "the profile's host terms, from whole trials of the space's corners)")
+                    "the profile's decode host terms, from the steps its replays show along the space's diagonal)")
     calib.add_argument("--out", type=Path, help="profile YAML (default serving/sim/profiles/embedded.yaml; "
                        "backend=vllm: trials/<study>/vllm_surrogate.yaml; llm_serving: trials/<study>/sim_profile.yaml)")
     calib.add_argument("--runs", type=batch_pairs, default=cal.RUNS,

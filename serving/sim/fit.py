@@ -35,8 +35,8 @@ def fit_terms(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], trim: float 
     from scipy.optimize import nnls  # here, not at the top: scipy.optimize adds ~0.5 s to every `tune` start
     coef, _ = nnls(X, y)
     res = y - X @ coef
-    mad = 1.4826 * np.median(np.abs(res - np.median(res)))
-    keep = np.abs(res - np.median(res)) <= max(trim * mad, floor)   # about the median: outliers shift the first fit
+    dev = np.abs(res - np.median(res))   # about the median: outliers on one side shift the first fit
+    keep = dev <= max(trim * 1.4826 * np.median(dev), floor)
     coef, _ = nnls(X[keep], y[keep])
     res = y[keep] - X[keep] @ coef
     var = float(np.var(y[keep]))

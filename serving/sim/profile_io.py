@@ -89,7 +89,7 @@ def profile_document(model: LatencyModel, header: str, fits: Mapping[str, Fit] |
         if kind == "decode" and model.decode_by_bucket:
             sec["by_bucket"] = _flow(model.decode_by_bucket)
             sec.yaml_add_eol_comment(BY_BUCKET_NOTE, "by_bucket")
-        # per_row (host work on a padded batch) is fitted to whole trials only: left out at 0
+        # per_row (host work on a padded batch) is fitted from replays only (calibrate_replays): left out at 0
         sec["host"] = _flow({k: v for k, v in getattr(model, f"{kind}_host").items() if v or k != "per_row"})
         if f"{kind}.compute" in fits:
             sec.yaml_set_comment_before_after_key("host", _fit_note("compute", fits[f"{kind}.compute"]), indent=2)

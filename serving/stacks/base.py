@@ -206,8 +206,8 @@ class Stack(abc.ABC):
     config_format: ConfigFormat
     #: the backend that simulates this stack (pre-screen, warm start, probes); None: it has no surrogate
     surrogate: str | None = None
-    #: where under trials/<study>/ `tune calibrate` keeps the simulator profile it fits to whole trials of
-    #: this stack (tuner.tools.calibrate_replays), for a stack with no steps route; None: not calibrated so
+    #: where under trials/<study>/ `tune calibrate` keeps the simulator profile it fits to the steps this
+    #: stack's replays show (tuner.tools.calibrate_replays), for a stack with no steps route; None: not so
     calibrated_profile: str | None = None
 
     def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any] | None:

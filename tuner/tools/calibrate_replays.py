@@ -39,6 +39,7 @@ from ruamel.yaml.comments import CommentedMap
 from serving.config.errors import ConfigError
 from serving.config.schema import load_serving_yaml
 from serving.sim.fit import Fit, fit_terms
+from serving.sim.latency import LatencyModel
 from serving.sim.profile_io import default_profile, load_profile, profile_path
 from serving.stacks import get_stack
 from tuner.runtime.context import TrialContext
@@ -144,9 +145,8 @@ def steps_of(measured: list[dict[str, Any]], run_dir: Path) -> list[dict[str, fl
     return steps
 
 
-def fit_host(steps: list[dict[str, float]], source: Path) -> Fit:
-    """decode.host from the steps: each step's duration less the profile's device time for it."""
-    model = load_profile(source)
+def fit_host(steps: list[dict[str, float]], model: LatencyModel) -> Fit:
+    """decode.host from the steps: each step's duration less ``model``'s device time for it."""
     X = np.array([[1.0, s["bucket"], s["rows"]] for s in steps]).reshape(-1, len(TERMS))
     y = np.array([s["duration"] - model.decode(s["rows"], s["bucket"], s["context"])[0] for s in steps])
     return fit_terms(X, y, TERMS, floor=0.001)   # the client's stamps jitter by a millisecond: never an outlier
@@ -199,6 +199,7 @@ def calibrate(space: StudySpace, root: Path, out: Path, run_dir: Path, passes: i
     surrogate = get_stack(space.backend).surrogate
     named = (sim_space(space, root).stack_options.get(surrogate) or {}).get("profile")
     source = profile_path(named or default_profile(load_serving_yaml(root / space.base_config)))
+    model = load_profile(source)   # before any launch: a profile that does not load is refused at once
     measured = load_measured(run_dir) if refit else measure(space, root, run_dir, passes, tag, points, requests, log)
     steps = steps_of(measured, run_dir)
     if len(steps) < MIN_STEPS:
@@ -206,8 +207,8 @@ def calibrate(space: StudySpace, root: Path, out: Path, run_dir: Path, passes: i
         raise ConfigError(f"calibrate needs at least {MIN_STEPS} decode steps from trials that ran, got {len(steps)} "
                           f"from {len(measured) - len(failed)} trials" + (f" (failures: {failed})" if failed else ""),
                           key="--from" if refit else None)
-    fit = fit_host(steps, source)
-    start = load_profile(source).decode_host
+    fit = fit_host(steps, model)
+    start = model.decode_host
     log("calibrate: decode.host " + ", ".join(f"{k} {1e3 * start[k]:.2f} -> {1e3 * v:.2f} ms"
                                                 for k, v in fit.coef.items())
         + f" ({fit.n} steps, R^2 {fit.r2:.2f}, rmse {1e3 * fit.rmse:.1f} ms)")

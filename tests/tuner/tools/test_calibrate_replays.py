@@ -159,3 +159,11 @@ def test_totals_far_off_after_the_fit_are_warned_of(project_root, tmp_path, caps
     assert main(["calibrate", "--study", STUDY, "--root", str(project_root), "--from", str(kept), EMULATED]) == 0
     out = capsys.readouterr().out
     assert "calibrate: warning: the simulated total times are 50 % off on average" in out, out
+
+
+def test_a_profile_that_does_not_load_is_refused_before_any_launch(project_root, capsys):
+    assert main(["calibrate", "--study", STUDY, "--root", str(project_root), EMULATED,
+                 "+sim.profile=/nowhere/p.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "latency profile not found" in err and "/nowhere/p.yaml" in err, err
+    assert not (project_root / "trials" / "_calibrate").exists()
