@@ -37,10 +37,10 @@ def _loads() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def ours(python: str, config: Path, tmp: Path, reqs, n: int, slo: dict, seed: int) -> tuple[dict, Path]:
+def ours(options: dict, config: Path, tmp: Path, reqs, n: int, slo: dict, seed: int) -> tuple[dict, Path]:
     stack = get_stack("vllm")
     t = time.monotonic()
-    with stack.launch(LaunchSpec(config, tmp / "capacity_run", 900, None, {"python": python, "device": "cpu"})) as run:
+    with stack.launch(LaunchSpec(config, tmp / "capacity_run", 900, None, options)) as run:
         up = time.monotonic() - t
         cs = CapacitySearch(run, reqs, slo, CapacitySpec(requests=n),
                             ReplayOptions(parameters={"do_sample": False}, request_timeout=300), seed)
@@ -62,12 +62,13 @@ def ours(python: str, config: Path, tmp: Path, reqs, n: int, slo: dict, seed: in
             tmp / "capacity_run" / "vllm.yaml")
 
 
-def vllm_sweep(python: str, launch_yaml: Path, served: str, folder: Path, dataset: Path, n: int, iters: int,
+def vllm_sweep(options: dict, launch_yaml: Path, served: str, folder: Path, dataset: Path, n: int, iters: int,
                slo: dict, seed: int, tmp: Path) -> dict:
     """``launch_yaml``: the file our stack launched vLLM with (dashed keys, as vLLM's --config honours
     them); ``served``: the model name it serves under."""
     import pandas as pd
-    opts = parse_options({"python": python, "device": "cpu"})
+    opts = parse_options(options)
+    python = opts.python
     env = environment(opts, LaunchSpec(launch_yaml, tmp), None)
     [port] = free_ports(1)
     serve = [python, "-m", MODULE, "--config", str(launch_yaml), "--host", "127.0.0.1", "--port", str(port)]
@@ -103,16 +104,16 @@ def vllm_sweep(python: str, launch_yaml: Path, served: str, folder: Path, datase
             "curve": curve, "load_after": _loads()}
 
 
-def compare_capacity(python: str, folder: Path, config: Path, tmp: Path, n: int, iters: int, slo: dict,
+def compare_capacity(options: dict, folder: Path, config: Path, tmp: Path, n: int, iters: int, slo: dict,
                      seed: int) -> dict:
     stack = get_stack("vllm")
     reqs = load_trace(Path(__file__).resolve().parents[1] / TRACE,
-                      counter=stack.token_counter(config, {"python": python, "device": "cpu"}))[:n]
+                      counter=stack.token_counter(config, options))[:n]
     dataset = write_dataset(reqs, tmp / "sweep_requests.jsonl")
     print(f"\ncapacity under {slo}: our search (one launch) ...", flush=True)
-    mine, launch_yaml = ours(python, config, tmp, reqs, n, slo, seed)
+    mine, launch_yaml = ours(options, config, tmp, reqs, n, slo, seed)
     print(f"vLLM's sweep serve_workload, {iters} levels (one launch) ...", flush=True)
-    theirs = vllm_sweep(python, launch_yaml, load_vllm_yaml(config).name, folder, dataset, n, iters, slo, seed, tmp)
+    theirs = vllm_sweep(options, launch_yaml, load_vllm_yaml(config).name, folder, dataset, n, iters, slo, seed, tmp)
     print("\nvLLM's curve:")
     for c in theirs["curve"]:
         print(f"  {c['level']:>16}: {c['throughput_rps']:.3g} req/s done, TTFT p99 {c['ttft_p99'] * 1e3:.0f} ms, "

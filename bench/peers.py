@@ -3,7 +3,7 @@ search beside vLLM's own sweep of load levels.
 
   python bench/peers.py --python .venv-vllm/bin/python [--guidellm .venv-guidellm/bin/guidellm]
                         [--requests 50] [--rate 5] [--repeats 3] [--guidellm-repeats 1] [--sweep-iters 5]
-                        [--slo ttft_p99=1.0,tpot_p99=0.1] [--no-sweep]
+                        [--slo ttft_p99=1.0,tpot_p99=0.1] [--vllm-env KEY=VALUE ...] [--no-sweep]
 
 Part 1 (one launch of vLLM, CPU build, the tiny LLaMA with dummy weights, configs/vllm/tiny_llama.yaml):
 the first ``--requests`` requests of the vllm_batching study's trace, in order, each with its own
@@ -80,9 +80,9 @@ def make_model(python: str, tmp: Path) -> tuple[Path, Path]:
     return folder, config
 
 
-def peers(args, python: str, folder: Path, config: Path, tmp: Path) -> dict:
+def peers(args, options: dict, folder: Path, config: Path, tmp: Path) -> dict:
     stack = get_stack("vllm")
-    options = {"python": python, "device": "cpu"}
+    python = options["python"]
     reqs = load_trace(ROOT / TRACE, counter=stack.token_counter(config, options))[:args.requests]
     dataset = write_dataset(reqs, tmp / "requests.jsonl")
     opts = ReplayOptions(parameters={"do_sample": False}, request_timeout=300)
@@ -176,12 +176,18 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sweep-iters", type=int, default=5, help="vLLM's --workload-iters (serial, batch, then rates)")
     ap.add_argument("--slo", default="ttft_p99=1.0,tpot_p99=0.1", help="key=seconds,... (ttft/tpot/e2e _p99)")
+    ap.add_argument("--vllm-env", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="environment of the vLLM server (the stack's vllm.env), e.g. VLLM_CPU_OMP_THREADS_BIND=nobind")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     # absolute (the clients run in scratch folders), but a venv's python is never resolved past its link
     python = os.path.abspath(shutil.which(args.python) or args.python)
+    try:
+        env = dict(kv.split("=", 1) for kv in args.vllm_env)
+    except ValueError:
+        ap.error(f"--vllm-env takes KEY=VALUE pairs, got {args.vllm_env}")
     if args.guidellm:
         args.guidellm = os.path.abspath(shutil.which(args.guidellm) or args.guidellm)
     result: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "args": {
@@ -198,15 +204,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_peers_") as tmp_s:
         tmp = Path(tmp_s)
         folder, config = make_model(python, tmp)
+        options = {"python": python, "device": "cpu", "env": env}
         if not args.no_peers:
-            result["peers"] = peers(args, python, folder, config, tmp)
+            result["peers"] = peers(args, options, folder, config, tmp)
             for name, rows in result["peers"]["tables"].items():
                 print_table(name, rows)
             print(f"definitions that differ: {json.dumps(DEFINITIONS, indent=1)}")
             save()
         if not args.no_sweep:
             try:
-                result["capacity"] = compare_capacity(python, folder, config, tmp, args.requests, args.sweep_iters,
+                result["capacity"] = compare_capacity(options, folder, config, tmp, args.requests, args.sweep_iters,
                                                       parse_slo(args.slo), args.seed)
             except (RuntimeError, OSError, subprocess.SubprocessError) as err:
                 result["capacity"] = {"error": str(err)[-3000:]}
