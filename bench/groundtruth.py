@@ -3,6 +3,7 @@
   python bench/groundtruth.py embedded    [--repeats 3] [--until 21:40] [--grid KEY=V1,V2 ...]
   python bench/groundtruth.py llm_serving [--repeats 2]   # needs TUNER_LLMS_* (.ci/llm_serving.sh)
   python bench/groundtruth.py vllm        [--repeats 2]   # needs TUNER_VLLM_PYTHON; 2 replays per launch
+  python bench/groundtruth.py vllm_qps40  [--repeats 2]   # the same at 40 req/s, where configurations differ
 
 Each launch is one call of tuner.runtime.trial.run_trial, the path a study's trial takes (render,
 check, launch, replay, score, stop), so a row costs what a trial costs. One CSV row per replay under
@@ -77,6 +78,13 @@ def tables() -> dict[str, Table]:
         # 2 replays a launch (vLLM's launch is the slow part); its OpenMP threads unbound: bound, its
         # worker's core starved the replay client for seconds (bench/host.py), every replay client_overloaded
         "vllm": Table("vllm_batching", "vllm_batching", [f"vllm.python={vllm_py}", *UNBOUND] if vllm_py else [], {
+            "max_num_seqs": [4, 8, 16, 32, 64, 128],
+            "max_num_batched_tokens": [512, 1024, 2048, 4096]},
+            replays=2, needs=["TUNER_VLLM_PYTHON"]),
+        # the same grid at twice the study's rate (40 req/s x 5 s, about the tiny model's capacity here):
+        # at 20 req/s the trace's 5 s of arrivals hide most configurations (repeat-to-repeat tau 0.18)
+        "vllm_qps40": Table("vllm_batching_qps40", "vllm_batching",
+                            [f"vllm.python={vllm_py}", *UNBOUND, "load.qps=40"] if vllm_py else [], {
             "max_num_seqs": [4, 8, 16, 32, 64, 128],
             "max_num_batched_tokens": [512, 1024, 2048, 4096]},
             replays=2, needs=["TUNER_VLLM_PYTHON"]),
