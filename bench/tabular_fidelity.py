@@ -16,6 +16,7 @@ the median ratio sim / real there (its bias) and the spread of log ratios around
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import statistics
@@ -89,7 +90,25 @@ def fidelity(gt: GroundTruth, sims: list[float], regime: str | None = None) -> d
             "tau": tau, "opt_in_top5": mid is not None and mid <= 5, "opt_sim_rank": mid,
             "opt_sim_ranks": (better + 1, better + tied) if better is not None else None,
             "regime": regime, "regimes": regimes(gt, sims, regime),
-            "infeasible_disagree": sum(math.isnan(s) != math.isinf(t) for s, t in zip(sims, truth))}
+            "infeasible_disagree": sum(math.isnan(s) != math.isinf(t) for s, t in zip(sims, truth)),
+            **dict(zip(("self_tau", "self_n"), repeat_tau(gt)))}
+
+
+def repeat_tau(gt: GroundTruth, least: int = 5) -> tuple[float, int]:
+    """The table against itself: Kendall tau between one measured repeat and another over the
+    configurations both measured (the mean over pairs of repeats, weighted by configurations), and
+    how many configurations; NaN where fewer than ``least`` have two. No model ranks the configurations
+    more truly than their measurement repeats itself: the ceiling the simulator's tau is read against."""
+    from scipy.stats import kendalltau
+    most = max((len(r) for r in gt.runs), default=0)
+    taus = []
+    for i, j in itertools.combinations(range(most), 2):
+        both = [(r[i][0], r[j][0]) for r in gt.runs
+                if len(r) > j and not math.isinf(r[i][0]) and not math.isinf(r[j][0])]
+        if len(both) >= least:
+            taus.append((kendalltau(*zip(*both)).statistic, len(both)))
+    n = sum(k for _, k in taus)
+    return (sum(t * k for t, k in taus) / n if n else math.nan), max((k for _, k in taus), default=0)
 
 
 def default_regime(gt: GroundTruth) -> str:
@@ -120,5 +139,7 @@ def report_fidelity(gt: GroundTruth, f: dict) -> None:
           f"{f['max_err']:.1%}; Kendall tau {f['tau']:.3f}; real optimum in the simulator's top 5: "
           f"{'yes' if f['opt_in_top5'] else 'no'} (its rank there: {rank_text(f)}); feasibility disagrees "
           f"on {f['infeasible_disagree']}")
+    print(f"the table against itself (one repeat vs another, {f['self_n']} configurations): Kendall tau "
+          f"{f['self_tau']:.3f}, the ceiling a simulator's tau is read against")
     table([f["regime"], "sim/real (median)", "spread (log)", "configs"],
           [[lv, r["bias"], r["spread"], r["n"]] for lv, r in f["regimes"].items()])

@@ -229,41 +229,57 @@ def cmd_profile(args) -> int:
 def cmd_calibrate(args) -> int:
     root, space, _ = _context(args)
     stack = get_stack(space.backend)
-    surrogate = get_stack(stack.surrogate) if stack.surrogate else None
-    from_replays = stack.steps_route is None and bool(stack.calibrated_profile)
-    if not from_replays and (args.points != cal_replays.POINTS or args.requests is not None):
+    if stack.calibration is None:
+        raise ConfigError(f"backend {space.backend!r} has no calibration: `tune calibrate` fits the simulator of a "
+                          f"stack that declares one (embedded, llm_serving, vllm)", key="backend")
+    if stack.calibration != "replays" and (args.points != cal_replays.POINTS or args.requests is not None):
         raise ConfigError(f"--points and --requests are for a stack calibrated from its replays (llm-serving), "
                           f"not backend {space.backend!r}", key="--points")
-    if hasattr(surrogate, "calibrate"):   # a surrogate that calibrates itself from its real stack (vLLM's)
-        opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
-        if args.out:
-            opts = dict(opts or {}, surrogate_profile=str(args.out))
-        try:
-            surrogate.calibrate(root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
-                                space.timeouts.ready, refit=bool(args.refit),
-                                env={TAG_ENV: command_tag(space.study, "calibrate")})
-        except LaunchError as err:
-            print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
-            return 1
-        return 0
-    if from_replays:   # fitted to the decode steps its replays show (llm-serving's); a launch that fails is
-        home = root / "trials" / space.study   # a failed trial there (run_trial), named if too few steps are left
-        cal_replays.calibrate(space, root, args.out or home / stack.calibrated_profile,
-                              args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
-                              refit=bool(args.refit), tag=command_tag(space.study, "calibrate"),
-                              points=args.points, requests=args.requests)
-        return 0
-    runs = args.runs
+    try:
+        return CALIBRATIONS[stack.calibration](args, root, space, stack)
+    except LaunchError as err:
+        print(f"tune: error: the stack did not come up: {err}\n{err.log_tail[-1500:]}", file=sys.stderr)
+        return 1
+
+
+def _calibrate_surrogate(args, root: Path, space, stack) -> int:
+    """A surrogate that calibrates itself from one launch of its real stack (vLLM's)."""
+    opts = stack.surrogate_options(space.backend_options(), root / "trials" / space.study)
+    if args.out:
+        opts = dict(opts or {}, surrogate_profile=str(args.out))
+    get_stack(stack.surrogate).calibrate(
+        root / space.base_config, opts, args.refit or root / "trials" / "_calibrate" / space.study,
+        space.timeouts.ready, refit=bool(args.refit), env={TAG_ENV: command_tag(space.study, "calibrate")})
+    return 0
+
+
+def _calibrate_replays(args, root: Path, space, stack) -> int:
+    """Fitted to the decode steps its replays show (llm-serving's); a launch that fails is a failed trial
+    there (run_trial), named if too few steps are left."""
+    home = root / "trials" / space.study
+    cal_replays.calibrate(space, root, args.out or home / stack.calibrated_profile,
+                          args.refit or root / "trials" / "_calibrate" / space.study, passes=args.passes,
+                          refit=bool(args.refit), tag=command_tag(space.study, "calibrate"),
+                          points=args.points, requests=args.requests)
+    return 0
+
+
+def _calibrate_steps(args, root: Path, space, stack) -> int:
+    """Fitted to the per-step timings the stack reports (the embedded engine's)."""
     out = args.out or PROFILES / "embedded.yaml"
     if args.refit:
         steps, delays = cal.load_runs(args.refit)
-        cal.fit_and_write(steps, delays, out, f"{args.refit} (refit)", runs)
+        cal.fit_and_write(steps, delays, out, f"{args.refit} (refit)", args.runs)
         return 0
-    cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", runs,
+    cal.calibrate(root / space.base_config, out, root / "trials" / "_calibrate", args.runs,
                   ready_timeout=space.timeouts.ready, passes=args.passes,
                   env={TAG_ENV: command_tag(space.study, "calibrate")},  # a killed calibrate's engine is ended next time
                   stack=stack)
     return 0
+
+
+#: Stack.calibration -> how `tune calibrate` runs it
+CALIBRATIONS = {"surrogate": _calibrate_surrogate, "replays": _calibrate_replays, "steps": _calibrate_steps}
 
 
 def _counter(args):

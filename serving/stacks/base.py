@@ -13,7 +13,7 @@ import abc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -209,6 +209,10 @@ class Stack(abc.ABC):
     #: where under trials/<study>/ `tune calibrate` keeps the simulator profile it fits to the steps this
     #: stack's replays show (tuner.tools.calibrate_replays), for a stack with no steps route; None: not so
     calibrated_profile: str | None = None
+    #: how `tune calibrate` fits this stack's simulator: "steps" (from the per-step timings its
+    #: ``steps_route`` reports), "replays" (the decode steps its replays show, into ``calibrated_profile``),
+    #: "surrogate" (its surrogate's own ``calibrate``); None: it has no calibration
+    calibration: Literal["steps", "replays", "surrogate"] | None = None
 
     def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any] | None:
         """The options the surrogate launches with, given this stack's (``home``: the study's folder under

@@ -58,6 +58,7 @@ class EmbeddedStack(Stack):
     options_model = EmbeddedOptions
     config_format = ServingYamlFormat()   # llm-serving's YAML, engine_config added
     steps_route = "/metrics/steps"        # the engine's own step records (serving.engine.server)
+    calibration = "steps"
 
     def stages(self, options: dict) -> list[Stage]:
         """The engine's stub levels: the HTTP handler answers, the scheduler runs without the model, all of it."""

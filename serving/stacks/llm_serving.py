@@ -287,6 +287,7 @@ class LLMServingStack(Stack):
     name = "llm_serving"
     surrogate = "sim"          # our engine's scheduler on a virtual clock (serving/sim/)
     calibrated_profile = "sim_profile.yaml"
+    calibration = "replays"    # its decode steps, reconstructed from the client's token bursts
     options_model = LLMServingOptions
     config_format = ServingYamlFormat()
 

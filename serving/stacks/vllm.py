@@ -176,6 +176,7 @@ class VLLMStack(Stack):
     options_model = VLLMOptions
     config_format = VLLMYamlFormat()
     surrogate = "vllm_sim"     # vLLM's own scheduler on a virtual clock (serving/stacks/vllm_sim.py)
+    calibration = "surrogate"  # vllm_sim's calibrate: its step time from one launch of vLLM
 
     def surrogate_options(self, options: dict[str, Any], home: Path) -> dict[str, Any]:
         opts = parse_options(options)

@@ -110,3 +110,16 @@ def test_the_goal_ratio_is_a_bound_when_random_never_reaches_2_percent():
     text, met = tabular.ratio_goal(20, inf, 30)        # 20 / 31 bounds nothing useful
     assert text.startswith("< 0.65") and not met
     assert tabular.ratio_goal(inf, inf, 30)[1] is False
+
+
+def test_the_tables_repeat_tau_is_its_noise_ceiling():
+    """Repeats that agree rank alike (tau near 1); repeats of pure noise do not (tau near 0)."""
+    from tabular_fidelity import repeat_tau
+    steady, n = repeat_tau(make_table(noise=0.001))
+    assert steady > 0.95 and n == sum(not math.isinf(toy(c)) for c in make_table().configs)   # failed ones out
+    flat = make_table()
+    rng = np.random.default_rng(1)
+    flat.runs = [[(10 * (1 + 0.05 * rng.standard_normal()), 5.0) for _ in r] for r in flat.runs]
+    noisy, _ = repeat_tau(flat)
+    assert abs(noisy) < 0.3
+    assert math.isnan(repeat_tau(make_table(repeats=1))[0])

@@ -104,3 +104,11 @@ def test_engine_command_line_missing_config_and_taken_port_are_one_line(tmp_path
         s.listen()
         r = _engine("--config", str(tiny_config), "--port", str(s.getsockname()[1]))
     assert r.returncode == 2 and "--port" in one_line(r.stderr)
+
+
+def test_calibrate_on_a_stack_without_calibration_is_one_line(project_root, capsys):
+    """backend=sim declares none (Stack.calibration): refused before anything runs or is written."""
+    before = sorted(p for p in (project_root / "trials").rglob("*"))
+    assert main(["calibrate", "--study", "pa_batching", "--root", str(project_root), "backend=sim"]) == 2
+    assert "has no calibration" in one_line(capsys.readouterr().err)
+    assert sorted(p for p in (project_root / "trials").rglob("*")) == before

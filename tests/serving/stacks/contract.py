@@ -82,6 +82,13 @@ class StackContract:
         stack = get_stack(self.backend)
         assert "config_format" in _declared(type(stack)), f"{self.backend} inherits its config format"
 
+    def test_calibration_it_declares_has_what_it_needs(self):
+        """`tune calibrate` dispatches on Stack.calibration: each kind needs its own companion."""
+        stack = get_stack(self.backend)
+        need = {None: True, "steps": stack.steps_route is not None, "replays": bool(stack.calibrated_profile),
+                "surrogate": bool(stack.surrogate) and hasattr(get_stack(stack.surrogate or self.backend), "calibrate")}
+        assert need[stack.calibration], f"{self.backend}: calibration {stack.calibration!r} without its companion"
+
 
 def _declared(cls: type) -> set[str]:
     """Attributes a class or one of its bases below Stack itself declares."""
