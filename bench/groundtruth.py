@@ -248,9 +248,9 @@ def build(table: Table, repeats: int, until: float | None, limit: int | None, ou
                     # a launch counts when one of its replays measured the configuration
                     done[key] = done.get(key, 0) + any(not is_infra_failure(r["fail_class"]) for r in launch_rows)
                     new += 1
-                    print(f"{now()} pass {rep + 1}/{repeats} #{new} {params} -> {row['total_time']} s "
-                          f"({row['fail_class'] or 'ok'}), trial {row['trial_s']} s, load {row['loadavg1']}",
-                          flush=True)
+                    got = ", ".join(f"{r['total_time'] or '-'} s ({r['fail_class'] or 'ok'})" for r in launch_rows)
+                    print(f"{now()} pass {rep + 1}/{repeats} #{new} {params} -> {got}, trial {row['trial_s']} s, "
+                          f"load {row['loadavg1']}", flush=True)
     print(f"done: {len(configs)} configurations x {repeats} launches in {csv_path}")
     return 0
 

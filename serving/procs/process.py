@@ -50,6 +50,9 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             pass
         self._log.close()
+        if not self.group_alive():
+            # nothing left for the watcher to end: ended now, not at its next poll (up to 0.5 s a stop)
+            self._watcher.terminate()
         try:
             self._watcher.wait(timeout=2)   # it exits once the group is gone; reaped here, not left a zombie
         except subprocess.TimeoutExpired:

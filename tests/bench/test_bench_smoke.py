@@ -94,6 +94,8 @@ def test_workloads_bench_tunes_both_traces_and_swaps_their_optima():
 
 def test_hours_to_tuned_charges_start_up_and_replay_per_launch(space):
     import search_hours as H
+    # on the simulator, as bench/search.py runs it: the calibration it charges ours is simulated too
+    space = load_space("pa_batching", BENCH.parent, ["backend=sim"])
     grid_best = min(toy(dict(zip(space.param_specs(), v))) for v in __import__("itertools").product(
         *(s.grid() for s in space.param_specs().values())))
     coarse = search.coarse_grid(space, 10)
