@@ -82,7 +82,8 @@ def tables() -> dict[str, Table]:
             "max_num_batched_tokens": [512, 1024, 2048, 4096]},
             replays=2, needs=["TUNER_VLLM_PYTHON"]),
         # the same grid at twice the study's rate (40 req/s x 5 s, about the tiny model's capacity here):
-        # at 20 req/s the trace's 5 s of arrivals hide most configurations (repeat-to-repeat tau 0.18)
+        # at 20 req/s the trace's 5 s of arrivals hide most configurations (repeat-to-repeat tau 0.18);
+        # on 2 shared cores its clients fell behind in 15 of 20 replays (bench/data/superseded/README.md)
         "vllm_qps40": Table("vllm_batching_qps40", "vllm_batching",
                             [f"vllm.python={vllm_py}", *UNBOUND, "load.qps=40"] if vllm_py else [], {
             "max_num_seqs": [4, 8, 16, 32, 64, 128],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,9 @@ def main() -> int:
             b.kill()
             b.wait()
     if args.python:
-        rows.append(with_vllm(args.python, args.seconds, args.vllm))
+        # absolute (vLLM starts in a scratch folder), a venv's python never resolved past its link
+        python = os.path.abspath(shutil.which(args.python) or args.python)
+        rows.append(with_vllm(python, args.seconds, args.vllm))
     table(["phase", "stalls > 100 ms, core 0", "core 1", "longest", "core 0's with one on core 1", "stalled (sum)",
            "steal (all CPUs)", "load"], rows)
     return 0
