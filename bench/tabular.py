@@ -237,6 +237,11 @@ def main() -> int:
     ap.add_argument("--fidelity-only", action="store_true", help="only the simulator's fidelity, on the "
                     "configurations measured so far (a table still being built)")
     args = ap.parse_args()
+    import importlib.util
+    if "cmaes" in args.methods and importlib.util.find_spec("cmaes") is None:
+        print("tabular: error: method cmaes needs the cmaes package: pip install -e '.[bench]' (or leave it out "
+              "with --methods)", file=sys.stderr)
+        return 2
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from groundtruth import parse_grid
