@@ -138,7 +138,10 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
             records = result.records
             alive = running.whole()
             tail = running.log_tail()
-            service = unloaded_service_times(running, plan, records, opts)  # for arrival_bound/efficiency
+            # for arrival_bound/efficiency; a replay that failed fails the trial, and its lone request
+            # would only wait out the request timeout again (a hung stack: twice the timeout per trial)
+            served = sum(r.ok for r in records) >= (1 - space.max_failed_fraction) * len(records)
+            service = unloaded_service_times(running, plan, records, opts) if served else {}
             more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
     finally:
         with phases("stop"):

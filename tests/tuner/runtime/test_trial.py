@@ -134,3 +134,21 @@ def test_the_launch_spec_carries_the_config_the_trial_loaded_and_checked(project
     assert stack.options_of(spec) is spec.settings and spec.settings.host == "127.0.0.1"
     with pytest.raises(ConfigError, match="colour"):                 # untyped, bad: one clear error
         stack.options_of(replace(spec, settings=None, options={"colour": 1}))
+
+
+def test_a_failed_replay_sends_no_lone_request_for_the_bound(project_root, monkeypatch):
+    """A stack that hangs fails the trial at the replay's timeout; the lone request that measures the
+    unloaded service time is not sent after it (it would wait the timeout out a second time)."""
+    from serving.stacks import register_stack
+    register_stack("faulty", "tests.tuner.faulty_stack:FaultyStack")
+    monkeypatch.setenv("FAULTY_FAULT", "hang")
+    calls = []
+    import tuner.runtime.trial as trial
+    real = trial.unloaded_service_times
+    monkeypatch.setattr(trial, "unloaded_service_times", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    out, _, _ = one_trial(project_root, "hang", overrides=[*SMALL, "backend=faulty", "load.request_timeout=2",
+                                                           "load.duration=0.25"])
+    assert out.fail_class == "hang" and calls == []
+    monkeypatch.setenv("FAULTY_FAULT", "ok")
+    out, _, _ = one_trial(project_root, "ok", overrides=[*SMALL, "backend=faulty", "load.duration=0.25"])
+    assert out.ok and calls == [1] and "arrival_bound" in out.metrics
