@@ -56,6 +56,8 @@ class Table:
 
 
 UNBOUND = ["++vllm.env.VLLM_CPU_OMP_THREADS_BIND=nobind"]   # vLLM's OpenMP threads left unbound (below)
+#: only knobs that reach vLLM (issue 23: a false enable_chunked_prefill never did): 6 x 4 = 24
+VLLM_GRID = {"max_num_seqs": [4, 8, 16, 32, 64, 128], "max_num_batched_tokens": [512, 1024, 2048, 4096]}
 
 
 def tables() -> dict[str, Table]:
@@ -74,21 +76,16 @@ def tables() -> dict[str, Table]:
             "pa_config.num_blocks": [128, 256, 512],
             "pa_config.block_size": [16, 32, 64]},
             needs=["TUNER_LLMS_ROOT", "TUNER_MINDFORMERS_ROOT", "TUNER_LLMS_PYTHON"]),
-        # only knobs that reach vLLM (issue 23: a false enable_chunked_prefill never did): 6 x 4 = 24;
         # 2 replays a launch (vLLM's launch is the slow part); its OpenMP threads unbound: bound, its
         # worker's core starved the replay client for seconds (bench/host.py), every replay client_overloaded
-        "vllm": Table("vllm_batching", "vllm_batching", [f"vllm.python={vllm_py}", *UNBOUND] if vllm_py else [], {
-            "max_num_seqs": [4, 8, 16, 32, 64, 128],
-            "max_num_batched_tokens": [512, 1024, 2048, 4096]},
-            replays=2, needs=["TUNER_VLLM_PYTHON"]),
+        "vllm": Table("vllm_batching", "vllm_batching", [f"vllm.python={vllm_py}", *UNBOUND] if vllm_py else [],
+                      dict(VLLM_GRID), replays=2, needs=["TUNER_VLLM_PYTHON"]),
         # the same grid at twice the study's rate (40 req/s x 5 s, about the tiny model's capacity here):
         # at 20 req/s the trace's 5 s of arrivals hide most configurations (repeat-to-repeat tau 0.18);
         # on 2 shared cores its clients fell behind in 15 of 20 replays (bench/data/superseded/README.md)
         "vllm_qps40": Table("vllm_batching_qps40", "vllm_batching",
-                            [f"vllm.python={vllm_py}", *UNBOUND, "load.qps=40"] if vllm_py else [], {
-            "max_num_seqs": [4, 8, 16, 32, 64, 128],
-            "max_num_batched_tokens": [512, 1024, 2048, 4096]},
-            replays=2, needs=["TUNER_VLLM_PYTHON"]),
+                            [f"vllm.python={vllm_py}", *UNBOUND, "load.qps=40"] if vllm_py else [],
+                            dict(VLLM_GRID), replays=2, needs=["TUNER_VLLM_PYTHON"]),
     }
 
 

@@ -231,7 +231,7 @@ def cmd_calibrate(args) -> int:
     stack = get_stack(space.backend)
     if stack.calibration is None:
         raise ConfigError(f"backend {space.backend!r} has no calibration: `tune calibrate` fits the simulator of a "
-                          f"stack that declares one (embedded, llm_serving, vllm)", key="backend")
+                          f"stack that declares one (Stack.calibration)", key="backend")
     if stack.calibration != "replays" and (args.points != cal_replays.POINTS or args.requests is not None):
         raise ConfigError(f"--points and --requests are for a stack calibrated from its replays (llm-serving), "
                           f"not backend {space.backend!r}", key="--points")

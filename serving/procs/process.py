@@ -44,13 +44,13 @@ class ManagedProcess:
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the whole group, then SIGKILL what is left after ``grace`` seconds."""
-        end_group(self.pgid, grace, poll=self.proc.poll)
+        gone = end_group(self.pgid, grace, poll=self.proc.poll)
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             pass
         self._log.close()
-        if not self.group_alive():
+        if gone:
             # nothing left for the watcher to end: ended now, not at its next poll (up to 0.5 s a stop)
             self._watcher.terminate()
         try:
