@@ -77,11 +77,12 @@ def test_the_readme_first_study_runs_as_written(tmp_path):
     for command in readme:
         argv = argv_of(command)
         # on the simulator, so the sequence costs seconds, not engine launches (export and report
-        # name the same space as the run, or they refuse a study measured under another)
+        # name the same space as the run, or they refuse a study measured under another); one trial
+        # a run: a second is the GP's, ~6 CPU-s of torch import and first fit that prove nothing here
         argv.append("backend=sim")
         if argv[0] == "run":
             at = argv.index("--n-trials") if "--n-trials" in argv else len(argv)
-            argv[at:] = ["--n-trials", "2", "--no-progress"] + argv[at + 2:]
+            argv[at:] = ["--n-trials", "1", "--no-progress"] + argv[at + 2:]
         done = subprocess.run([sys.executable, "-m", "tuner.cli", *argv, "--root", str(project)],
                               cwd=project, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"`{command}`: {done.stderr[-2000:]}"

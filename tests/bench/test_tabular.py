@@ -83,9 +83,10 @@ def test_a_shuffled_objective_makes_ours_no_better_than_random():
     spec = PrescreenSpec(top_fraction=0.3, warmup=5, sim_trials=6)
     ours = tabular_methods.ours_method(sims, spec)
     rnd = tabular_methods.make_methods(gt, None, ["random"])["random"]
-    # 6 simulated trials to warm-start from, not 12: medians 3 vs 21 on the table, 21 vs 15 shuffled (12 gave
-    # 1 vs 21 and 21 vs 15) at ~60 % of the time
-    seeds, horizon = 3, 20
+    # 6 simulated trials to warm-start from, not 12, and a 14-trial horizon, not 20: medians 3 vs 15 (never)
+    # on the table, 15 vs 15 shuffled (20 gave 3 vs 21 and 21 vs 15; 12 trials of warm start 1 vs 21 and
+    # 21 vs 15) at ~35 % of the time
+    seeds, horizon = 3, 14
     assert median_trials(gt, ours, seeds, horizon) * 2 <= median_trials(gt, rnd, seeds, horizon)
     shuffled = gt.shuffled(1)
     assert shuffled.optimum[0] != gt.optimum[0]
