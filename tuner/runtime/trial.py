@@ -138,9 +138,10 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
             records = result.records
             alive = running.whole()
             tail = running.log_tail()
+            failed = sum(not r.ok for r in records) / max(len(records), 1)   # score's requests_failed share
             # for arrival_bound/efficiency; a replay that failed fails the trial, and its lone request
             # would only wait out the request timeout again (a hung stack: twice the timeout per trial)
-            served = sum(r.ok for r in records) >= (1 - space.max_failed_fraction) * len(records)
+            served = failed <= space.max_failed_fraction
             service = unloaded_service_times(running, plan, records, opts) if served else {}
             more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
     finally:
@@ -151,12 +152,11 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
     burst = is_burst(plan)   # a burst has no schedule to keep: its send lag is not judged
     lagging = behind(metrics, space.capacity, burst)
     metrics |= kept_up([(metrics, burst)], space.capacity)
-    failed = metrics["requests_failed"] / max(metrics["requests"], 1.0)
     if lagging and alive:  # what was measured is the client: never a result of the configuration
         return _fail(CLIENT_OVERLOADED, f"the replay client fell behind: {lagging}", tail, records=records,
                      metrics=metrics, more_replays=more)
     # a stack that lost a process but answered every request kept serving: measured, not crashed
-    if failed > space.max_failed_fraction or (not alive and failed > 0) or math.isnan(metrics["total_time"]):
+    if not served or (not alive and failed > 0) or math.isnan(metrics["total_time"]):
         cls, detail = _classify_replay(records, alive, tail, running.died)
         return _fail(cls, detail, tail, records=records, metrics=metrics)
     return TrialOutcome(metrics=metrics, records=records, more_replays=more)
