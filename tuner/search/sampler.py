@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.trial_record import metric, record
 from tuner.runtime import constraints
+from tuner.runtime.optuna_private import CpuGPSampler
 from tuner.space.spec import StudySpace
 
 TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -50,7 +51,7 @@ def make_sampler(space: StudySpace) -> optuna.samplers.BaseSampler:
     warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning,
                             r"optuna\._gp\.optim_mixed")
     # warn_independent_sampling off: a repeat whose neighbours were all tried is drawn at random on purpose
-    gp = optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=startup, warn_independent_sampling=False)
+    gp = CpuGPSampler(seed=s.seed, n_startup_trials=startup, warn_independent_sampling=False)
     return PrunedAware(gp, space, s.seed)
 
 
