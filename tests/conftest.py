@@ -30,9 +30,21 @@ LONGEST = ("tests/bench/test_tabular.py::test_a_shuffled_objective",
            "tests/bench/test_bench_smoke.py::test_hours_to_tuned")
 
 
+#: the real stacks' groups (one worker each, one launch after another: in CI, where they run, the
+#: vLLM group alone is ~10 min on a quiet 2-core host), started before everything else
+REAL_GROUPS = ("vllm_real", "llm_serving_real")
+
+
+def _rank(item) -> tuple[int, int]:
+    group = item.get_closest_marker("xdist_group")
+    name = (group.args[0] if group.args else group.kwargs.get("name")) if group else None
+    if name in REAL_GROUPS:
+        return 0, REAL_GROUPS.index(name)
+    return 1, next((i for i, p in enumerate(LONGEST) if item.nodeid.startswith(p)), len(LONGEST))
+
+
 def pytest_collection_modifyitems(items):
-    rank = {p: i for i, p in enumerate(LONGEST)}
-    items.sort(key=lambda it: next((rank[p] for p in LONGEST if it.nodeid.startswith(p)), len(LONGEST)))
+    items.sort(key=_rank)
 
 
 def pytest_terminal_summary(terminalreporter):

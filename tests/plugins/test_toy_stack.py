@@ -72,8 +72,9 @@ def test_a_stack_installed_with_an_entry_point_runs_a_study_in_a_fresh_process(p
     storage = f"sqlite:///{project_root / 'trials' / 'toy_ep.db'}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "tuner.cli", "--study", "toy_ep", "--root", str(project_root),
-                           "--storage", storage, "--no-progress", "--n-trials", "2", "params.step_ms.choices=[0.5,1]"],
+                           "--storage", storage, "--no-progress", "--n-trials", "1"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     trials = optuna.load_study(study_name="toy_ep", storage=storage).trials
-    assert len(trials) == 2 and all(t.user_attrs["utilisation"] == 37.0 for t in trials)
+    # one trial: a second would be the GP's (torch's import and first fit), nothing the entry point decides
+    assert len(trials) == 1 and trials[0].user_attrs["utilisation"] == 37.0
