@@ -1,7 +1,8 @@
 """Optuna's private attributes, in one place: what its public API does not give us.
 
 A trial's storage id (to write a system attribute the samplers read, or to fail a dead worker's
-trial) and a study's storage object have no public accessor in optuna 4-5. Every use goes
+trial) and a study's storage object have no public accessor in optuna 4-5; the GP's fit without
+its device guard (CpuGPSampler) calls GPSampler's own fit and reads its startup count. Every use goes
 through here, and tests/tuner/runtime/test_optuna_private.py pins them to the installed optuna,
 so an upgrade that renames one fails that test instead of a study.
 """
@@ -26,8 +27,8 @@ def storage_of(study: optuna.Study) -> BaseStorage:
 class CpuGPSampler(optuna.samplers.GPSampler):
     """optuna's GPSampler, less the ``with torch.device("cpu")`` its ``sample_relative`` wraps each
     fit in (a guard against a CUDA default device, optuna#6113). That guard is a torch-function mode:
-    every tensor operation of the fit and the acquisition search goes through Python once more,
-    about a third of each proposal's CPU on this host. Where torch's default device is the CPU (the
+    every tensor operation of the fit and the acquisition search goes through Python once more
+    (bench/sampler.py: the same proposals at 0.75x the CPU a proposal without it). Where torch's default device is the CPU (the
     tuner never sets another), the guard changes nothing but the cost, so the fit runs without it.
 
     Same proposals: the trials it reads are optuna's (complete ones; running ones with their params;
