@@ -65,13 +65,10 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(a.study, ROOT, ["backend=sim", "seed=7"])
     ours.one_torch_thread()
-    startup = 1 if space.startup_trials is None else space.startup_trials
-    makers = {
-        "optuna GPSampler": lambda: optuna.samplers.GPSampler(seed=space.seed, n_startup_trials=startup,
-                                                              warn_independent_sampling=False),
-        "ours (no device guard)": lambda: ours.CpuGPSampler(seed=space.seed, n_startup_trials=startup,
-                                                            warn_independent_sampling=False),
-    }
+    settings = ours.gp_settings(space)
+    startup = settings["n_startup_trials"]
+    makers = {"optuna GPSampler": lambda: optuna.samplers.GPSampler(**settings),
+              "ours (no device guard)": lambda: ours.CpuGPSampler(**settings)}
     run(space, makers["ours (no device guard)"], 3)        # torch's import and first fit, charged to neither
     costs: dict[str, list[float]] = {k: [] for k in makers}
     seen: dict[str, list[dict]] = {}

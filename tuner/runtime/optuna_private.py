@@ -28,8 +28,9 @@ class CpuGPSampler(optuna.samplers.GPSampler):
     """optuna's GPSampler, less the ``with torch.device("cpu")`` its ``sample_relative`` wraps each
     fit in (a guard against a CUDA default device, optuna#6113). That guard is a torch-function mode:
     every tensor operation of the fit and the acquisition search goes through Python once more
-    (bench/sampler.py: the same proposals at 0.75x the CPU a proposal without it). Where torch's default device is the CPU (the
-    tuner never sets another), the guard changes nothing but the cost, so the fit runs without it.
+    (bench/sampler.py: the same proposals at 0.75x the CPU a proposal without it). Where torch's
+    default device is the CPU (the tuner never sets another), the guard changes nothing but the
+    cost, so the fit runs without it.
 
     Same proposals: the trials it reads are optuna's (complete ones; running ones with their params;
     the relative params optuna also writes to a trial's system attrs are for other processes

@@ -44,15 +44,20 @@ def make_sampler(space: StudySpace) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=startup)
     # Gaussian-process BO: each trial costs minutes, so a model that extrapolates a trend
     # ("bigger decode batch, faster") from a handful of points beats TPE's density estimates
-    # (bench/search.py). One random start: the GP's own uncertainty spreads the next picks.
-    startup = 1 if s.startup_trials is None else s.startup_trials
+    # (bench/search.py)
     # optuna's mixed-space local search divides by a zero sum once the study has converged and
     # falls back on its own; the numpy warning it leaves says nothing to a user
     warnings.filterwarnings("ignore", "invalid value encountered in divide", RuntimeWarning,
                             r"optuna\._gp\.optim_mixed")
-    # warn_independent_sampling off: a repeat whose neighbours were all tried is drawn at random on purpose
-    gp = CpuGPSampler(seed=s.seed, n_startup_trials=startup, warn_independent_sampling=False)
-    return PrunedAware(gp, space, s.seed)
+    return PrunedAware(CpuGPSampler(**gp_settings(space)), space, s.seed)
+
+
+def gp_settings(space: StudySpace) -> dict[str, Any]:
+    """The study's GP settings (bench/sampler.py gives optuna's own GPSampler the same ones)."""
+    # one random start: the GP's own uncertainty spreads the next picks; warn_independent_sampling
+    # off: a repeat whose neighbours were all tried is drawn at random on purpose
+    startup = 1 if space.startup_trials is None else space.startup_trials
+    return dict(seed=space.seed, n_startup_trials=startup, warn_independent_sampling=False)
 
 
 def _first_estimate(t: FrozenTrial, space: StudySpace, sim_scale: float) -> float | None:
