@@ -52,6 +52,21 @@ def test_a_table_resumes_extends_and_keeps_its_provenance(tmp_path):
     assert gt.optimum[1] < float("inf")
 
 
+def test_a_table_begun_before_the_ttft_column_keeps_its_header_and_its_rows_aligned(tmp_path):
+    groundtruth.build(sim_table(), 1, None, None, tmp_path, seed=0)
+    old = rows(tmp_path)
+    assert all(float(r["ttft_p99"]) > 0 for r in old if r["ok"] == "1")   # a new table keeps each replay's p99 TTFT
+    with (tmp_path / "t.csv").open("w", newline="") as fh:    # as a table written before the column was
+        cols = [c for c in old[0] if c != "ttft_p99"]
+        writer = csv.DictWriter(fh, cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(old)
+    groundtruth.build(sim_table(), 2, None, 2, tmp_path, seed=0)
+    both = rows(tmp_path)
+    assert len(both) == 6 and all("ttft_p99" not in r for r in both)
+    assert all(json.loads(r["config"])["pa_config.num_blocks"] == json.loads(r["pa_config.num_blocks"]) for r in both)
+
+
 def test_a_table_measured_under_other_conditions_is_refused(tmp_path):
     groundtruth.build(sim_table(), 1, None, 1, tmp_path, seed=0)
     with pytest.raises(SystemExit, match="other conditions"):
