@@ -100,7 +100,7 @@ def tables() -> dict[str, Table]:
 
 HOST_TRIES = 3   # launches of one configuration in a pass while the host fails them (e.g. client_overloaded)
 COLUMNS = ["config", "launch", "replay", "ok", "fail_class", "total_time", "utilisation", "launch_s",
-           "replay_s", "trial_s", "loadavg1", "loadavg5", "date", "commit", "ttft_p99"]
+           "replay_s", "trial_s", "loadavg1", "loadavg5", "date", "commit", "ttft_p99", "detail"]
 
 
 def key_of(params: dict[str, Any]) -> str:
@@ -192,15 +192,18 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
     m = out.metrics
     rows = [common | {"ok": int(out.ok), "fail_class": out.fail_class or "", "total_time": m.get("total_time", ""),
                       "utilisation": m.get("utilisation", ""), "replay_s": round(first_s, 3),
-                      "ttft_p99": m.get("ttft_p99", "")}]
+                      "ttft_p99": m.get("ttft_p99", ""), "detail": out.fail_detail[:300]}]
     for extra in out.more_replays:   # judged as the first: requests answered, stack alive, client kept up
         alive = extra["alive"] == 1.0
         served = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction
         # as run_trial judges the first: a client that fell behind while the stack lived measured itself
         fail = CLIENT_OVERLOADED if extra["client_behind"] and alive else "" if served and alive else "replay_failed"
+        why = extra["client_behind"] if fail == CLIENT_OVERLOADED else "" if not fail else (
+            extra.get("errors") or ("the stack lost a process" if not alive else ""))
         rows.append(common | {"ok": int(not fail), "fail_class": fail,
                               "total_time": extra.get("total_time", ""), "utilisation": "",
-                              "replay_s": round(extra["replay_s"], 3), "ttft_p99": extra.get("ttft_p99", "")})
+                              "replay_s": round(extra["replay_s"], 3), "ttft_p99": extra.get("ttft_p99", ""),
+                              "detail": why[:300]})
     return rows
 
 

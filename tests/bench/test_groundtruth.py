@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -174,19 +175,25 @@ def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_c
     params = {"model_config.decode_batch_size": 16, "pa_config.num_blocks": 1024}
     real = trial.run_trial(trial.TrialContext(space, groundtruth.ROOT, tmp_path / "r", plan), params, replays=2)
     assert real.ok and real.more_replays[0]["client_behind"] == ""     # judged, and it kept up
-    second = {"requests": 10, "requests_failed": 0, "alive": 1.0, "total_time": 1.0, "replay_s": 1.0}
+    assert real.more_replays[0]["errors"] == ""
+    kept = pd.read_csv(tmp_path / "r" / "requests.1.csv")            # the second replay's records are kept too
+    assert len(kept) == len(plan) and kept["done"].notna().all()
+    second = {"requests": 10, "requests_failed": 0, "alive": 1.0, "total_time": 1.0, "replay_s": 1.0,
+              "errors": "HTTP 503: overloaded"}
     lag = "send lag p99 90 ms"
-    for behind, failed, alive, want in (("", 0, 1.0, ["client_overloaded", ""]),
-                                        ("", 10, 1.0, ["client_overloaded", "replay_failed"]),
-                                        (lag, 0, 1.0, ["client_overloaded"] * 2),
-                                        (lag, 10, 1.0, ["client_overloaded"] * 2),    # the client's, first
-                                        (lag, 10, 0.0, ["client_overloaded", "replay_failed"])):   # the stack died
+    for behind, failed, alive, want, why in (
+            ("", 0, 1.0, ["client_overloaded", ""], ""),
+            ("", 10, 1.0, ["client_overloaded", "replay_failed"], "HTTP 503: overloaded"),
+            (lag, 0, 1.0, ["client_overloaded"] * 2, lag),
+            (lag, 10, 1.0, ["client_overloaded"] * 2, lag),                           # the client's, first
+            (lag, 10, 0.0, ["client_overloaded", "replay_failed"], "HTTP 503: overloaded")):   # the stack died
         out = trial.TrialOutcome(fail_class="client_overloaded", metrics={"total_time": 1.2},
                                  more_replays=[second | {"client_behind": behind, "requests_failed": failed,
                                                          "alive": alive}])
         monkeypatch.setattr(trial, "run_trial", lambda *a, _o=out, **kw: _o)
         rows = groundtruth.measure_launch(space, params, plan, tmp_path / "x", replays=2)
         assert [r["fail_class"] for r in rows] == want
+        assert rows[1]["detail"] == why and rows[0]["detail"] == ""      # why the second replay failed, in its row
 
 
 def test_fidelity_only_reads_a_table_still_being_built_with_the_profile_beside_it(tmp_path):

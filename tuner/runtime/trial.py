@@ -32,7 +32,7 @@ class TrialOutcome:
     fail_detail: str = ""
     log_tail: str = ""
     records: list[RequestRecord] = field(default_factory=list)
-    more_replays: list[dict[str, float]] = field(default_factory=list)   # run_trial(replays=N): replays 2..N
+    more_replays: list[dict[str, Any]] = field(default_factory=list)   # run_trial(replays=N): replays 2..N
 
     @property
     def launched(self) -> bool:
@@ -143,7 +143,8 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
             # would only wait out the request timeout again (a hung stack: twice the timeout per trial)
             served = failed <= space.max_failed_fraction
             service = unloaded_service_times(running, plan, records, opts) if served else {}
-            more = [_replay_again(running, plan, opts, space) for _ in range(replays - 1)]
+            more = [_replay_again(running, plan, opts, space, run_dir / f"requests.{k}.csv")
+                    for k in range(1, replays)]
     finally:
         with phases("stop"):
             running.stop()
@@ -162,14 +163,18 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
     return TrialOutcome(metrics=metrics, records=records, more_replays=more)
 
 
-def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace) -> dict[str, Any]:
-    """Another replay of the plan on the running stack: its score, its seconds (``replay_s``) and
-    why its client fell behind (``client_behind``, "" when it kept up), judged as the first replay's."""
+def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace, out: Path) -> dict[str, Any]:
+    """Another replay of the plan on the running stack, its records kept in ``out``: its score, its
+    seconds (``replay_s``), why its client fell behind (``client_behind``, "" when it kept up), judged
+    as the first replay's, and its requests' distinct errors (``errors``, "" when none failed)."""
     t = time.monotonic()
     result = running.replay(plan, opts, deadline=space.timeouts.replay)
+    records_frame(result.records).to_csv(out, index=False)
     m = score(result.records, {}, result.read_lags)
+    errors = sorted({r.error for r in result.records if r.error})
     return m | {"replay_s": time.monotonic() - t, "alive": float(running.alive()),
-                "client_behind": behind(m, space.capacity, is_burst(plan)) or ""}
+                "client_behind": behind(m, space.capacity, is_burst(plan)) or "",
+                "errors": "; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")}
 
 
 def with_usage(running, metrics: dict[str, Any], usage: dict[str, float], phases: Phases) -> dict[str, Any]:
