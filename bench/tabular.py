@@ -257,7 +257,7 @@ def main() -> int:
         return 2
     if args.shuffle is not None:
         gt = gt.shuffled(args.shuffle)
-    from tabular_fidelity import fidelity, report_fidelity, sim_values
+    from tabular_fidelity import fidelity, real_ttft, report_fidelity, report_ttft, sim_values, ttft_fidelity
     sims = sim_values(gt, ROOT, args.table.parent)
     if args.fidelity_only:
         if sims is None:
@@ -267,6 +267,9 @@ def main() -> int:
         print(f"table {gt.name}: {len(gt.configs)} configurations measured so far")
     if sims is not None:
         report_fidelity(gt, fidelity(gt, sims))
+        real = real_ttft(args.table, gt)
+        if real is not None:   # a table that kept each replay's p99 TTFT
+            report_ttft(ttft_fidelity(real, sim_values(gt, ROOT, args.table.parent, metric="ttft_p99")))
         calibrated = args.table.with_suffix(".profile.yaml")
         if calibrated.exists():   # ours' simulator: its calibration's launches are not in the costs below
             first = calibrated.read_text().splitlines()[0].lstrip("# ")

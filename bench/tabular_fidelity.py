@@ -15,6 +15,7 @@ the median ratio sim / real there (its bias) and the spread of log ratios around
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import itertools
 import json
@@ -39,9 +40,11 @@ def sim_overrides(backend: str, table: str, data: Path) -> list[str] | None:
     return None
 
 
-def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: bool = True) -> list[float] | None:
-    """The simulator's total_time per configuration of ``gt`` (NaN: the simulated trial failed);
-    ``compute=False``: only what the cache holds (NaN for the rest), nothing simulated or written."""
+def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: bool = True,
+               metric: str = "total_time") -> list[float] | None:
+    """The simulator's ``metric`` per configuration of ``gt``: its first objective (total_time), or
+    ttft_p99 (NaN: the simulated trial failed); ``compute=False``: only what the cache holds (NaN for the
+    rest), nothing simulated or written."""
     data = data or root / "bench" / "data"
     overrides = sim_overrides(gt.meta["backend"], gt.meta["table"], data)
     if overrides is None:
@@ -58,18 +61,48 @@ def sim_values(gt: GroundTruth, root: Path, data: Path | None = None, compute: b
     key = [o.replace(str(calibrated), calibrated.name) for o in overrides]
     if cache.get("overrides") != key or cache.get("profile") != profile:
         cache = {"overrides": key, "profile": profile, "commit": git_commit(), "values": {}}
-    values = cache["values"]
-    missing = [c for c in gt.configs if key_of(c) not in values]
+    # the objective under "values" (caches written before p99 TTFT was kept hold only it)
+    got = cache.setdefault("values" if metric == "total_time" else metric, {})
+    missing = [c for c in gt.configs if key_of(c) not in got]
     if missing and not compute:
-        return [math.nan if values.get(key_of(c)) is None else values[key_of(c)] for c in gt.configs]
+        return [math.nan if got.get(key_of(c)) is None else got[key_of(c)] for c in gt.configs]
     if missing:
         space = grid_space(gt, extra=overrides)
         plan = StudyRun(space, root, "").plan()
         for c in missing:
-            v = first_objective(space, simulate_params(space, root, c, plan))
-            values[key_of(c)] = None if math.isnan(v) else v
+            out = simulate_params(space, root, c, plan)
+            v, ttft = first_objective(space, out), out.metrics.get("ttft_p99", math.nan) if out.ok else math.nan
+            for name, x in (("values", v), ("ttft_p99", ttft)):
+                cache.setdefault(name, {})[key_of(c)] = None if math.isnan(x) else x
         cache_path.write_text(json.dumps(cache, indent=0) + "\n")
-    return [math.nan if values[key_of(c)] is None else values[key_of(c)] for c in gt.configs]
+    return [math.nan if got[key_of(c)] is None else got[key_of(c)] for c in gt.configs]
+
+
+def real_ttft(path: Path, gt: GroundTruth) -> list[float] | None:
+    """Per configuration of ``gt``: the median p99 TTFT of its measured replays (NaN where none), from the
+    table's ttft_p99 column; None for a table written before it was kept."""
+    from groundtruth import key_of
+    from tuner.runtime.constraints import is_infra_failure
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "ttft_p99" not in rows[0]:
+        return None
+    seen: dict[str, list[float]] = {}
+    for r in rows:
+        if r["ok"] == "1" and r["ttft_p99"] not in ("", "nan") and not is_infra_failure(r["fail_class"]):
+            seen.setdefault(r["config"], []).append(float(r["ttft_p99"]))
+    return [statistics.median(seen[key_of(c)]) if key_of(c) in seen else math.nan for c in gt.configs]
+
+
+def ttft_fidelity(real: list[float], sims: list[float]) -> dict:
+    """The simulator's p99 TTFT against the measured one: mean and max relative error, Kendall's tau."""
+    from scipy.stats import kendalltau
+    both = [i for i, (s, t) in enumerate(zip(sims, real)) if not math.isnan(s) and not math.isnan(t)]
+    err = [abs(sims[i] - real[i]) / real[i] for i in both]
+    tau = kendalltau([sims[i] for i in both], [real[i] for i in both]).statistic if len(both) > 1 else math.nan
+    bias = statistics.median(sims[i] / real[i] for i in both) if both else math.nan
+    return {"n": len(both), "mean_err": statistics.fmean(err) if err else math.nan,
+            "max_err": max(err, default=math.nan), "tau": tau, "bias": bias}
 
 
 def fidelity(gt: GroundTruth, sims: list[float], regime: str | None = None) -> dict:
@@ -143,3 +176,8 @@ def report_fidelity(gt: GroundTruth, f: dict) -> None:
           f"{f['self_tau']:.3f}, the ceiling a simulator's tau is read against")
     table([f["regime"], "sim/real (median)", "spread (log)", "configs"],
           [[lv, r["bias"], r["spread"], r["n"]] for lv, r in f["regimes"].items()])
+
+
+def report_ttft(t: dict) -> None:
+    print(f"p99 TTFT, simulator vs measured (median of replays), {t['n']} configurations: error mean "
+          f"{t['mean_err']:.1%}, max {t['max_err']:.1%}; sim/real median {t['bias']:.2f}; Kendall tau {t['tau']:.3f}")

@@ -163,6 +163,27 @@ def test_the_tables_simulator_is_the_calibrated_profile_beside_it_and_its_cache_
     assert all(b > a for a, b in zip(shipped, slower) if not math.isnan(a))
 
 
+def test_the_simulators_p99_ttft_is_held_against_the_tables(tmp_path):
+    import tabular_fidelity
+    assert groundtruth.build(sim_table(), 2, None, None, tmp_path, seed=0) == 0
+    gt = tabular.load_table(tmp_path / "t.csv")
+    gt.meta["backend"] = "embedded"
+    real = tabular_fidelity.real_ttft(tmp_path / "t.csv", gt)
+    ok = [i for i, c in enumerate(gt.configs) if c["pa_config.num_blocks"] == 1024]
+    assert all(real[i] > 0 for i in ok) and all(math.isnan(r) for i, r in enumerate(real) if i not in ok)
+    sims = tabular_fidelity.sim_values(gt, groundtruth.ROOT, tmp_path, metric="ttft_p99")
+    # the same simulator on the same plan measured the table (backend=sim): its TTFT is the table's
+    assert all(math.isclose(sims[i], real[i], rel_tol=1e-6) for i in ok)
+    f = tabular_fidelity.ttft_fidelity(real, sims)
+    assert f["n"] == len(ok) and f["mean_err"] < 1e-6 and math.isclose(f["bias"], 1.0)
+    cached = json.loads((tmp_path / "t.sim.json").read_text())
+    assert set(cached["values"]) == set(cached["ttft_p99"])          # both kept from one simulation
+    assert tabular_fidelity.sim_values(gt, groundtruth.ROOT, tmp_path, compute=False, metric="ttft_p99") == sims
+    old = tmp_path / "old.csv"                                        # a table written before the column
+    old.write_text("config,ok,fail_class,total_time\n")
+    assert tabular_fidelity.real_ttft(old, gt) is None
+
+
 def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_counts(tmp_path, monkeypatch):
     """vLLM's launch is the slow part: a launch whose first replay's client fell behind still measures
     the configuration when its second kept up; a second replay whose client fell behind is a host row."""
