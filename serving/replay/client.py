@@ -32,13 +32,18 @@ __all__ = ["Replayer", "StopCondition", "replay", "open_session"]
 
 JSON = {"Content-Type": "application/json"}
 LAG_TICK = 0.01      # s between the loop-lag timer's wake-ups (100/s: a few ms of CPU per second)
+#: s a kept connection may idle and still be reused. Below every server's own keep-alive (uvicorn's,
+#: so vLLM's and llm-serving's, is 5 s): a connection the server closes while a request is being
+#: written on it fails that request (ServerDisconnectedError), and aiohttp's default is 15 s. Seen
+#: on real vLLM: a second replay of a 96-request burst, 1-2 s after the first, lost requests so.
+KEEPALIVE = 2.0
 
 
 def open_session() -> aiohttp.ClientSession:
     """An HTTP session for replays: keep-alive connections without a cap, and none of the per-request
     work a replay does not need (cookies; decompression, so no Accept-Encoding is offered either);
-    each request brings its own timeout."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=JSON,
+    each request brings its own timeout; a connection idle over ``KEEPALIVE`` is not reused."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE), headers=JSON,
                                  cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
                                  skip_auto_headers=("Accept-Encoding",))
 

@@ -131,3 +131,43 @@ def test_requests_offer_no_compression_the_client_would_not_undo():
                 [(0.0, TraceRequest(0, "ok", 3, 1))], deadline=10)
     (r,) = asyncio.run(go())
     assert r.ok and seen == [None]
+
+
+def test_a_connection_idle_past_keepalive_is_not_reused_so_a_server_closing_it_loses_no_request(monkeypatch):
+    """uvicorn (vLLM's server) closes a kept connection after 5 s idle; a request written on it as it
+    closes fails (ServerDisconnectedError: a real vLLM's second replay lost requests so). The server
+    here closes every connection it is sent a second request on, as if its keep-alive timer fired."""
+    from serving.replay import client
+    monkeypatch.setattr(client, "KEEPALIVE", 0.2)
+    seen: dict[int, int] = {}     # requests per connection (by the transport's client port)
+
+    async def closes_reused(request):
+        port = request.transport.get_extra_info("peername")[1]
+        seen[port] = seen.get(port, 0) + 1
+        if seen[port] > 1:
+            request.transport.close()
+            await asyncio.sleep(1)
+        return await stream_handler(request)
+
+    async def go(idle: float, handler):
+        plan = [(0.0, TraceRequest(0, "ok", 3, 1))]
+        async with serve({"/models/llama2/generate_stream": handler}) as url, client.open_session() as session:
+            rep = Replayer(url, LLMServingProtocol(), ReplayOptions(request_timeout=5))
+            first = await rep.run(plan, deadline=10, session=session)
+            await asyncio.sleep(idle)
+            return first + await rep.run(plan, deadline=10, session=session)
+
+    a, b = asyncio.run(go(0.5, closes_reused))      # idle past KEEPALIVE: a fresh connection
+    assert a.ok and b.ok and sorted(seen.values()) == [1, 1]
+    seen.clear()
+    a, b = asyncio.run(go(0.0, stream_handler_counting(seen)))   # back to back: the connection is kept
+    assert a.ok and b.ok and list(seen.values()) == [2]
+    assert client.KEEPALIVE < 5       # uvicorn's timeout_keep_alive (vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE)
+
+
+def stream_handler_counting(seen: dict[int, int]):
+    async def handler(request):
+        port = request.transport.get_extra_info("peername")[1]
+        seen[port] = seen.get(port, 0) + 1
+        return await stream_handler(request)
+    return handler
