@@ -198,8 +198,7 @@ def measure_launch(space, params: dict[str, Any], plan, run_dir: Path, replays: 
         served = extra.get("requests_failed", 1) / max(extra.get("requests", 1), 1) <= space.max_failed_fraction
         # as run_trial judges the first: a client that fell behind while the stack lived measured itself
         fail = CLIENT_OVERLOADED if extra["client_behind"] and alive else "" if served and alive else "replay_failed"
-        why = extra["client_behind"] if fail == CLIENT_OVERLOADED else "" if not fail else (
-            extra.get("errors") or ("the stack lost a process" if not alive else ""))
+        why = extra["client_behind"] if fail == CLIENT_OVERLOADED else extra["fail_detail"] if fail else ""
         rows.append(common | {"ok": int(not fail), "fail_class": fail,
                               "total_time": extra.get("total_time", ""), "utilisation": "",
                               "replay_s": round(extra["replay_s"], 3), "ttft_p99": extra.get("ttft_p99", ""),

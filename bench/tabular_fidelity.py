@@ -96,21 +96,23 @@ def real_ttft(path: Path, gt: GroundTruth) -> list[float] | None:
 
 def ttft_fidelity(real: list[float], sims: list[float]) -> dict:
     """The simulator's p99 TTFT against the measured one: mean and max relative error, Kendall's tau."""
-    from scipy.stats import kendalltau
     both = [i for i, (s, t) in enumerate(zip(sims, real)) if not math.isnan(s) and not math.isnan(t)]
-    err = [abs(sims[i] - real[i]) / real[i] for i in both]
-    tau = kendalltau([sims[i] for i in both], [real[i] for i in both]).statistic if len(both) > 1 else math.nan
     bias = statistics.median(sims[i] / real[i] for i in both) if both else math.nan
+    return agreement(sims, real, both) | {"bias": bias}
+
+
+def agreement(sims: list[float], truth: list[float], both: list[int]) -> dict:
+    """Over the configurations ``both`` name: how many, mean and max relative error, Kendall's tau."""
+    from scipy.stats import kendalltau
+    err = [abs(sims[i] - truth[i]) / truth[i] for i in both]
+    tau = kendalltau([sims[i] for i in both], [truth[i] for i in both]).statistic if len(both) > 1 else math.nan
     return {"n": len(both), "mean_err": statistics.fmean(err) if err else math.nan,
-            "max_err": max(err, default=math.nan), "tau": tau, "bias": bias}
+            "max_err": max(err, default=math.nan), "tau": tau}
 
 
 def fidelity(gt: GroundTruth, sims: list[float], regime: str | None = None) -> dict:
-    from scipy.stats import kendalltau
     truth = gt.medians
     both = [i for i, (s, t) in enumerate(zip(sims, truth)) if not math.isnan(s) and not math.isinf(t)]
-    err = [abs(sims[i] - truth[i]) / truth[i] for i in both]
-    tau = kendalltau([sims[i] for i in both], [truth[i] for i in both]).statistic if len(both) > 1 else math.nan
     opt, _ = gt.optimum
     ranked = [s for s in sims if not math.isnan(s)]
     # the optimum's rank among the simulator's values; where it ties others (a knob the simulator does not
@@ -119,8 +121,7 @@ def fidelity(gt: GroundTruth, sims: list[float], regime: str | None = None) -> d
     tied = sum(s == sims[opt] for s in ranked) if better is not None else 0
     mid = better + (tied + 1) / 2 if better is not None else None
     regime = regime or default_regime(gt)
-    return {"n": len(both), "mean_err": statistics.fmean(err) if err else math.nan, "max_err": max(err, default=math.nan),
-            "tau": tau, "opt_in_top5": mid is not None and mid <= 5, "opt_sim_rank": mid,
+    return {**agreement(sims, truth, both), "opt_in_top5": mid is not None and mid <= 5, "opt_sim_rank": mid,
             "opt_sim_ranks": (better + 1, better + tied) if better is not None else None,
             "regime": regime, "regimes": regimes(gt, sims, regime),
             "infeasible_disagree": sum(math.isnan(s) != math.isinf(t) for s, t in zip(sims, truth)),

@@ -196,11 +196,11 @@ def test_each_replay_of_a_launch_is_judged_for_its_client_and_one_that_kept_up_c
     params = {"model_config.decode_batch_size": 16, "pa_config.num_blocks": 1024}
     real = trial.run_trial(trial.TrialContext(space, groundtruth.ROOT, tmp_path / "r", plan), params, replays=2)
     assert real.ok and real.more_replays[0]["client_behind"] == ""     # judged, and it kept up
-    assert real.more_replays[0]["errors"] == ""
+    assert real.more_replays[0]["fail_detail"] == ""
     kept = pd.read_csv(tmp_path / "r" / "requests.1.csv")            # the second replay's records are kept too
     assert len(kept) == len(plan) and kept["done"].notna().all()
     second = {"requests": 10, "requests_failed": 0, "alive": 1.0, "total_time": 1.0, "replay_s": 1.0,
-              "errors": "HTTP 503: overloaded"}
+              "fail_detail": "HTTP 503: overloaded"}
     lag = "send lag p99 90 ms"
     for behind, failed, alive, want, why in (
             ("", 0, 1.0, ["client_overloaded", ""], ""),

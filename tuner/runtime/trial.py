@@ -166,15 +166,18 @@ def run_trial(ctx: TrialContext, params: dict[str, Any], stop: StopCondition | N
 def _replay_again(running, plan, opts: ReplayOptions, space: StudySpace, out: Path) -> dict[str, Any]:
     """Another replay of the plan on the running stack, its records kept in ``out``: its score, its
     seconds (``replay_s``), why its client fell behind (``client_behind``, "" when it kept up), judged
-    as the first replay's, and its requests' distinct errors (``errors``, "" when none failed)."""
+    as the first replay's, and what failed as the first replay's failure would say (``fail_detail``,
+    "" when no request failed and the stack lived)."""
     t = time.monotonic()
     result = running.replay(plan, opts, deadline=space.timeouts.replay)
     records_frame(result.records).to_csv(out, index=False)
     m = score(result.records, {}, result.read_lags)
-    errors = sorted({r.error for r in result.records if r.error})
-    return m | {"replay_s": time.monotonic() - t, "alive": float(running.alive()),
+    alive = running.alive()
+    failed = not alive or any(r.error for r in result.records)
+    return m | {"replay_s": time.monotonic() - t, "alive": float(alive),
                 "client_behind": behind(m, space.capacity, is_burst(plan)) or "",
-                "errors": "; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")}
+                "fail_detail": _classify_replay(result.records, alive, running.log_tail(), running.died)[1]
+                if failed else ""}
 
 
 def with_usage(running, metrics: dict[str, Any], usage: dict[str, float], phases: Phases) -> dict[str, Any]:
