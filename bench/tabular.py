@@ -10,7 +10,7 @@ true value, the median of its repeats, is within 2 % of the optimum (the best me
 the seeds: the median trials and machine-hours until the pick is within 2 % (counted up to
 ``--horizon``; "never" seeds are reported), and the pick's regret (true / optimum - 1) at 10, 20, 30
 trials. The methods are in bench/tabular_methods.py; the simulator's fidelity on the table in
-bench/tabular_fidelity.py.
+bench/tabular_fidelity.py; how surely the table knows its own optimum in bench/tabular_noise.py.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class GroundTruth:
     meta: dict
     configs: list[Params]
     runs: list[list[tuple[float, float]]]     # per configuration: (total_time or inf when failed, seconds)
+    launches: list[list[int]] | None = None   # per configuration: each run's launch (None: a launch each)
 
     @property
     def keys(self) -> list[str]:
@@ -64,6 +65,10 @@ class GroundTruth:
         i = min(range(len(med)), key=lambda j: med[j])
         return i, med[i]
 
+    def launch_ids(self, i: int) -> list[int]:
+        """Which launch each of configuration i's runs came from (replays of one launch share it)."""
+        return self.launches[i] if self.launches is not None else list(range(len(self.runs[i])))
+
     def index(self, params: Params) -> int:
         return self._index[json.dumps({k: params[k] for k in self.keys}, sort_keys=True)]
 
@@ -73,12 +78,14 @@ class GroundTruth:
     def measured_only(self) -> "GroundTruth":
         """The configurations measured at least once (a table cut short leaves some out)."""
         keep = [i for i, r in enumerate(self.runs) if r]
-        return replace(self, configs=[self.configs[i] for i in keep], runs=[self.runs[i] for i in keep])
+        return replace(self, configs=[self.configs[i] for i in keep], runs=[self.runs[i] for i in keep],
+                       launches=[self.launch_ids(i) for i in keep])
 
     def shuffled(self, seed: int) -> "GroundTruth":
         """The objective column permuted over the configurations: nothing left to learn from the knobs."""
         perm = np.random.default_rng(seed).permutation(len(self.runs))
-        return replace(self, name=self.name + " (shuffled)", runs=[self.runs[j] for j in perm])
+        return replace(self, name=self.name + " (shuffled)", runs=[self.runs[j] for j in perm],
+                       launches=[self.launch_ids(j) for j in perm])
 
 
 def load_table(path: Path, grid: dict[str, list] | None = None) -> GroundTruth:
@@ -88,7 +95,7 @@ def load_table(path: Path, grid: dict[str, list] | None = None) -> GroundTruth:
     meta["grid"] = {k: [x for x in v if x in grid[k]] if grid and k in grid else v for k, v in meta["grid"].items()}
     keys = list(meta["grid"])
     configs = [dict(zip(keys, vals)) for vals in _product([meta["grid"][k] for k in keys])]
-    gt = GroundTruth(meta["table"], meta, configs, [[] for _ in configs])
+    gt = GroundTruth(meta["table"], meta, configs, [[] for _ in configs], [[] for _ in configs])
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             params = {k: json.loads(row[k]) for k in keys}
@@ -96,7 +103,9 @@ def load_table(path: Path, grid: dict[str, list] | None = None) -> GroundTruth:
                 continue   # outside the grid asked for, or a launch the host failed (no figure of the config)
             ok = row["ok"] == "1" and row["total_time"] not in ("", "nan")
             cost = float(row["launch_s"]) + float(row["replay_s"])
-            gt.runs[gt.index(params)].append((float(row["total_time"]) if ok else INF, cost))
+            i = gt.index(params)
+            gt.runs[i].append((float(row["total_time"]) if ok else INF, cost))
+            gt.launches[i].append(int(row.get("launch") or len(gt.launches[i])))
     return gt
 
 
@@ -265,6 +274,8 @@ def main() -> int:
                   f"`tune calibrate` run into {args.table.with_suffix('.profile.yaml')})", file=sys.stderr)
             return 2
         print(f"table {gt.name}: {len(gt.configs)} configurations measured so far")
+    from tabular_noise import determination, report_determination
+    report_determination(gt, determination(gt, gt.optimum[0]))
     if sims is not None:
         report_fidelity(gt, fidelity(gt, sims))
         real = real_ttft(args.table, gt)

@@ -124,3 +124,29 @@ def test_the_tables_repeat_tau_is_its_noise_ceiling():
     noisy, _ = repeat_tau(flat)
     assert abs(noisy) < 0.3
     assert math.isnan(repeat_tau(make_table(repeats=1))[0])
+
+
+def test_the_table_says_how_surely_it_knows_its_optimum():
+    """A table whose optimum stands far above its noise decides it; a flat table of noise does not;
+    replays of one launch are one draw of the launch noise, not several."""
+    from tabular_noise import determination
+    steady = make_table(noise=0.001)
+    d = determination(steady, steady.optimum[0])
+    assert d.p_within > 0.99 and d.p_best[steady.optimum[0]] > 0.99 and d.launches_needed <= 2
+    # 1 % steps between configurations under 10 % noise: which is best, the table cannot tell
+    close = make_table()
+    rng = np.random.default_rng(1)
+    close.runs = [[(10 * (1 + 0.01 * (i % 16)) * (1 + 0.1 * rng.standard_normal()), 5.0) for _ in r]
+                  for i, r in enumerate(close.runs)]
+    d = determination(close, close.optimum[0])
+    assert d.p_within < 0.5 and max(d.p_best.values()) < 0.5 and d.launches_needed > 100
+    assert determination(close, close.optimum[0], seed=3) == determination(close, close.optimum[0], seed=3)
+    # two launches a configuration, two equal replays each: no replay noise, all of it the launch's
+    twice = make_table(noise=0.0, repeats=2)
+    twice.runs = [[(v * f, c) for v, c in r for f in (1.0, 1.0)] for r in twice.runs]
+    for r in twice.runs:
+        r[2:] = [(v * 1.1, c) for v, c in r[2:]]
+    twice.launches = [[0, 0, 1, 1] for _ in twice.runs]
+    d = determination(twice, twice.optimum[0])
+    assert d.replay_sd == 0.0 and abs(d.launch_sd - math.log(1.1) / math.sqrt(2)) < 1e-9
+    assert determination(make_table(repeats=1), 0) is None      # one launch each: no launch noise to read
