@@ -86,8 +86,9 @@ def report_determination(gt, d: Determination | None, top: int = 5) -> None:
     if d is None:
         print("the table's optimum: no configuration has two launches, so its launch noise is unknown")
         return
+    within = "one replay a launch" if math.isnan(d.replay_sd) else f"replays within a launch {d.replay_sd:.1%}"
     likely = ", ".join(f"{gt.configs[k]} {p:.0%}" for k, p in list(d.p_best.items())[:top])
-    print(f"how well the table decides its optimum: launch-to-launch noise {d.launch_sd:.1%} (log SD; replays "
-          f"within a launch {d.replay_sd:.1%}), {d.launches:g} launches per configuration; the table's optimum "
+    print(f"how well the table decides its optimum: launch-to-launch noise {d.launch_sd:.1%} (log SD; {within}), "
+          f"{d.launches:g} launches per configuration; the table's optimum "
           f"({opt:.3f} s) is within 2 % of the true best in {d.p_within:.0%} of draws; best in draws: {likely}; "
           f"launches per configuration for 2 % to stand at two standard errors: {d.launches_needed}")
