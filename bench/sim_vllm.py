@@ -16,11 +16,8 @@ configuration's VllmConfig and Scheduler is). Wall time is what the host's load 
 worker's CPU seconds are what it would take alone. The load average is printed with every
 figure: the host is shared.
 
-Measured 2026-12-06 on the 2-core host at load 7-21 (profile from one `tune calibrate`, 3 passes):
-against the median of 2-3 real runs per configuration (a configuration's own runs spread 6.5-38 s),
-total time -3.5 % to -19.7 %, mean |error| 15.6 %, Kendall tau 0.74 over the five; p99 TTFT mean
-|error| 54 % (the API process's queueing under load is not modelled: -91 % where nothing queues).
-The 1,500-request trace: 1.7-2.6 worker CPU s per configuration (3.2-5.0 s wall at load 7.5).
+Each run's output is kept in bench/results/sim_vllm-<UTC time>.txt (the command, commit and load).
+The surrogate's fidelity on a whole real-vLLM table: bench/tabular.py on bench/data/vllm_batching*.csv.
 """
 from __future__ import annotations
 
@@ -32,7 +29,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, table
+from _common import ROOT, run_recorded, table
 
 STUDY = "vllm_batching"
 CONFIGS = {   # diverse points of the space: the default, small and large batches, a tight pool, no chunking
@@ -152,6 +149,9 @@ def speed(args) -> None:
             done = [r.done for r in res.records if r.done is not None]
             rows.append([name, len(plan), res.steps, res.preemptions, max(done), wall, cpu, f"{os.getloadavg()[0]:.1f}"])
     table(["config", "requests", "steps", "preempted", "sim total s", "wall s", "worker CPU s", "load"], rows)
+    wall, cpu = max(r[5] for r in rows), max(r[6] for r in rows)
+    print(f"slowest configuration: {wall:.2f} s wall, {cpu:.2f} worker CPU s for {len(plan)} requests "
+          f"(goal < 5 s: {'MET' if wall < 5 else 'MISSED'}; load average {os.getloadavg()[0]:.2f})")
 
 
 def main() -> int:
@@ -171,4 +171,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("sim_vllm", main))

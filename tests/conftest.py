@@ -35,16 +35,26 @@ LONGEST = ("tests/bench/test_tabular.py::test_a_shuffled_objective",
 REAL_GROUPS = ("vllm_real", "llm_serving_real")
 
 
-def _rank(item) -> tuple[int, int]:
+def _rank(item, sharing: dict[str, int]) -> tuple[int, int, int, int]:
     group = item.get_closest_marker("xdist_group")
     name = (group.args[0] if group.args else group.kwargs.get("name")) if group else None
     if name in REAL_GROUPS:
-        return 0, REAL_GROUPS.index(name)
-    return 1, next((i for i, p in enumerate(LONGEST) if item.nodeid.startswith(p)), len(LONGEST))
+        # the tests sharing one vLLM (tests/serving/conftest.py) last, their modules kept whole (a module
+        # fixture is not made twice): that vLLM then never runs beside another launch of the worker
+        return 0, REAL_GROUPS.index(name), sharing.get(_module(item), -1), int("shared_vllm" in item.fixturenames)
+    return 1, next((i for i, p in enumerate(LONGEST) if item.nodeid.startswith(p)), len(LONGEST)), 0, 0
+
+
+def _module(item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=_rank)
+    sharing: dict[str, int] = {}      # module -> its place among the modules with a test sharing that vLLM
+    for i in items:
+        if "shared_vllm" in i.fixturenames:
+            sharing.setdefault(_module(i), len(sharing))
+    items.sort(key=lambda item: _rank(item, sharing))
 
 
 def pytest_terminal_summary(terminalreporter):

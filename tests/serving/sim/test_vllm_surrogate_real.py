@@ -1,8 +1,8 @@
 """The vLLM surrogate against real vLLM (the CPU build's scheduler, a tiny LLaMA, dummy weights).
 
 Skipped without TUNER_VLLM_PYTHON, failed under TUNER_REQUIRE_VLLM=1 (CI builds that venv).
-The worker imports vLLM once per module (~25 s on 2 busy cores); the fidelity test launches
-vLLM once (40-150 s): the calibration's requests and a trace replay on the same server."""
+The worker imports vLLM once per module (~25 s on 2 busy cores); the fidelity test replays the
+calibration's requests and a trace on one vLLM it shares with the peer-client test (tests/serving/conftest.py)."""
 import os
 from pathlib import Path
 
@@ -67,33 +67,27 @@ def test_vllms_scheduler_decides_each_step(worker, model, tmp_path):
     assert wide.preemptions == 0 and wide.steps < res.steps   # all twelve decode together
 
 
-def test_surrogate_total_time_agrees_with_a_real_run(python, model, worker, tmp_path):
-    """One launch: the calibration's requests, then 60 trace requests at 10/s; the profile fitted to
-    the first predicts the second's total time within TOLERANCE."""
-    cfg = base_config(model, tmp_path / "base.yaml")
-    options = VLLMOptions(python=python, device="cpu").model_dump()
-    counter = VLLMStack().token_counter(cfg, options)
+def test_surrogate_total_time_agrees_with_a_real_run(worker, shared_vllm):
+    """On one vLLM launched as `tune calibrate` launches it: the calibration's requests, then 60 trace
+    requests at 10/s; the profile fitted to the first predicts the second's total time within TOLERANCE."""
+    options, running, launched = shared_vllm.options, shared_vllm.running, shared_vllm.launched
+    counter = VLLMStack().token_counter(shared_vllm.base, options)
     plan = schedule(load_trace(ROOT / "traces/alpaca_like_1500.jsonl", counter=counter), 10, 6, 0)
-    running = cal.launch(cfg, options, tmp_path / "run", ready_timeout=300)
     reals = []
-    try:
-        obs = cal.measure(running, counter)
-        st, stats = fit_steptime(obs)
-        launched = tmp_path / "run" / "config.yaml"
-        blocks = pool_blocks(load_vllm_yaml(launched), VLLMOptions.model_validate(options), VllmProfile(st))
-        simulated = worker.simulate(engine_flags(launched), blocks, st, plan).records
-        sim = score(simulated)["total_time"]
-        # a host busier than the model was fitted under lengthens a real run and never shortens it (CI:
-        # 10.2 s at load 6.7 against 6.5 s simulated): a run off by more than the tolerance is run again,
-        # at most twice, and the fastest is compared
-        for _ in range(3):
-            measured = running.replay(plan, ReplayOptions(request_timeout=120)).records
-            assert all(r.ok for r in measured)
-            reals.append(score(measured)["total_time"])
-            if abs(sim / min(reals) - 1) <= TOLERANCE:
-                break
-    finally:
-        running.stop()
+    obs = cal.measure(running, counter)
+    st, stats = fit_steptime(obs)
+    blocks = pool_blocks(load_vllm_yaml(launched), VLLMOptions.model_validate(options), VllmProfile(st))
+    simulated = worker.simulate(engine_flags(launched), blocks, st, plan).records
+    sim = score(simulated)["total_time"]
+    # a host busier than the model was fitted under lengthens a real run and never shortens it (CI:
+    # 10.2 s at load 6.7 against 6.5 s simulated): a run off by more than the tolerance is run again,
+    # at most twice, and the fastest is compared
+    for _ in range(3):
+        measured = running.replay(plan, ReplayOptions(request_timeout=120)).records
+        assert all(r.ok for r in measured)
+        reals.append(score(measured)["total_time"])
+        if abs(sim / min(reals) - 1) <= TOLERANCE:
+            break
     print(f"real {reals} s, surrogate {sim:.2f} s, fit R^2 {stats['r2']:.3f}, load {os.getloadavg()[0]:.1f}")
     assert all(r.ok for r in simulated)
     assert abs(sim / min(reals) - 1) <= TOLERANCE, (sim, reals, st)

@@ -1,5 +1,6 @@
 """Our replay client against vLLM's own benchmark client (``vllm bench serve``): the same 50
-requests at a fixed rate, on one launched vLLM (CPU build, tiny LLaMA, dummy weights).
+requests at a fixed rate, on one launched vLLM (CPU build, tiny LLaMA, dummy weights: the vLLM the
+surrogate's fidelity test also replays on, tests/serving/conftest.py).
 
 The medians must agree within what CI's noise allows: the two clients run one after the other
 on 2 shared cores, where the server's own speed drifts between runs, so our client replays before
@@ -16,12 +17,10 @@ import sys
 
 import pytest
 
-from serving.config.render import render
 from serving.replay import ReplayOptions
-from serving.stacks import LaunchSpec, get_stack
+from serving.stacks import get_stack
 from serving.workload import Plan
 from tests.conftest import ROOT
-from tests.serving.stacks.vllm_model import make_tiny_llama, vllm_python
 from tuner.runtime.metrics import score
 from tuner.workload.trace import load_trace
 
@@ -55,34 +54,28 @@ def vllm_client(python, url, served, folder, dataset, out_dir):
     return json.loads((out_dir / "vllm.json").read_text())
 
 
-def test_our_client_and_vllms_agree_on_one_server(tmp_path):
-    python = vllm_python()
-    folder = make_tiny_llama(python, tmp_path / "tiny_llama")
-    stack = get_stack("vllm")
-    config = tmp_path / "config.yaml"
-    render(ROOT / "configs" / "vllm" / "tiny_llama.yaml", {"model": str(folder)}, config)
-    options = {"python": python, "device": "cpu"}
+def test_our_client_and_vllms_agree_on_one_server(tmp_path, shared_vllm):
+    python, folder, running = shared_vllm.python, shared_vllm.model, shared_vllm.running
     requests = load_trace(ROOT / "traces" / "alpaca_like_1500.jsonl",
-                          counter=stack.token_counter(config, options))[:N]
+                          counter=get_stack("vllm").token_counter(shared_vllm.base, shared_vllm.options))[:N]
     dataset = tmp_path / "requests.jsonl"
     dataset.write_text("".join(json.dumps({"prompt": r.prompt, "output_tokens": r.output_len}) + "\n"
                                for r in requests))
     opts = ReplayOptions(parameters={"do_sample": False}, request_timeout=120)
     ours, theirs, misses = [], [], []
-    with stack.launch(LaunchSpec(config, tmp_path / "run", 300, None, options)) as running:
-        running.replay(Plan([(0.0, r) for r in requests[:5]]), opts)   # warm-up, as vLLM's client does its own
-        plan = Plan([(i / RATE, r) for i, r in enumerate(requests)])
+    running.replay(Plan([(0.0, r) for r in requests[:5]]), opts)   # warm-up, as vLLM's client does its own
+    plan = Plan([(i / RATE, r) for i, r in enumerate(requests)])
+    ours.append(score(running.replay(plan, opts).records))
+    # vLLM's client between two of ours; again (at most TRIES times) when it falls outside them: on
+    # this 2-core VM the whole machine stops for up to seconds while vLLM runs (bench/host.py), and a
+    # stop inside one 10 s run moves its medians by more than any tolerance (CI: vLLM's TTFT p50
+    # 337 ms between ours of 85 and 133 ms). A disagreement that is the clients' own repeats.
+    for _ in range(TRIES):
+        theirs.append(vllm_client(python, running.url, running.protocol.model, folder, dataset, tmp_path))
         ours.append(score(running.replay(plan, opts).records))
-        # vLLM's client between two of ours; again (at most TRIES times) when it falls outside them: on
-        # this 2-core VM the whole machine stops for up to seconds while vLLM runs (bench/host.py), and a
-        # stop inside one 10 s run moves its medians by more than any tolerance (CI: vLLM's TTFT p50
-        # 337 ms between ours of 85 and 133 ms). A disagreement that is the clients' own repeats.
-        for _ in range(TRIES):
-            theirs.append(vllm_client(python, running.url, running.protocol.model, folder, dataset, tmp_path))
-            ours.append(score(running.replay(plan, opts).records))
-            misses = outside(ours[-2], ours[-1], theirs[-1])
-            if not misses:
-                break
+        misses = outside(ours[-2], ours[-1], theirs[-1])
+        if not misses:
+            break
     for run in ours:
         print(f"ours: {json.dumps({k: run[k] for k in ('requests_ok', 'tokens_out', *TOLERANCE)})}", file=sys.stderr)
         assert run["requests_ok"] == N
