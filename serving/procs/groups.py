@@ -43,7 +43,13 @@ def group_alive(pgid: int) -> bool:
     return bool(group_processes([pgid]))
 
 
-def end_group(pgid: int, grace: float = 5.0, kill_wait: float = 2.0, poll=None) -> bool:
+#: seconds a SIGKILLed group may take to be gone: a process of several GB (vLLM's KV pool) frees its pages
+#: as it exits, and on a 2-core host at load 12 that outlasted 2 s (CI: a vLLM group still listed); the wait
+#: ends as soon as the group is gone, so a quick exit costs nothing
+KILL_WAIT = 15.0
+
+
+def end_group(pgid: int, grace: float = 5.0, kill_wait: float = KILL_WAIT, poll=None) -> bool:
     """SIGTERM the group, SIGKILL what is left after ``grace`` seconds; True once none is alive.
 
     ``poll`` (e.g. ``Popen.poll``) reaps our own child while we wait, so it does not linger as
