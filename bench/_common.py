@@ -63,8 +63,8 @@ def run_recorded(name: str, main) -> int:
     import subprocess
 
     where = os.environ.get("TUNER_BENCH_RESULTS", str(ROOT / "bench" / "results"))
-    if where == "-":
-        return main() or 0
+    if where == "-" or {"-h", "--help"} & set(sys.argv[1:]):   # a usage text measures nothing
+        return _exit_code(main)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
@@ -78,7 +78,7 @@ def run_recorded(name: str, main) -> int:
         real = sys.stdout
         sys.stdout = _Tee(real, out)
         try:
-            rc = main() or 0
+            rc = _exit_code(main)
         finally:
             sys.stdout = real
             out.write(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
@@ -87,3 +87,11 @@ def run_recorded(name: str, main) -> int:
         return rc
     print(f"(kept in {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
     return rc
+
+
+def _exit_code(main) -> int:
+    """main()'s status, argparse's refusals (SystemExit 2) included, so a refused run keeps no file."""
+    try:
+        return main() or 0
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1

@@ -19,7 +19,8 @@ Part 2 (two more launches, same settings): ``vllm bench sweep serve_workload`` (
 then ``--sweep-iters`` - 2 Poisson request rates between their throughputs, one run each) and our
 capacity search (tuner/runtime/capacity.py, ``--requests`` per rate); the highest rate meeting
 ``--slo`` read from vLLM's curve and found by ours, with the requests and wall time each spent
-(each from its launch). Writes bench/results/peers-<UTC date>.json; prints the load average.
+(each from its launch). Writes bench/results/peers-<UTC date>.json, and keeps what it prints in
+bench/results/peers-<UTC time>.txt (run_recorded); prints the load average.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on sys.path)
-from _common import ROOT, median
+from _common import ROOT, median, run_recorded
 from _peer_clients import (FIGURES, LATENCIES, from_guidellm, from_vllm, run_guidellm, run_vllm_client, vllm_bench_argv,
                            write_dataset)
 from _peer_sweep import compare_capacity
@@ -223,4 +224,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_recorded("peers", main))

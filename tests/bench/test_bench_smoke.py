@@ -148,3 +148,12 @@ def test_host_bench_counts_stalls_per_core_and_the_ones_both_cores_share():
     out = subprocess.run([sys.executable, str(BENCH / "host.py"), "--seconds", "0.3"], capture_output=True, text=True,
                          timeout=60, env={**__import__("os").environ, "TUNER_BENCH_RESULTS": "-"})
     assert out.returncode == 0 and "idle" in out.stdout and "2 CPU burners" in out.stdout, out.stderr
+
+
+def test_a_refused_or_usage_run_keeps_no_result_file(results_in_tmp):
+    """argparse's refusal (status 2) and --help measure nothing: no file is kept for them."""
+    for argv, code in ((["--no-such-flag"], 2), (["--help"], 0)):
+        out = subprocess.run([sys.executable, str(BENCH / "sim_vllm.py"), *argv], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == code, (argv, out.stderr[-500:])
+        assert not list(results_in_tmp.glob("sim_vllm-*.txt")), argv
