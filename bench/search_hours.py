@@ -68,7 +68,6 @@ TABLES = ("llm_serving_pa_batching", "embedded_pa_batching")   # whose simulator
 def error_structure(data=ROOT / "bench" / "data") -> dict | None:
     """The simulator's measured error per regime on the first ground-truth table there is (None: no table).
     Read only: the simulator's values come from the table's cache (bench/tabular.py writes it)."""
-    from dataclasses import replace
     from tabular import load_table
     from tabular_fidelity import fidelity, sim_values
     for name in TABLES:
@@ -77,7 +76,7 @@ def error_structure(data=ROOT / "bench" / "data") -> dict | None:
             gt = load_table(path).measured_only()
             sims = sim_values(gt, ROOT, data, compute=False)
             keep = [i for i, v in enumerate(sims) if not math.isnan(v)]
-            gt = replace(gt, configs=[gt.configs[i] for i in keep], runs=[gt.runs[i] for i in keep])
+            gt = gt.subset(keep)
             sims = [sims[i] for i in keep]
             if len(keep) < 2:
                 continue

@@ -75,11 +75,14 @@ class GroundTruth:
     def __post_init__(self):
         self._index = {json.dumps(c, sort_keys=True): i for i, c in enumerate(self.configs)}
 
-    def measured_only(self) -> "GroundTruth":
-        """The configurations measured at least once (a table cut short leaves some out)."""
-        keep = [i for i, r in enumerate(self.runs) if r]
+    def subset(self, keep: list[int]) -> "GroundTruth":
+        """Only the configurations ``keep`` names, each with its runs and their launches."""
         return replace(self, configs=[self.configs[i] for i in keep], runs=[self.runs[i] for i in keep],
                        launches=[self.launch_ids(i) for i in keep])
+
+    def measured_only(self) -> "GroundTruth":
+        """The configurations measured at least once (a table cut short leaves some out)."""
+        return self.subset([i for i, r in enumerate(self.runs) if r])
 
     def shuffled(self, seed: int) -> "GroundTruth":
         """The objective column permuted over the configurations: nothing left to learn from the knobs."""

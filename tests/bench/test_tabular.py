@@ -150,3 +150,11 @@ def test_the_table_says_how_surely_it_knows_its_optimum():
     d = determination(twice, twice.optimum[0])
     assert d.replay_sd == 0.0 and abs(d.launch_sd - math.log(1.1) / math.sqrt(2)) < 1e-9
     assert determination(make_table(repeats=1), 0) is None      # one launch each: no launch noise to read
+
+
+def test_a_subset_keeps_each_configurations_launches_with_it():
+    gt = make_table(repeats=2)
+    gt.launches = [[7 * i, 7 * i + 1] for i in range(len(gt.runs))]
+    sub = gt.subset([5, 2])
+    assert sub.configs == [gt.configs[5], gt.configs[2]] and sub.runs == [gt.runs[5], gt.runs[2]]
+    assert sub.launches == [[35, 36], [14, 15]] and sub.index(gt.configs[2]) == 1
