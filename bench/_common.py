@@ -90,8 +90,9 @@ def run_recorded(name: str, main) -> int:
 
 
 def _exit_code(main) -> int:
-    """main()'s status, argparse's refusals (SystemExit 2) included, so a refused run keeps no file."""
+    """main()'s status, argparse's refusals (SystemExit 2) included, so a refused run keeps no file; a
+    SystemExit's code read as Python reads it (None: 0, a message: 1)."""
     try:
         return main() or 0
     except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
+        return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1

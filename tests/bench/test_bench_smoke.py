@@ -157,3 +157,14 @@ def test_a_refused_or_usage_run_keeps_no_result_file(results_in_tmp):
                              timeout=120)
         assert out.returncode == code, (argv, out.stderr[-500:])
         assert not list(results_in_tmp.glob("sim_vllm-*.txt")), argv
+
+
+def test_a_benchs_exit_status_is_read_as_python_reads_it():
+    from _common import _exit_code
+
+    def leaving(code):
+        def main():
+            raise SystemExit(code)
+        return main
+    assert [_exit_code(leaving(c)) for c in (None, 0, 2, "a message")] == [0, 0, 2, 1]
+    assert _exit_code(lambda: None) == 0 and _exit_code(lambda: 3) == 3
