@@ -40,7 +40,7 @@ def _rank(item, sharing: dict[str, int]) -> tuple[int, int, int, int]:
     name = (group.args[0] if group.args else group.kwargs.get("name")) if group else None
     if name in REAL_GROUPS:
         # the tests sharing one vLLM (tests/serving/conftest.py) last, their modules kept whole (a module
-        # fixture is not made twice): that vLLM then never runs beside another launch of the worker
+        # fixture is not made twice): that vLLM is then up beside no other real-vLLM launch of the worker
         return 0, REAL_GROUPS.index(name), sharing.get(_module(item), -1), int("shared_vllm" in item.fixturenames)
     return 1, next((i for i, p in enumerate(LONGEST) if item.nodeid.startswith(p)), len(LONGEST)), 0, 0
 

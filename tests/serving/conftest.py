@@ -23,7 +23,7 @@ def shared_vllm(tmp_path_factory):
     """One real vLLM, launched as `tune calibrate` launches it (its settings on the tiny LLaMA), for the
     tests that only replay on a vLLM (the surrogate's fidelity, the peer clients): vLLM's start is most of
     such a test's time on 2 cores. tests/conftest.py runs its users last in their group, so it is up beside
-    no other launch of that worker."""
+    no other real-vLLM launch of that worker; it stays up, idle, until the worker's session ends."""
     from serving.config.render import render
     from serving.stacks import vllm_sim_calibrate as cal
     from serving.stacks.vllm import VLLMOptions
